@@ -1,0 +1,64 @@
+"""The exception tree: one root, configuration errors, and request outcomes."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConcurrencyLimitExceeded",
+    "ConfigError",
+    "MatrixSyntaxError",
+    "ModelNotFound",
+    "ModelUnloaded",
+    "RouterShutdown",
+    "RoutingError",
+    "SwapFailed",
+    "SwapcoreError",
+]
+
+
+class SwapcoreError(Exception):
+    """Root of every error swapcore raises on purpose."""
+
+
+class ConfigError(SwapcoreError, ValueError):
+    """Invalid configuration; the message names the offending set, group or key."""
+
+
+class MatrixSyntaxError(ConfigError):
+    """A swap-matrix DSL expression that does not parse or resolve.
+
+    ``set_name`` is the set whose expression is wrong; ``position`` is the
+    0-based character offset of the problem in that expression, or None when
+    the problem has no single position (an empty expression, a cycle).
+    """
+
+    def __init__(self, message: str, *, set_name: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.set_name = set_name
+        self.position = position
+
+
+class RoutingError(SwapcoreError):
+    """The outcome of a request that could not be served."""
+
+
+class ModelNotFound(RoutingError, LookupError):
+    """The requested model is not handled by this router (HTTP 404)."""
+
+
+class ConcurrencyLimitExceeded(RoutingError):
+    """The model already has as many admitted requests as its limit allows (HTTP 429)."""
+
+
+class SwapFailed(RoutingError):
+    """The swap that would have served the request failed (HTTP 502).
+
+    The process error is attached as ``__cause__``.
+    """
+
+
+class ModelUnloaded(RoutingError):
+    """The model was unloaded while the request waited for it."""
+
+
+class RouterShutdown(RoutingError):
+    """The router is shutting down and serves no more requests (HTTP 503)."""
