@@ -1,0 +1,1 @@
+"""The swap-matrix DSL compiler and solver."""
