@@ -1,0 +1,256 @@
+"""Check a :class:`~swapcore.SwapPlanner` against the contract the scheduler relies on.
+
+Like ``trio.testing.check_one_way_stream``, these helpers test *your*
+implementation of a swapcore seam. :func:`planner_violations` checks one
+call and needs nothing but the standard library; :func:`check_planner`
+drives the planner with hypothesis-generated requests over your models.
+
+The contract of ``eviction_for(target, running)``, one rule per label used
+in the messages:
+
+- ``returns a sequence``: a sequence of model ids (not a string, not a set);
+- ``subset of running``: every model it names is in ``running``;
+- ``never the target``: it does not contain ``target``;
+- ``no duplicates``: it names each model once;
+- ``deterministic``: the same arguments give the same answer (no hook
+  called in between);
+- ``stable result``: a result it returned does not change afterwards;
+- ``no mutation``: ``running`` is left as it was;
+- ``no logging``: it emits no ``logging`` record (it runs speculatively for
+  every queued request on every queue drain; log in ``on_swap_start``);
+- ``no exception``: it does not raise for a known target and running set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import cast
+
+import attrs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from swapcore.planners.base import SwapPlanner
+
+__all__ = ["check_planner", "planner_violations"]
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def _recording_logs() -> Iterator[list[logging.LogRecord]]:
+    """Record every log record that reaches the root logger, whatever its level.
+
+    Lowers the root level and lifts ``logging.disable`` for the duration, then
+    restores both; records of loggers with ``propagate=False`` or their own
+    level set above the record's stay unseen.
+    """
+    root = logging.getLogger()
+    recorder = _Recorder()
+    old_level, old_disable = root.level, root.manager.disable
+    root.addHandler(recorder)
+    root.setLevel(logging.NOTSET)
+    logging.disable(logging.NOTSET)
+    try:
+        yield recorder.records
+    finally:
+        root.removeHandler(recorder)
+        root.setLevel(old_level)
+        logging.disable(old_disable)
+
+
+def _describe(record: logging.LogRecord) -> str:
+    return f"{record.levelname} {record.name}: {record.getMessage()}"
+
+
+def planner_violations(planner: SwapPlanner, target: str, running: Sequence[str]) -> list[str]:
+    """Check one ``planner.eviction_for(target, running)`` call against the contract.
+
+    Calls ``eviction_for`` twice, each time with a fresh list copy of
+    ``running``, while recording the ``logging`` root. Returns one message per
+    broken rule, each starting with the rule's label (see the module
+    docstring); an empty list means the call honours the contract. Never
+    raises for a misbehaving planner; the planner's hooks are not called.
+    A result that changes only when *other* arguments are asked later
+    (``stable result``) needs a sequence of calls: :func:`check_planner`
+    checks that.
+    """
+    return _check_call(planner, target, running).violations
+
+
+@attrs.frozen
+class _Call:
+    """One checked call: what it broke, and its result as returned and as copied then."""
+
+    violations: list[str]
+    result: Sequence[str] | None = None
+    copy: tuple[str, ...] = ()
+
+    def changed(self) -> bool:
+        return self.result is not None and tuple(self.result) != self.copy
+
+
+def _check_call(planner: SwapPlanner, target: str, running: Sequence[str]) -> _Call:
+    expected = tuple(running)
+    violations: list[str] = []
+    results: list[tuple[object, tuple[object, ...] | None]] = []  # (result, copy at return)
+    mutated = False
+    with _recording_logs() as records:
+        for _ in range(2):
+            argument = list(expected)
+            try:
+                result = planner.eviction_for(target, argument)
+            except Exception as exc:
+                violations.append(f"no exception: raised {type(exc).__name__}: {exc}")
+                return _Call(violations)
+            if argument != list(expected) and not mutated:
+                mutated = True
+                violations.append(
+                    f"no mutation: changed running from {list(expected)!r} to {argument!r}"
+                )
+            results.append((result, tuple(result) if _is_sequence(result) else None))
+
+    (first, evict), (_, again) = results
+    if evict is None or not _is_sequence(first):
+        violations.append(
+            f"returns a sequence: returned {type(first).__name__} {first!r}, "
+            "not a sequence of model ids"
+        )
+        return _Call(violations)
+    call = _Call(violations, cast("Sequence[str]", first), cast("tuple[str, ...]", evict))
+    if again != evict:
+        shown = list(again) if again is not None else again
+        violations.append(
+            f"deterministic: returned {list(evict)!r}, then {shown!r} for the same arguments"
+        )
+    if call.changed():
+        violations.append(
+            f"stable result: the result {list(evict)!r} changed to {list(call.result or ())!r} "
+            "after a later call"
+        )
+    foreign = [m for m in evict if m not in expected]
+    if foreign:
+        violations.append(f"subset of running: named {foreign!r}, which are not running")
+    if target in evict:
+        violations.append(f"never the target: the result contains the target {target!r}")
+    duplicates = list(dict.fromkeys(m for m in evict if evict.count(m) > 1))
+    if duplicates:
+        violations.append(f"no duplicates: named {duplicates!r} more than once")
+    if records:
+        violations.append(
+            f"no logging: logged {len(records)} record(s) in 2 calls, "
+            f"first: {_describe(records[0])!r}"
+        )
+    return call
+
+
+def _is_sequence(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+
+
+def _format_failure(
+    planner: SwapPlanner, target: str, running: Sequence[str], violations: list[str]
+) -> str:
+    lines = [
+        f"{type(planner).__name__} breaks the SwapPlanner contract in "
+        f"eviction_for({target!r}, {list(running)!r}):",
+        *(f"  - {violation}" for violation in violations),
+    ]
+    return "\n".join(lines)
+
+
+def check_planner(
+    planner: SwapPlanner | Callable[[], SwapPlanner],
+    models: Iterable[str],
+    *,
+    max_examples: int = 200,
+    exercise_hooks: bool = True,
+) -> None:
+    """Drive a planner with generated requests and assert the ``eviction_for`` contract.
+
+    ``planner`` is a :class:`~swapcore.SwapPlanner`, or a zero-argument
+    factory returning a fresh one per example (use a factory when the planner
+    keeps state, so that a failure replays the same way while hypothesis
+    shrinks it). ``models`` are the model ids to draw targets and running
+    sets from. Each example asks for a few (target, running) pairs in turn
+    and checks each call with :func:`planner_violations`; with
+    ``exercise_hooks`` it also calls ``on_swap_start(target, running)`` and
+    ``on_serve(target, now)`` after some calls, as a router would after a real
+    swap, so state-dependent planners are checked in many states.
+
+    Raises ``AssertionError`` naming the broken rules and the call's
+    arguments (hypothesis reports the shrunk example), or when a hook
+    raises. Raises ``ValueError`` for an empty ``models``. Runs hypothesis
+    with ``max_examples`` examples and no deadline; do not call it from
+    inside another ``@given`` test.
+    """
+    if isinstance(models, str):
+        raise ValueError("models must be a collection of model ids, not a string")
+    model_ids = list(dict.fromkeys(models))
+    if not model_ids:
+        raise ValueError("check_planner needs at least one model id")
+    make_planner: Callable[[], SwapPlanner]
+    if isinstance(planner, SwapPlanner):
+        fixed = planner
+        make_planner = lambda: fixed  # noqa: E731
+    else:
+        make_planner = planner
+
+    model = st.sampled_from(model_ids)
+    call = st.tuples(
+        model,
+        st.lists(model, unique=True, max_size=len(model_ids)),
+        st.booleans() if exercise_hooks else st.just(False),
+    )
+
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(calls=st.lists(call, min_size=1, max_size=8))
+    def run(calls: list[tuple[str, list[str], bool]]) -> None:
+        subject = make_planner()
+        earlier: list[tuple[str, list[str], _Call]] = []
+        for now, (target, running, swap) in enumerate(calls):
+            call = _check_call(subject, target, running)
+            # The scheduler keeps the evict set of a swap in flight while it asks
+            # about other requests: an answer must not change under its feet.
+            for old_target, old_running, old in earlier:
+                if old.changed():
+                    call.violations.append(
+                        f"stable result: the result {list(old.copy)!r} of "
+                        f"eviction_for({old_target!r}, {old_running!r}) changed to "
+                        f"{list(old.result or ())!r} after this call"
+                    )
+                    break
+            if call.violations:
+                raise AssertionError(_format_failure(subject, target, running, call.violations))
+            earlier.append((target, running, call))
+            if swap:
+                _call_hook(subject, target, list(running), float(now))
+
+    run()
+
+
+def _call_hook(planner: SwapPlanner, target: str, running: list[str], now: float) -> None:
+    """Tell the planner a swap to ``target`` started and served, as a router would."""
+    hook = "on_swap_start"
+    try:
+        planner.on_swap_start(target, running)
+        hook = "on_serve"
+        planner.on_serve(target, now)
+    except Exception as exc:
+        raise AssertionError(
+            f"{type(planner).__name__}.{hook} raised {type(exc).__name__}: {exc} "
+            f"(target {target!r}, running {running!r})"
+        ) from exc
