@@ -1,0 +1,53 @@
+"""Load llama-swap's ``config.yaml`` and build a router from it.
+
+::
+
+    from swapcore.config import build_router, load_config
+
+    config = load_config("config.yaml")      # GatewayConfig; config.warnings lists ignored keys
+    async with build_router(config) as router:
+        await router.preload(*config.preload)
+        ...
+
+Reading YAML needs PyYAML (the ``config`` extra); :func:`parse_config`
+validates an already-parsed mapping without it. See docs/config.md for the
+supported keys, the macro rules and the differences from llama-swap.
+"""
+
+from swapcore.config.build import (
+    build_planner,
+    build_processes,
+    build_router,
+    build_scheduler_factory,
+    router_kwargs,
+)
+from swapcore.config.demo import DEMO_VARIANTS, demo_config, demo_yaml
+from swapcore.config.loader import KNOWN_SCHEDULERS, load_config, parse_config
+from swapcore.config.schema import (
+    GatewayConfig,
+    MatrixConfig,
+    ModelConfig,
+    PeerConfig,
+    RoutingConfig,
+    SwapcoreSettings,
+)
+
+__all__ = [
+    "DEMO_VARIANTS",
+    "KNOWN_SCHEDULERS",
+    "GatewayConfig",
+    "MatrixConfig",
+    "ModelConfig",
+    "PeerConfig",
+    "RoutingConfig",
+    "SwapcoreSettings",
+    "build_planner",
+    "build_processes",
+    "build_router",
+    "build_scheduler_factory",
+    "demo_config",
+    "demo_yaml",
+    "load_config",
+    "parse_config",
+    "router_kwargs",
+]

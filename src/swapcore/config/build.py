@@ -1,0 +1,133 @@
+"""Turn a :class:`GatewayConfig` into the objects a gateway runs.
+
+:func:`build_router` wires everything; the smaller builders let an embedding
+gateway take only the parts it wants (say, the planner with its own
+processes). Nothing here starts a process or a task: the router starts
+processes on demand once it runs, and the caller preloads
+``config.preload`` (``await router.preload(*config.preload)``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from swapcore.config.schema import GatewayConfig
+from swapcore.planners.base import SwapPlanner
+from swapcore.planners.groups import GroupPlanner
+from swapcore.scheduling.effects import SchedulerFactory
+
+if TYPE_CHECKING:
+    from swapcore.adapters.subprocess import SubprocessProcess
+    from swapcore.router import BaseRouter
+
+__all__ = [
+    "build_planner",
+    "build_processes",
+    "build_router",
+    "build_scheduler_factory",
+    "router_kwargs",
+]
+
+
+def build_planner(config: GatewayConfig) -> SwapPlanner:
+    """Return the eviction policy the configuration selects.
+
+    ``group`` routing gives a :class:`~swapcore.GroupPlanner` over the
+    configured groups (every other model joins ``"(default)"``); ``matrix``
+    routing gives a :class:`~swapcore.planners.matrix.MatrixPlanner` over the
+    compiled sets with the configured ``evict_costs``.
+    """
+    matrix = config.routing.matrix
+    if config.routing.router == "matrix" and matrix is not None:
+        from swapcore.matrix import MatrixSolver, compile_matrix
+        from swapcore.planners.matrix import MatrixPlanner
+
+        program = compile_matrix(matrix.sets, vars=matrix.vars, models=list(config.models))
+        return MatrixPlanner(MatrixSolver(program, matrix.evict_costs))
+    return GroupPlanner(config.routing.groups, models=config.models)
+
+
+def build_processes(config: GatewayConfig, **process_kwargs: Any) -> dict[str, SubprocessProcess]:
+    """Return one :class:`~swapcore.adapters.subprocess.SubprocessProcess` per model.
+
+    Each gets the model's expanded ``cmd``, ``cmdStop``, ``proxy``,
+    ``checkEndpoint``, ``env`` and assigned port. ``process_kwargs`` (for
+    example ``health_interval`` or ``on_state_change``) go to every process.
+    """
+    from swapcore.adapters.subprocess import SubprocessProcess
+
+    return {
+        model.id: SubprocessProcess(
+            name=model.id,
+            cmd=model.cmd,
+            port=model.port,
+            proxy=model.proxy,
+            check_endpoint=model.check_endpoint,
+            env=dict(model.env),
+            cmd_stop=model.cmd_stop or None,
+            **process_kwargs,
+        )
+        for model in config.models.values()
+    }
+
+
+def build_scheduler_factory(config: GatewayConfig) -> SchedulerFactory:
+    """Return the scheduler factory: ``FIFOScheduler`` with the configured settings.
+
+    Priorities come from ``routing.scheduler.settings.fifo.priority``,
+    concurrency limits from each model's ``concurrencyLimit``, the default
+    limit and ``max_wait`` from the ``swapcore:`` section.
+    """
+    from swapcore.scheduling.fifo import FIFOScheduler
+
+    limits = {
+        model.id: model.concurrency_limit
+        for model in config.models.values()
+        if model.concurrency_limit is not None
+    }
+    return functools.partial(
+        FIFOScheduler,
+        priority=dict(config.routing.priority),
+        concurrency_limits=limits,
+        default_concurrency_limit=config.swapcore.default_concurrency_limit,
+        max_wait=config.swapcore.max_wait,
+    )
+
+
+def router_kwargs(config: GatewayConfig) -> dict[str, Any]:
+    """Return the :class:`~swapcore.router.BaseRouter` timing keyword arguments.
+
+    ``swap_timeout`` is ``healthCheckTimeout``; ``unload_timeout`` maps each
+    model to its resolved ``unloadTimeout``; ``idle_ttl`` maps each model
+    whose resolved ``ttl`` (``globalTTL`` when unset) is above 0 to it, or is
+    None when no model unloads on idle.
+    """
+    idle_ttl = {model.id: model.ttl for model in config.models.values() if model.ttl > 0}
+    return {
+        "swap_timeout": config.health_check_timeout,
+        "unload_timeout": {model.id: model.unload_timeout for model in config.models.values()},
+        "idle_ttl": idle_ttl or None,
+    }
+
+
+def build_router(config: GatewayConfig, **overrides: Any) -> BaseRouter:
+    """Return a :class:`~swapcore.router.BaseRouter` for the configuration (not started).
+
+    ``overrides`` replace any constructor argument: ``processes`` (for
+    example fakes in tests), ``planner``, ``scheduler``, ``swap_timeout``,
+    ``unload_timeout``, ``idle_ttl``, ``on_event``. Use the router with
+    ``async with`` and preload ``config.preload`` once it runs.
+    """
+    from swapcore.router import BaseRouter
+
+    processes = overrides.pop("processes", None)
+    planner = overrides.pop("planner", None)
+    scheduler = overrides.pop("scheduler", None)
+    kwargs = {**router_kwargs(config), **overrides}
+    return BaseRouter(
+        processes if processes is not None else build_processes(config),
+        planner if planner is not None else build_planner(config),
+        scheduler=scheduler if scheduler is not None else build_scheduler_factory(config),
+        **kwargs,
+    )

@@ -1,0 +1,334 @@
+"""Load llama-swap's ``config.yaml`` into a validated :class:`GatewayConfig`.
+
+Policy:
+
+- Every problem is a :class:`~swapcore.ConfigError` whose message starts with
+  the key path (``models.qwen.ttl: must be >= 0``). Independent problems are
+  collected and raised together, one per line; a lone matrix DSL error keeps
+  its :class:`~swapcore.MatrixSyntaxError` type and position.
+- A key swapcore does not implement (``logLevel``, ``models.*.filters``, ...)
+  or does not know is never fatal and never silently dropped: it becomes a
+  warning naming its key path, in ``GatewayConfig.warnings``.
+- A key with an empty value (``ttl:``) takes its default.
+
+PyYAML is imported only when YAML text is read: :func:`parse_config` works
+on any mapping without it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from swapcore.config._models import RawModel, check_aliases, expand_model, macro_entries, read_model
+from swapcore.config._reader import MAX_PORT, Reader, kind
+from swapcore.config._routing import KNOWN_SCHEDULERS, read_routing
+from swapcore.config._yaml import parse_yaml, read_source
+from swapcore.config.macros import expand, join_path, resolve_macros, substitute_env, unknown_macros
+from swapcore.config.schema import (
+    DEFAULT_CONCURRENCY_LIMIT,
+    DEFAULT_HEALTH_CHECK_TIMEOUT,
+    DEFAULT_START_PORT,
+    DEFAULT_UNLOAD_TIMEOUT,
+    MIN_HEALTH_CHECK_TIMEOUT,
+    GatewayConfig,
+    ModelConfig,
+    PeerConfig,
+    SwapcoreSettings,
+)
+from swapcore.errors import ConfigError
+
+__all__ = ["KNOWN_SCHEDULERS", "load_config", "parse_config"]
+
+# Keys swapcore reads, and keys llama-swap documents that swapcore ignores with
+# a warning. Anything else is an unknown key (a warning too, worded differently
+# so a typo is easy to spot).
+_TOP = frozenset(
+    {
+        "healthCheckTimeout",
+        "startPort",
+        "macros",
+        "models",
+        "groups",
+        "matrix",
+        "routing",
+        "hooks",
+        "apiKeys",
+        "peers",
+        "globalTTL",
+        "unloadTimeout",
+        "sendLoadingState",
+        "includeAliasesInList",
+        "swapcore",
+    }
+)
+_TOP_UNSUPPORTED = frozenset(
+    {
+        "logLevel",
+        "logTimeFormat",
+        "logToStdout",
+        "logRequests",
+        "metricsMaxInMemory",
+        "captureBuffer",
+        "store",
+        "ui",
+        "performance",
+        "upstream",
+        "profiles",
+        "selectors",
+        "scheduling",
+    }
+)
+_PEER = frozenset({"proxy", "apiKey", "models"})
+_PEER_UNSUPPORTED = frozenset({"filters", "timeouts", "tailcatKey"})
+_SWAPCORE = frozenset({"scheduler", "max_wait", "default_concurrency_limit"})
+
+
+def _preload(
+    r: Reader, root: Mapping[str, Any], models: Collection[str], aliases: Mapping[str, str]
+) -> list[str]:
+    hooks = r.mapping(root.get("hooks"), "hooks") or {}
+    r.keys(hooks, "hooks", ("on_startup",))
+    startup = r.mapping(hooks.get("on_startup"), "hooks.on_startup") or {}
+    r.keys(startup, "hooks.on_startup", ("preload",), ("profile",))
+    path = "hooks.on_startup.preload"
+    preload: list[str] = []
+    for index, name in enumerate(r.string_list(startup.get("preload"), path)):
+        name = name.strip()
+        if not name:
+            continue  # llama-swap skips blank entries
+        model = name if name in models else aliases.get(name)
+        if model is None:
+            r.error(f"{path}[{index}]", f"unknown model '{name}'")
+        elif model not in preload:
+            preload.append(model)
+    return preload
+
+
+def _api_keys(r: Reader, root: Mapping[str, Any]) -> list[str]:
+    keys = []
+    for index, key in enumerate(r.string_list(root.get("apiKeys"), "apiKeys")):
+        if not key:
+            r.error(f"apiKeys[{index}]", "must not be empty")
+        elif any(c.isspace() for c in key):
+            r.error(f"apiKeys[{index}]", "must not contain spaces")
+        else:
+            keys.append(key)
+    return keys
+
+
+def _peers(
+    r: Reader,
+    root: Mapping[str, Any],
+    global_macros: dict[str, Any] | None,
+    models: Collection[str],
+    aliases: Mapping[str, str],
+) -> dict[str, PeerConfig]:
+    peers: dict[str, PeerConfig] = {}
+    # Peer and model names may both contain '/': "<peer>/<model>" must still
+    # name exactly one peer model (llama-swap checks the same).
+    qualified_names: dict[str, str] = {}
+    for name, value in (r.mapping(root.get("peers"), "peers") or {}).items():
+        path = join_path("peers", name)
+        if not name.strip():
+            r.error("peers", "peer names must not be empty")
+            continue
+        raw = r.mapping(value, path)
+        if raw is None:
+            if value is None:
+                r.error(path, "must be a mapping with proxy and models")
+            continue
+        r.keys(raw, path, _PEER, _PEER_UNSUPPORTED)
+        fields = {}
+        for key in ("proxy", "apiKey"):
+            text = r.string(raw.get(key), f"{path}.{key}", "")
+            if global_macros is not None:
+                try:
+                    text = expand(text, global_macros, path=f"{path}.{key}")
+                except ConfigError as exc:
+                    r.errors.append(exc)
+            for macro in unknown_macros(text)[:1]:
+                r.error(f"{path}.{key}", f"unknown macro '${{{macro}}}'")
+            fields[key] = text
+        if not fields["proxy"]:
+            r.error(f"{path}.proxy", "required")
+        else:
+            r.url(fields["proxy"], f"{path}.proxy")
+        peer_models = r.string_list(raw.get("models"), f"{path}.models")
+        if not peer_models and raw.get("models") in (None, []):
+            r.error(f"{path}.models", "must list at least one model")
+        for index, model in enumerate(dict.fromkeys(peer_models)):
+            qualified = f"{name}/{model}"
+            where = f"{path}.models[{index}]"
+            if qualified in models or qualified in aliases:
+                r.error(where, f"'{qualified}' is also a local model id or alias")
+            elif qualified_names.setdefault(qualified, where) != where:
+                r.error(where, f"'{qualified}' also names {qualified_names[qualified]}")
+        if fields["proxy"]:
+            peers[name] = PeerConfig(
+                name=name,
+                proxy=fields["proxy"],
+                api_key=fields["apiKey"],
+                models=tuple(dict.fromkeys(peer_models)),
+            )
+    return peers
+
+
+def _swapcore(r: Reader, root: Mapping[str, Any]) -> SwapcoreSettings:
+    section = r.mapping(root.get("swapcore"), "swapcore") or {}
+    r.keys(section, "swapcore", _SWAPCORE)
+    scheduler = r.string(section.get("scheduler"), "swapcore.scheduler", "fifo")
+    if scheduler not in KNOWN_SCHEDULERS:
+        r.error("swapcore.scheduler", f"unknown scheduler '{scheduler}' (valid: fifo)")
+        scheduler = "fifo"
+    max_wait = section.get("max_wait")
+    return SwapcoreSettings(
+        scheduler=scheduler,
+        max_wait=None
+        if max_wait is None
+        else r.number(max_wait, "swapcore.max_wait", 0, minimum=0),
+        default_concurrency_limit=r.integer(
+            section.get("default_concurrency_limit"),
+            "swapcore.default_concurrency_limit",
+            DEFAULT_CONCURRENCY_LIMIT,
+            minimum=1,
+        ),
+    )
+
+
+def _globals(r: Reader, root: Mapping[str, Any]) -> dict[str, Any]:
+    timeout = r.number(
+        root.get("healthCheckTimeout"), "healthCheckTimeout", DEFAULT_HEALTH_CHECK_TIMEOUT
+    )
+    if timeout < MIN_HEALTH_CHECK_TIMEOUT:
+        r.warn(
+            "healthCheckTimeout",
+            f"{timeout:g} is below the minimum of {MIN_HEALTH_CHECK_TIMEOUT:g} seconds, "
+            f"using {MIN_HEALTH_CHECK_TIMEOUT:g}",
+        )
+        timeout = MIN_HEALTH_CHECK_TIMEOUT
+    return {
+        "health_check_timeout": timeout,
+        "start_port": r.integer(
+            root.get("startPort"), "startPort", DEFAULT_START_PORT, minimum=1, maximum=MAX_PORT
+        ),
+        "global_ttl": r.number(root.get("globalTTL"), "globalTTL", 0, minimum=0),
+        # llama-swap: an unloadTimeout of 0 means the default.
+        "unload_timeout": r.number(root.get("unloadTimeout"), "unloadTimeout", 0, minimum=0)
+        or DEFAULT_UNLOAD_TIMEOUT,
+        "send_loading_state": r.boolean(root.get("sendLoadingState"), "sendLoadingState", False),
+        "include_aliases_in_list": r.boolean(
+            root.get("includeAliasesInList"), "includeAliasesInList", False
+        ),
+    }
+
+
+def parse_config(
+    data: object, *, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Validate a llama-swap configuration already parsed into Python objects.
+
+    ``env`` supplies ``${env.NAME}`` values (default: ``os.environ``).
+    ``source`` names the configuration in messages and in the result.
+    Returns a :class:`GatewayConfig` whose ``warnings`` list every ignored
+    key. Raises :class:`~swapcore.ConfigError` (nothing else) listing every
+    problem found, one per line, each starting with its key path; a single
+    matrix DSL error is raised as :class:`~swapcore.MatrixSyntaxError`.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of settings, got {kind(data)}"
+        )
+    r = Reader()
+    document = substitute_env(data, os.environ if env is None else env, r.errors)
+    root = r.mapping(document, source) or {}
+    r.keys(root, "", _TOP, _TOP_UNSUPPORTED)
+    gw = _globals(r, root)
+
+    global_entries = macro_entries(r, root.get("macros"), "macros")
+    try:
+        global_macros: dict[str, Any] | None = resolve_macros(global_entries, path="macros")
+    except ConfigError as exc:
+        r.errors.append(exc)
+        global_macros = None
+
+    raw_models: dict[str, RawModel] = {}
+    readable: set[str] = set()  # read without errors: safe to expand
+    declared = r.mapping(root.get("models"), "models") or {}
+    for model_id, value in declared.items():
+        path = join_path("models", model_id)
+        if not model_id.strip():
+            r.error("models", "model ids must not be empty")
+            continue
+        errors_before = len(r.errors)
+        model = read_model(r, model_id, value, path, gw)
+        if model is not None:
+            raw_models[model_id] = model
+            if len(r.errors) == errors_before:
+                readable.add(model_id)
+    aliases = check_aliases(r, raw_models)
+    model_ids = [m for m in declared if m.strip()]
+
+    # Ports go to the models whose cmd uses ${PORT}, in sorted id order, as in
+    # llama-swap: adding a model can shift the ports of models sorted after it.
+    built: dict[str, ModelConfig] = {}
+    next_port = gw["start_port"]
+    for model_id in sorted(readable):
+        errors_before = len(r.errors)
+        config, took_port = expand_model(r, raw_models[model_id], global_entries, next_port)
+        next_port += took_port
+        if config is not None and len(r.errors) == errors_before:
+            built[model_id] = config
+
+    routing = read_routing(r, root, model_ids, aliases)
+    preload = _preload(r, root, model_ids, aliases)
+    api_keys = _api_keys(r, root)
+    peers = _peers(r, root, global_macros, model_ids, aliases)
+    swapcore = _swapcore(r, root)
+    if root.get("models") in (None, {}) and not root.get("peers"):
+        r.error("models", "at least one model is required")
+
+    # A broken global macro is reported once per model that uses it: keep one.
+    errors = list({str(exc): exc for exc in r.errors}.values())
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigError("\n".join(str(exc) for exc in errors))
+    return GatewayConfig(
+        models={m: built[m] for m in declared if m in built},
+        routing=routing,
+        peers=peers,
+        api_keys=api_keys,
+        preload=preload,
+        swapcore=swapcore,
+        warnings=r.warnings,
+        source=source,
+        **gw,
+    )
+
+
+def load_config(
+    path_or_text: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> GatewayConfig:
+    """Load a llama-swap ``config.yaml`` from a file or from YAML text.
+
+    A :class:`os.PathLike` is always a file. A ``str`` is YAML text when it
+    contains a newline; otherwise it is a file path when such a file exists
+    or when it ends in ``.yaml``/``.yml``, and YAML text otherwise.
+    ``source`` overrides the name used in messages (default: the path, or
+    ``<string>``). Needs PyYAML (the ``config`` extra).
+
+    Raises :class:`~swapcore.ConfigError` for an unreadable file, a YAML
+    error (naming file, line and column), an empty document, a root that is
+    not a mapping, and every problem :func:`parse_config` finds.
+    """
+    text, name = read_source(path_or_text)
+    name = source or name
+    data = parse_yaml(text, name)
+    if data is None:
+        raise ConfigError(f"{name}: the configuration is empty")
+    return parse_config(data, source=name, env=env)
