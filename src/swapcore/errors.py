@@ -8,6 +8,7 @@ __all__ = [
     "MatrixSyntaxError",
     "ModelNotFound",
     "ModelUnloaded",
+    "RouterNotRunning",
     "RouterShutdown",
     "RoutingError",
     "SwapFailed",
@@ -62,3 +63,12 @@ class ModelUnloaded(RoutingError):
 
 class RouterShutdown(RoutingError):
     """The router is shutting down and serves no more requests (HTTP 503)."""
+
+
+class RouterNotRunning(SwapcoreError, RuntimeError):
+    """The router was used outside its ``async with`` block (a programming error).
+
+    Raised by ``acquire``, ``unload`` and ``preload`` before the router was
+    entered, and when entering a router a second time. Once shutdown has
+    begun the same calls raise :class:`RouterShutdown` instead.
+    """

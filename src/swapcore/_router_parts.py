@@ -1,0 +1,153 @@
+"""The router's records: lease, snapshots, the caller's ticket, swaps and unloads.
+
+Internal to :mod:`swapcore.router`, which re-exports the public names
+(:class:`Lease`, :class:`RouterSnapshot`, :class:`ModelSnapshot`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+from swapcore.events import UnloadReason
+from swapcore.process import Process, ProcessState
+from swapcore.scheduling.requests import Request
+
+if TYPE_CHECKING:
+    from swapcore.router import BaseRouter
+
+__all__ = ["Lease", "ModelSnapshot", "RouterSnapshot"]
+
+
+@attrs.frozen
+class Lease:
+    """A granted request: ``model`` is yours to use through ``process`` until the block exits.
+
+    While the lease is held the model counts as in flight, and no swap
+    stops it (an explicit ``unload`` or a crash still can).
+    """
+
+    model: str
+    process: Process
+
+
+@attrs.frozen
+class ModelSnapshot:
+    """One model in a :class:`RouterSnapshot`.
+
+    ``state``: the process state as the router reports it (``STOPPING`` as
+    soon as the router has committed to stopping it); ``queued``: requests
+    waiting with no swap to the model in flight; ``waiting``: requests
+    waiting on the swap to the model in flight; ``in_flight``: granted
+    leases not yet released; ``swapping``: a swap to the model is in flight.
+    """
+
+    state: ProcessState
+    queued: int
+    waiting: int
+    in_flight: int
+    swapping: bool
+
+
+@attrs.frozen
+class RouterSnapshot:
+    """What the router knows at one instant, computed from its own records.
+
+    ``models`` maps every handled model to its :class:`ModelSnapshot` (a
+    fresh dict); ``queue`` lists the ``(request id, model)`` of queued
+    requests in queue order (last reported positions, then arrival order).
+    The router derives it from the requests it submitted and has not seen
+    resolved, its grants and its swap tasks, so it works with any scheduler.
+    """
+
+    models: Mapping[str, ModelSnapshot]
+    queue: tuple[tuple[int, str], ...]
+
+
+# Ticket status: submitted and unresolved; granted (counted in flight);
+# released; gone (cancelled, or the grant found the caller gone); failed.
+PENDING, GRANTED, RELEASED, GONE, FAILED = range(5)
+
+
+class Ticket(asyncio.Future[Lease]):
+    """The future one caller awaits; cancelling it withdraws the request at once.
+
+    ``asyncio.Task.cancel()`` cancels the future its task awaits, so a caller
+    cancelled while waiting reaches :meth:`cancel` synchronously: the router
+    learns of it before any later event, and the scheduler can never start a
+    swap for a request whose caller is gone.
+    """
+
+    __slots__ = ("granted", "on_position", "position", "request", "router", "status")
+
+    def __init__(
+        self,
+        router: BaseRouter,
+        request: Request,
+        on_position: Callable[[int], object] | None,
+    ) -> None:
+        super().__init__(loop=router._loop)
+        self.router = router
+        self.request = request
+        self.on_position = on_position
+        self.position: int | None = None
+        self.status = PENDING
+        self.granted = (
+            ""  # the model granted (the request's model unless a scheduler says otherwise)
+        )
+
+    def cancel(self, msg: object = None) -> bool:
+        """Cancel the wait; a request still pending is withdrawn from the scheduler."""
+        if not super().cancel(msg):
+            return False
+        if self.status == PENDING:
+            self.router._post(self.router._on_cancel_event, self)
+        return True
+
+
+@attrs.define(eq=False, slots=True)
+class Swap:
+    """One swap the router runs: stop ``evict`` in parallel, then make ``model`` ready."""
+
+    model: str
+    evict: tuple[str, ...]
+    started: float
+    after: list[asyncio.Future[None]]  # committed stops of `model` that must begin first
+    task: asyncio.Task[None] | None = None
+    reported: bool = False  # swap-done already given to the scheduler
+
+
+@attrs.define(eq=False, slots=True)
+class Unload:
+    """One unload (explicit, idle TTL): stops ``models`` in timeout groups, shorter first."""
+
+    models: tuple[str, ...]
+    groups: list[tuple[float, tuple[str, ...]]]
+    reason: UnloadReason
+    begun: dict[str, asyncio.Future[None]]  # per model: resolved when its stop begins
+    done: asyncio.Future[BaseException | None]  # resolved when stopped, with the first error
+    task: asyncio.Task[None] | None = None
+
+
+def group_timeouts(
+    models: tuple[str, ...], timeout: float | None, timeout_of: Callable[[str], float]
+) -> list[tuple[float, tuple[str, ...]]]:
+    """Group ``models`` by stop timeout, shorter first; an explicit timeout makes one group."""
+    if timeout is not None:
+        return [(timeout, models)] if models else []
+    groups: dict[float, list[str]] = {}
+    for model in models:
+        groups.setdefault(timeout_of(model), []).append(model)
+    return [(t, tuple(groups[t])) for t in sorted(groups)]
+
+
+async def stop_quietly(process: Process, timeout: float) -> BaseException | None:
+    """Stop ``process``; return its error instead of raising (no unretrieved task errors)."""
+    try:
+        await process.stop(timeout)
+    except Exception as exc:
+        return exc
+    return None

@@ -1,0 +1,267 @@
+"""Swaps, unloads, idle TTL and shutdown: the router's side effects.
+
+Internal layer of :class:`swapcore.router.BaseRouter`. Swap, stop and
+unload tasks do I/O only; whatever they learn comes back through the run
+loop as an event (``_post``), so the records stay one-writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from swapcore._router_parts import Swap, Unload, group_timeouts, stop_quietly
+from swapcore._router_state import (
+    CLOSED,
+    CLOSING,
+    RUNNING,
+    RUNNING_STATES,
+    _RouterState,
+    clock,
+    log,
+)
+from swapcore.errors import ModelUnloaded, RouterShutdown
+from swapcore.events import ModelsUnloaded, SwapFinished, SwapStarted, UnloadReason
+
+__all__: list[str] = []
+
+
+class _SwapDriver(_RouterState):
+    """Runs swaps (stop the evict set, then ``ensure_ready``), unloads, TTLs and shutdown."""
+
+    def _start_swap(self, model: str, evict_seq: Sequence[str]) -> None:
+        evict = tuple(evict_seq)
+        if model in self._swaps:
+            raise RuntimeError(f"scheduler started a second swap to {model!r}")
+        after = [
+            fut
+            for unload in self._unloads
+            if (fut := unload.begun.get(model)) is not None and not fut.done()
+        ]
+        swap = Swap(model, evict, clock(), after)
+        self._swaps[model] = swap
+        if self._ttl_handles:
+            for name in (model, *evict):
+                handle = self._ttl_handles.pop(name, None)
+                if handle is not None:
+                    handle.cancel()
+        log.info("swap to %r started (evicting %s)", model, ", ".join(evict) or "nothing")
+        if self._on_event is not None:
+            self._emit(SwapStarted(swap.started, model, evict))
+        swap.task = self._spawn(self._run_swap(swap))
+
+    async def _run_swap(self, swap: Swap) -> None:
+        """Stop the evict set in parallel, then ``ensure_ready`` (never "if stopped: start")."""
+        error: BaseException | None = None
+        try:
+            if swap.evict:
+                stops = [
+                    self._spawn(stop_quietly(self._processes[m], self._unload_timeout_of(m)))
+                    for m in swap.evict
+                ]
+                await asyncio.wait(stops)
+                error = next((e for t in stops if (e := t.result()) is not None), None)
+            if error is None:
+                for begun in swap.after:  # a committed stop must begin before we start
+                    await asyncio.wait((begun,))
+                await self._processes[swap.model].ensure_ready(self._swap_timeout)
+        except asyncio.CancelledError as exc:
+            if not swap.reported:  # not cancelled by the router itself
+                self._post(self._on_swap_done_event, (swap, exc))
+            raise
+        except Exception as exc:
+            error = exc
+        self._post(self._on_swap_done_event, (swap, error))
+
+    def _on_swap_done_event(self, done: tuple[Swap, BaseException | None]) -> None:
+        swap, error = done
+        if swap.reported:
+            return  # an unload or shutdown abandoned it and told the scheduler already
+        swap.reported = True
+        model = swap.model
+        if self._swaps.get(model) is swap:
+            del self._swaps[model]
+        self._swap_finished(swap, None if error is None else _describe(error))
+        self._scheduler.on_swap_done(model, error)
+        if self._idle_ttl:
+            self._maybe_arm_ttl(model)
+
+    def _abandon_swap(self, swap: Swap, why: str) -> None:
+        """Cancel a swap task (unload, shutdown); the caller informs the scheduler."""
+        swap.reported = True
+        del self._swaps[swap.model]
+        if swap.task is not None:
+            swap.task.cancel()
+        self._swap_finished(swap, why)
+
+    def _swap_finished(self, swap: Swap, error: str | None) -> None:
+        now = clock()
+        duration = now - swap.started
+        if error is None:
+            log.info("swap to %r finished in %.3fs", swap.model, duration)
+        else:
+            log.info("swap to %r failed after %.3fs: %s", swap.model, duration, error)
+        if self._on_event is not None:
+            for model in (swap.model, *swap.evict):
+                self._seen[model] = self._processes[model].state
+            self._emit(SwapFinished(now, swap.model, swap.evict, duration, error))
+
+    def _new_unload(
+        self, models: tuple[str, ...], timeout: float | None, reason: UnloadReason
+    ) -> Unload:
+        assert self._loop is not None
+        groups = group_timeouts(models, timeout, self._unload_timeout_of)
+        return Unload(models, groups, reason, {}, self._loop.create_future())
+
+    def _on_unload_event(self, unload: Unload) -> None:
+        if self._status != RUNNING:
+            unload.done.set_result(RouterShutdown("the router is shutting down"))
+            return
+        self._begin_unload(unload)
+
+    def _begin_unload(self, unload: Unload) -> None:
+        """Release the models' requests, cancel swaps to them, commit to stopping them."""
+        assert self._loop is not None
+        models = unload.models
+        self._unloads.add(unload)
+        self._scheduler.on_unload(models)
+        for model in models:
+            swap = self._swaps.get(model)
+            if swap is not None:
+                self._abandon_swap(swap, f"model {model!r} was unloaded")
+                self._scheduler.on_swap_done(
+                    model, ModelUnloaded(f"model {model!r} was unloaded during its swap")
+                )
+            handle = self._ttl_handles.pop(model, None)
+            if handle is not None:
+                handle.cancel()
+            self._stopping[model] = self._stopping.get(model, 0) + 1
+            unload.begun[model] = self._loop.create_future()
+        unload.task = self._spawn(self._run_unload(unload))
+
+    async def _run_unload(self, unload: Unload) -> None:
+        first_error: BaseException | None = None
+        for timeout, group in unload.groups:
+            stops = [self._spawn(stop_quietly(self._processes[m], timeout)) for m in group]
+            for model in group:  # after the stop tasks exist: they run first
+                unload.begun[model].set_result(None)
+            await asyncio.wait(stops)
+            for model, task in zip(group, stops, strict=True):
+                error = task.result()
+                if error is not None:
+                    log.error("stopping %r (%s) failed: %s", model, unload.reason, error)
+                    first_error = first_error or error
+            self._post(self._on_group_stopped_event, group)
+        self._post(self._on_unload_done_event, (unload, first_error))
+
+    def _on_group_stopped_event(self, group: tuple[str, ...]) -> None:
+        stopping = self._stopping
+        for model in group:
+            count = stopping[model] - 1
+            if count:
+                stopping[model] = count
+            else:
+                del stopping[model]
+
+    def _on_unload_done_event(self, done: tuple[Unload, BaseException | None]) -> None:
+        unload, error = done
+        self._unloads.discard(unload)
+        if not unload.done.done():
+            unload.done.set_result(error)
+        if self._on_event is not None:
+            for model in unload.models:
+                self._seen[model] = self._processes[model].state
+            self._emit(ModelsUnloaded(clock(), unload.models, unload.reason))
+        if self._status == RUNNING:
+            self._scheduler.on_unload_done(unload.models)
+
+    def _maybe_arm_ttl(self, model: str) -> None:
+        """Arm the idle timer of an idle, running model with a TTL (re-arming it)."""
+        ttl = self._idle_ttl.get(model)
+        if (
+            ttl is None
+            or self._status != RUNNING
+            or model in self._in_flight
+            or model in self._waiting
+            or model in self._swaps
+            or model in self._stopping
+            or self._processes[model].state not in RUNNING_STATES
+        ):
+            return
+        assert self._loop is not None
+        old = self._ttl_handles.pop(model, None)
+        if old is not None:
+            old.cancel()
+        generation = self._activity.get(model, 0)
+        self._ttl_handles[model] = self._loop.call_later(
+            ttl, self._post, self._on_ttl_event, (model, generation)
+        )
+
+    def _on_ttl_event(self, fired: tuple[str, int]) -> None:
+        model, generation = fired
+        if generation != self._activity.get(model, 0):
+            return  # a request arrived since: this timer is stale
+        self._ttl_handles.pop(model, None)
+        if (
+            self._status != RUNNING
+            or model in self._in_flight
+            or model in self._waiting
+            or model in self._swaps
+            or model in self._stopping
+            or any(model in swap.evict for swap in self._swaps.values())
+            or self._processes[model].state not in RUNNING_STATES
+        ):
+            return
+        log.info("unloading %r: idle for %ss", model, self._idle_ttl[model])
+        self._begin_unload(self._new_unload((model,), None, "ttl"))
+
+    async def _close(self, timeout: float | None) -> None:
+        self._post(self._on_shutdown_event, RouterShutdown("the router is shutting down"))
+        stops = {
+            model: self._spawn(
+                stop_quietly(
+                    process, self._unload_timeout_of(model) if timeout is None else timeout
+                )
+            )
+            for model, process in self._processes.items()
+        }
+        if stops:
+            await asyncio.wait(stops.values())
+        for model, task in stops.items():
+            error = task.result()
+            if error is not None:
+                log.error("stopping %r at shutdown failed: %s", model, error)
+        while self._tasks:  # nothing of ours outlives the router
+            leftovers = tuple(self._tasks)
+            for task in leftovers:
+                task.cancel()
+            await asyncio.wait(leftovers)
+        for unload in self._unloads:
+            if not unload.done.done():
+                unload.done.set_result(RouterShutdown("the router shut down during the unload"))
+        self._unloads.clear()
+        await self._stop_run_loop()
+        self._status = CLOSED
+        log.info("router shut down")
+        if self._on_event is not None:
+            self._emit(ModelsUnloaded(clock(), tuple(self._processes), "shutdown"))
+
+    def _on_shutdown_event(self, error: RouterShutdown) -> None:
+        self._status = CLOSING
+        for handle in self._ttl_handles.values():
+            handle.cancel()
+        self._ttl_handles.clear()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        for swap in list(self._swaps.values()):
+            self._abandon_swap(swap, "the router shut down")
+        self._scheduler.on_shutdown(error)
+        for ticket in list(self._pending.values()):  # whatever the scheduler left
+            self._forget(ticket)
+            self._fail_ticket(ticket, error)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

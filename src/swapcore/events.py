@@ -1,0 +1,134 @@
+"""Events a :class:`~swapcore.BaseRouter` reports to its ``on_event`` callback.
+
+Every event is a small frozen attrs class deriving from :class:`RouterEvent`;
+``at`` is the ``time.monotonic()`` value when the router emitted it. The
+router builds events only when an ``on_event`` callback is set, calls the
+callback from its run loop (one event at a time, in order), and logs and
+ignores any exception the callback raises.
+
+For one request, exactly one of :class:`RequestGranted`,
+:class:`RequestRejected` and :class:`RequestCancelled` is emitted, possibly
+after one :class:`RequestQueued`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import attrs
+
+from swapcore.errors import RoutingError
+from swapcore.process import ProcessState
+
+__all__ = [
+    "ModelsUnloaded",
+    "ProcessStateChanged",
+    "RequestCancelled",
+    "RequestGranted",
+    "RequestQueued",
+    "RequestRejected",
+    "RouterEvent",
+    "SwapFinished",
+    "SwapStarted",
+    "UnloadReason",
+]
+
+UnloadReason = Literal["unload", "ttl", "shutdown"]
+"""Why models were unloaded: an explicit ``unload()``, an idle TTL, or shutdown."""
+
+
+def _as_tuple(models: Sequence[str]) -> tuple[str, ...]:
+    return tuple(models)
+
+
+@attrs.frozen
+class RouterEvent:
+    """Base class of every router event; ``at`` is the monotonic emission time."""
+
+    at: float
+
+
+@attrs.frozen
+class SwapStarted(RouterEvent):
+    """A swap to ``model`` started: ``evict`` stops first (in parallel), then ``model`` loads."""
+
+    model: str
+    evict: tuple[str, ...] = attrs.field(converter=_as_tuple)
+
+
+@attrs.frozen
+class SwapFinished(RouterEvent):
+    """A swap to ``model`` ended after ``duration`` seconds.
+
+    ``error`` is None on success, else a one-line description of the failure
+    (the process error, or the unload or shutdown that cancelled the swap).
+    """
+
+    model: str
+    evict: tuple[str, ...] = attrs.field(converter=_as_tuple)
+    duration: float
+    error: str | None
+
+
+@attrs.frozen
+class RequestQueued(RouterEvent):
+    """The scheduler queued request ``request_id`` at 1-based ``position``.
+
+    Emitted once per request, when it first receives a position; later
+    position changes go to the request's ``on_position`` callback only.
+    """
+
+    model: str
+    request_id: int
+    position: int
+
+
+@attrs.frozen
+class RequestGranted(RouterEvent):
+    """Request ``request_id`` was handed ``model`` after ``waited`` seconds."""
+
+    model: str
+    request_id: int
+    waited: float
+
+
+@attrs.frozen
+class RequestRejected(RouterEvent):
+    """Request ``request_id`` failed with ``error`` (the exception its caller receives)."""
+
+    model: str
+    request_id: int
+    error: RoutingError
+
+
+@attrs.frozen
+class RequestCancelled(RouterEvent):
+    """The caller of request ``request_id`` left before it was granted."""
+
+    model: str
+    request_id: int
+
+
+@attrs.frozen
+class ProcessStateChanged(RouterEvent):
+    """The router observed ``model``'s process move from ``old`` to ``new`` on its own.
+
+    Only changes the router did not cause are reported (a crash, an operator
+    stopping the server): the router compares the process state with the
+    last state it saw when a request for the model arrives and when a lease
+    on it is released, while no swap, unload or TTL of its own touches the
+    model.
+    """
+
+    model: str
+    old: ProcessState
+    new: ProcessState
+
+
+@attrs.frozen
+class ModelsUnloaded(RouterEvent):
+    """``models`` were stopped by an ``unload()``, an idle TTL, or shutdown."""
+
+    models: tuple[str, ...] = attrs.field(converter=_as_tuple)
+    reason: UnloadReason

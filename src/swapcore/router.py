@@ -1,0 +1,455 @@
+"""BaseRouter: the asyncio driver that runs a scheduler against real processes.
+
+The router owns the processes, the swap tasks and the timers; the scheduler
+(sans-IO) owns the decisions. Every state change happens in the router's
+run-loop task, one event at a time: callers, swap tasks and timers post
+events; the task runs each handler to completion before the next. There are
+no locks, and a handler that posts an event (a user callback cancelling a
+task, say) only queues it. See ``docs/router.md``.
+
+Layers: ``_router_parts`` (records), ``_router_state`` (fields, run loop),
+``_router_swaps`` (swaps, unloads, TTL, shutdown), and this module (the
+public API, requests and grants).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+
+from typing_extensions import Self
+
+from swapcore._router_parts import (
+    GONE,
+    GRANTED,
+    PENDING,
+    RELEASED,
+    Lease,
+    ModelSnapshot,
+    RouterSnapshot,
+    Ticket,
+)
+from swapcore._router_state import CLOSED, NEW, RUNNING, clock, log, positive
+from swapcore._router_swaps import _SwapDriver
+from swapcore.errors import ModelNotFound, RouterNotRunning, RouterShutdown, RoutingError
+from swapcore.events import (
+    RequestCancelled,
+    RequestGranted,
+    RequestQueued,
+    RequestRejected,
+    RouterEvent,
+)
+from swapcore.planners.base import SwapPlanner
+from swapcore.process import Process
+from swapcore.scheduling.effects import Effects, SchedulerFactory
+from swapcore.scheduling.requests import Request
+
+__all__ = ["BaseRouter", "Lease", "ModelSnapshot", "RouterNotRunning", "RouterSnapshot"]
+
+for _public in (Lease, ModelSnapshot, RouterSnapshot):
+    _public.__module__ = __name__  # defined in _router_parts; documented here
+
+
+class _RouterEffects:
+    """The router's ``Effects``, as bound methods: the scheduler calls them directly."""
+
+    __slots__ = (
+        "grant_error",
+        "grant_serve",
+        "model_state",
+        "report_position",
+        "running_models",
+        "start_swap",
+    )
+
+    def __init__(self, router: BaseRouter) -> None:
+        self.model_state = router.model_state
+        self.running_models = router.running_models
+        self.start_swap = router._start_swap
+        self.grant_serve = router._grant_serve
+        self.grant_error = router._grant_error
+        self.report_position = router._report_position
+
+
+class _Acquisition:
+    """``router.acquire(...)``: waits for a grant on entry, releases it on exit."""
+
+    __slots__ = ("_model", "_on_position", "_priority", "_router", "_ticket")
+
+    def __init__(
+        self,
+        router: BaseRouter,
+        model: str,
+        priority: int | None,
+        on_position: Callable[[int], object] | None,
+    ) -> None:
+        self._router = router
+        self._model = model
+        self._priority = priority
+        self._on_position = on_position
+        self._ticket: Ticket | None = None
+
+    async def __aenter__(self) -> Lease:
+        if self._ticket is not None:
+            raise RuntimeError("an acquire() context can be entered only once")
+        router = self._router
+        ticket = router._submit(self._model, self._priority, self._on_position)
+        self._ticket = ticket
+        try:
+            return await ticket
+        except asyncio.CancelledError:
+            # Granted, but cancelled before we resumed: give the grant back.
+            if ticket.status == GRANTED:
+                router._release(ticket)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        ticket = self._ticket
+        if ticket is not None and ticket.status == GRANTED:
+            self._router._release(ticket)
+
+
+class BaseRouter(_SwapDriver):
+    """Route requests to model processes: swap, collate and serve, one event at a time.
+
+    ``processes`` maps each handled model to its :class:`~swapcore.Process`;
+    ``planner`` decides evictions; ``scheduler`` builds the scheduler
+    (default :class:`~swapcore.scheduling.fifo.FIFOScheduler`; use
+    ``functools.partial`` for its options). ``swap_timeout`` is passed to
+    ``ensure_ready``; ``unload_timeout`` (one value, or per model with 10 s
+    for the rest) to ``stop``; ``idle_ttl`` unloads a model after that many
+    seconds with nothing in flight or waiting (0 or absent: never).
+    ``on_event`` receives :class:`~swapcore.events.RouterEvent` objects.
+    Invalid configuration raises :class:`~swapcore.ConfigError` naming the key.
+
+    Use it as ``async with BaseRouter(...) as router:``; leaving the block
+    shuts it down. Requests are stamped with ``time.monotonic()``: a custom
+    scheduler clock should agree.
+    """
+
+    def __init__(
+        self,
+        processes: Mapping[str, Process],
+        planner: SwapPlanner,
+        *,
+        scheduler: SchedulerFactory | None = None,
+        swap_timeout: float = 120.0,
+        unload_timeout: float | Mapping[str, float] = 10.0,
+        idle_ttl: Mapping[str, float] | None = None,
+        on_event: Callable[[RouterEvent], None] | None = None,
+    ) -> None:
+        super().__init__(
+            processes,
+            swap_timeout=swap_timeout,
+            unload_timeout=unload_timeout,
+            idle_ttl=idle_ttl,
+            on_event=on_event,
+        )
+        self._planner = planner
+        self._leases = {model: Lease(model, process) for model, process in self._processes.items()}
+        self._ids = 0
+        self._closer: asyncio.Task[None] | None = None
+        if scheduler is None:
+            from swapcore.scheduling.fifo import FIFOScheduler
+
+            scheduler = FIFOScheduler
+        effects: Effects = _RouterEffects(self)
+        self._scheduler = scheduler(planner, effects)
+        self._next_deadline = getattr(self._scheduler, "next_deadline", None)
+        self._on_tick = getattr(self._scheduler, "on_tick", None)
+
+    async def __aenter__(self) -> Self:
+        """Start the run loop; a router can be entered once (else :class:`RouterNotRunning`)."""
+        if self._status != NEW:
+            raise RouterNotRunning("a BaseRouter can be entered only once")
+        self._loop = asyncio.get_running_loop()
+        self._status = RUNNING
+        self._start_run_loop()
+        if self._on_event is not None:
+            self._seen = {model: p.state for model, p in self._processes.items()}
+        for model in self._idle_ttl:
+            self._maybe_arm_ttl(model)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Shut the router down (see :meth:`shutdown`)."""
+        await self.shutdown()
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Refuse new requests, fail every waiting one, stop every process; idempotent.
+
+        Waiting and queued requests get :class:`~swapcore.RouterShutdown`;
+        swap tasks are cancelled; every process is stopped in parallel (with
+        ``timeout``, or each model's unload timeout); then every remaining
+        router task is cancelled and awaited. Returns when all of that is
+        done: no task of the router outlives it. Later and concurrent calls
+        wait for the first one (whose ``timeout`` wins). A router never
+        entered is just marked closed. Cancelling the caller does not stop
+        the shutdown.
+        """
+        if self._status == NEW:
+            self._status = CLOSED
+        if self._closer is None:
+            if self._status == CLOSED:
+                return
+            assert self._loop is not None
+            self._closer = self._loop.create_task(self._close(timeout))
+        await asyncio.shield(self._closer)
+
+    def acquire(
+        self,
+        model: str,
+        *,
+        priority: int | None = None,
+        on_position: Callable[[int], object] | None = None,
+    ) -> AbstractAsyncContextManager[Lease]:
+        """Wait until ``model`` is ready and yours: ``async with router.acquire(m) as lease``.
+
+        Entering returns a :class:`Lease` once the scheduler grants the
+        request (on the run loop's next turn when the model is ready and
+        idle enough: the fast path); leaving ends the request
+        (its in-flight count drops), also on an exception. ``priority``
+        overrides the model's priority; ``on_position(n)`` is called with the
+        1-based queue position whenever it changes (exceptions are logged).
+
+        Raises :class:`~swapcore.ModelNotFound`,
+        :class:`~swapcore.ConcurrencyLimitExceeded`,
+        :class:`~swapcore.SwapFailed` (the process error as ``__cause__``),
+        :class:`~swapcore.ModelUnloaded`, :class:`~swapcore.RouterShutdown`,
+        or :class:`RouterNotRunning` before the router was entered.
+        Cancellation is exact: a caller cancelled while waiting is withdrawn
+        before any other event (it never triggers a load); one cancelled
+        after its grant but before resuming gives the grant back.
+        """
+        return _Acquisition(self, model, priority, on_position)
+
+    async def preload(self, *models: str) -> None:
+        """Load ``models`` one by one through the normal swap path (acquire, then release).
+
+        Unknown models raise :class:`~swapcore.ModelNotFound` before anything
+        loads; a failing load raises as ``acquire`` would. With the default
+        planner a later model may evict an earlier one.
+        """
+        self._check_usable()
+        for model in models:
+            if model not in self._processes:
+                raise ModelNotFound(f"model {model!r} is not handled by this router")
+        for model in models:
+            async with self.acquire(model):
+                pass
+
+    async def unload(self, *models: str, timeout: float | None = None) -> None:
+        """Stop ``models`` (no models: every handled model); return once they are stopped.
+
+        Requests waiting for them (on their swap or in the queue) get
+        :class:`~swapcore.ModelUnloaded` and swaps to them are cancelled.
+        Requests already holding a lease are not waited for: their process
+        is stopped under them (their work fails in user code; the lease
+        still releases normally). With no ``timeout`` each model stops with
+        its own unload timeout, models sharing a timeout in parallel,
+        shorter timeouts first; an explicit ``timeout`` stops all in
+        parallel. Then the scheduler re-examines its queue. Requests for
+        these models arriving meanwhile are served by a fresh start after
+        the stop, never killed by it. Raises the first process error of a
+        failed stop, :class:`~swapcore.ModelNotFound` for an unknown model
+        (before anything stops), or :class:`~swapcore.RouterShutdown` when
+        shutdown overtakes it. Cancelling the caller does not stop the unload.
+        """
+        self._check_usable()
+        if timeout is not None:
+            positive("timeout", timeout)
+        targets = tuple(dict.fromkeys(models)) if models else tuple(self._processes)
+        for model in targets:
+            if model not in self._processes:
+                raise ModelNotFound(f"model {model!r} is not handled by this router")
+        unload = self._new_unload(targets, timeout, "unload")
+        self._post(self._on_unload_event, unload)
+        await asyncio.wait((unload.done,))
+        error = unload.done.result()
+        if error is not None:
+            raise error
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every handled model, in the order the processes were given."""
+        return tuple(self._processes)
+
+    def handles(self, model: str) -> bool:
+        """True when ``model`` has a process in this router."""
+        return model in self._processes
+
+    def snapshot(self) -> RouterSnapshot:
+        """Queued, waiting, in-flight and swapping, per model, from the router's own records."""
+        swaps = self._swaps
+        queued: dict[str, int] = {}
+        waiting: dict[str, int] = {}
+        in_queue: list[Ticket] = []
+        for ticket in self._pending.values():
+            model = ticket.request.model
+            if model in swaps:
+                waiting[model] = waiting.get(model, 0) + 1
+            else:
+                queued[model] = queued.get(model, 0) + 1
+                in_queue.append(ticket)
+        in_queue.sort(key=lambda t: (math.inf if t.position is None else t.position, t.request.id))
+        models = {}
+        for model in self._processes:
+            state = self.model_state(model)
+            assert state is not None
+            models[model] = ModelSnapshot(
+                state=state,
+                queued=queued.get(model, 0),
+                waiting=waiting.get(model, 0),
+                in_flight=self._in_flight.get(model, 0),
+                swapping=model in swaps,
+            )
+        queue = tuple((t.request.id, t.request.model) for t in in_queue)
+        return RouterSnapshot(models=models, queue=queue)
+
+    async def _settled(self) -> None:
+        """Wait until no router task (swap, stop, unload) or posted event is pending; for tests."""
+        while self._tasks or self._backlog or self._dispatching:
+            if self._tasks:
+                await asyncio.wait(tuple(self._tasks))
+            else:
+                await asyncio.sleep(0)
+
+    def _check_usable(self) -> None:
+        if self._status == NEW:
+            raise RouterNotRunning("the router is not started: use `async with BaseRouter(...)`")
+        if self._status != RUNNING:
+            raise RouterShutdown("the router is shut down")
+
+    def _submit(
+        self, model: str, priority: int | None, on_position: Callable[[int], object] | None
+    ) -> Ticket:
+        status = self._status
+        if status == NEW:
+            raise RouterNotRunning(
+                "acquire() on a router not started: use `async with BaseRouter(...) as router`"
+            )
+        self._ids += 1
+        error: RoutingError | None = None
+        if status != RUNNING:
+            error = RouterShutdown("the router is shut down")
+        elif model not in self._processes:
+            error = ModelNotFound(f"model {model!r} is not handled by this router")
+        if error is not None:  # answered before the run loop
+            if self._on_event is not None:
+                self._emit(RequestRejected(clock(), model, self._ids, error))
+            raise error
+        request = Request(model, id=self._ids, arrived=clock(), priority=priority)
+        ticket = Ticket(self, request, on_position)
+        self._post(self._on_request_event, ticket)
+        return ticket
+
+    def _release(self, ticket: Ticket) -> None:
+        ticket.status = RELEASED
+        self._post(self._on_serve_done_event, ticket.granted)
+
+    def _on_request_event(self, ticket: Ticket) -> None:
+        request = ticket.request
+        model = request.model
+        if ticket.done() or self._status != RUNNING:  # left, or shutdown, while in the backlog
+            self._fail_ticket(ticket, RouterShutdown("the router is shutting down"))
+            return
+        self._pending[request] = ticket
+        self._waiting[model] = self._waiting.get(model, 0) + 1
+        if self._idle_ttl and model in self._idle_ttl:
+            self._activity[model] = self._activity.get(model, 0) + 1
+            handle = self._ttl_handles.pop(model, None)
+            if handle is not None:
+                handle.cancel()
+        if self._on_event is not None:
+            self._observe(model)
+        try:
+            self._scheduler.on_request(request)
+        except Exception as exc:
+            if ticket.status == PENDING:  # a scheduler bug must not leave the caller hanging
+                self._forget(ticket)
+                self._fail_ticket(ticket, exc)
+            raise
+
+    def _on_cancel_event(self, ticket: Ticket) -> None:
+        if ticket.status != PENDING or ticket.request not in self._pending:
+            return  # resolved meanwhile (the grant found the caller gone), or never submitted
+        model = self._forget(ticket)
+        ticket.status = GONE
+        self._scheduler.on_cancel(ticket.request)
+        if self._on_event is not None:
+            self._emit(RequestCancelled(clock(), model, ticket.request.id))
+        if self._idle_ttl:
+            self._maybe_arm_ttl(model)
+
+    def _on_serve_done_event(self, model: str) -> None:
+        count = self._in_flight[model] - 1
+        if count:
+            self._in_flight[model] = count
+        else:
+            del self._in_flight[model]
+        if self._on_event is not None:
+            self._observe(model)
+        self._scheduler.on_serve_done(model)
+        if not count and self._idle_ttl:
+            self._maybe_arm_ttl(model)
+
+    def _grant_serve(self, request: Request, model: str) -> bool:
+        ticket = self._pending.get(request)
+        lease = self._leases.get(model)
+        if ticket is None or lease is None:
+            log.error("scheduler granted %r to unknown request %d", model, request.id)
+            return False
+        self._forget(ticket)
+        if ticket.done():  # the caller was cancelled: never count it
+            ticket.status = GONE
+            if self._on_event is not None:
+                self._emit(RequestCancelled(clock(), request.model, request.id))
+            if self._idle_ttl:
+                self._maybe_arm_ttl(request.model)
+            return False
+        ticket.status = GRANTED
+        ticket.granted = model
+        self._in_flight[model] = self._in_flight.get(model, 0) + 1
+        ticket.set_result(lease)
+        if self._on_event is not None:
+            now = clock()
+            self._emit(RequestGranted(now, model, request.id, now - request.arrived))
+        return True
+
+    def _grant_error(self, request: Request, error: RoutingError) -> None:
+        ticket = self._pending.get(request)
+        if ticket is None:
+            log.error("scheduler failed unknown request %d: %s", request.id, error)
+            return
+        model = self._forget(ticket)
+        self._fail_ticket(ticket, error)
+        if self._idle_ttl:
+            self._maybe_arm_ttl(model)
+
+    def _report_position(self, request: Request, position: int) -> None:
+        ticket = self._pending.get(request)
+        if ticket is None or ticket.done():
+            return
+        first = ticket.position is None
+        ticket.position = position
+        callback = ticket.on_position
+        if callback is not None:
+            try:
+                callback(position)
+            except Exception:
+                log.exception("on_position callback of request %d raised", request.id)
+        if first and self._on_event is not None:
+            self._emit(RequestQueued(clock(), request.model, request.id, position))

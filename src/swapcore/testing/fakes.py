@@ -1,0 +1,269 @@
+"""``FakeProcess``: an in-memory model server that follows the Process contract exactly."""
+
+from __future__ import annotations
+
+import asyncio
+
+from swapcore.process import ProcessState
+
+__all__ = ["FakeProcess", "FakeProcessError"]
+
+_STOPPED = ProcessState.STOPPED
+_STARTING = ProcessState.STARTING
+_READY = ProcessState.READY
+_STOPPING = ProcessState.STOPPING
+_SHUTDOWN = ProcessState.SHUTDOWN
+
+
+class FakeProcessError(RuntimeError):
+    """A failure a :class:`FakeProcess` was scripted to produce (failed start, crash, shutdown)."""
+
+
+class _Aborted:
+    """Outcome of a start interrupted by ``stop()``: its waiters try again."""
+
+
+_ABORTED = _Aborted()
+
+
+class FakeProcess:
+    """A scripted model server for tests, implementing :class:`~swapcore.Process`.
+
+    ``ensure_ready(timeout)`` follows REFERENCE §2 exactly: ready returns at
+    once; stopped starts (state ``STARTING``) and waits until ready; starting
+    joins the start in progress (one start serves every caller); stopping
+    waits for the stop, then starts; shut down raises
+    :class:`FakeProcessError`. A start takes ``start_delay`` seconds when
+    ``auto_ready`` is true; otherwise it waits for :meth:`mark_ready`. When
+    ``timeout`` seconds pass first, the caller gets the builtin
+    :class:`TimeoutError` while the start itself goes on (a later call joins
+    it). A start interrupted by ``stop()`` is retried by its waiters once the
+    stop finishes.
+
+    ``fail_start`` scripts failures: an int ``N`` fails the next ``N`` starts
+    with :class:`FakeProcessError`; an exception instance fails the next start
+    with that very exception. The failure happens when the start would have
+    become ready; the process is then ``STOPPED``. The attribute may be set
+    at any time; a start already in progress keeps the script it began with.
+
+    ``stop(timeout)`` is idempotent and returns once the process is stopped;
+    it takes ``min(stop_delay, timeout)`` seconds (the timeout plays the
+    forced kill), aborts a start in progress, and concurrent calls share one
+    stop. Starts and stops run in tasks the fake owns, so a cancelled caller
+    never leaves it half-way; :meth:`shutdown` ends them.
+
+    Counters: ``starts`` (starts begun), ``ready_count`` (starts that reached
+    ``READY``), ``stops`` (stops begun), ``crashes``. :meth:`wait_state` lets
+    a test wait for a state instead of sleeping.
+    """
+
+    def __init__(
+        self,
+        name: str = "fake",
+        *,
+        start_delay: float = 0.0,
+        stop_delay: float = 0.0,
+        auto_ready: bool = True,
+        fail_start: BaseException | int | None = None,
+    ) -> None:
+        if start_delay < 0 or stop_delay < 0:
+            raise ValueError("start_delay and stop_delay must be >= 0")
+        self.name = name
+        self.start_delay = start_delay
+        self.stop_delay = stop_delay
+        self.auto_ready = auto_ready
+        self.fail_start: BaseException | int | None = fail_start
+        self.starts = 0
+        self.ready_count = 0
+        self.stops = 0
+        self.crashes = 0
+        self.crashed = False
+        self._state = _STOPPED
+        # The start or stop in progress: its task and the future its waiters
+        # await (result: None, an exception for a failed start, or _ABORTED).
+        self._task: asyncio.Task[None] | None = None
+        self._done: asyncio.Future[object] | None = None
+        self._gate: asyncio.Future[None] | None = None  # manual start: set by mark_ready()
+        self._watchers: list[tuple[ProcessState, asyncio.Future[None]]] = []
+
+    def __repr__(self) -> str:
+        return f"FakeProcess({self.name!r}, state={self._state.value})"
+
+    @property
+    def state(self) -> ProcessState:
+        """The current state."""
+        return self._state
+
+    # -- the Process contract ---------------------------------------------------
+
+    async def ensure_ready(self, timeout: float) -> None:
+        """Return once ready, starting (or waiting for a stop, then starting) as needed.
+
+        Raises :class:`FakeProcessError` for a scripted failure, a crash during
+        the start, or a shut-down process; raises :class:`TimeoutError` after
+        ``timeout`` seconds without readiness (the start goes on).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            state = self._state
+            if state is _READY:
+                return
+            if state is _SHUTDOWN:
+                raise FakeProcessError(f"{self.name}: process is shut down")
+            if state is _STOPPED:
+                self._begin_start()
+            done = self._done
+            assert done is not None
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.name}: not ready within {timeout}s")
+            finished, _ = await asyncio.wait((done,), timeout=remaining)
+            if not finished:
+                raise TimeoutError(f"{self.name}: not ready within {timeout}s")
+            outcome = done.result()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            # A stop finished, or a start succeeded or was aborted: look again.
+
+    async def stop(self, timeout: float) -> None:
+        """Stop the process; idempotent; returns once it is ``STOPPED`` (or shut down)."""
+        while True:
+            state = self._state
+            if state is _STOPPED or state is _SHUTDOWN:
+                return
+            if state is not _STOPPING:
+                self._begin_stop(timeout)
+            done = self._done
+            assert done is not None
+            await asyncio.wait((done,))
+
+    # -- scripting ----------------------------------------------------------------
+
+    def mark_ready(self) -> None:
+        """Finish the start in progress (``auto_ready=False``); raises unless ``STARTING``."""
+        gate = self._gate
+        if self._state is not _STARTING or gate is None:
+            raise RuntimeError(f"{self.name}: mark_ready() while {self._state.value}")
+        if not gate.done():
+            gate.set_result(None)
+
+    def crash(self) -> None:
+        """Die as a server would: the state becomes ``STOPPED`` at once and ``crashed`` is set.
+
+        A start in progress fails for its waiters with :class:`FakeProcessError`;
+        a stop in progress completes. A stopped or shut-down process is unaffected.
+        """
+        state = self._state
+        if state is _STOPPED or state is _SHUTDOWN:
+            return
+        self.crashed = True
+        self.crashes += 1
+        outcome: object = None
+        if state is _STARTING:
+            outcome = FakeProcessError(f"{self.name}: crashed while starting")
+        self._end_transition(outcome)
+        self._set_state(_STOPPED)
+
+    async def shutdown(self) -> None:
+        """Enter ``SHUTDOWN`` for good: ends any start or stop; later starts raise."""
+        task = self._task
+        self._end_transition(FakeProcessError(f"{self.name}: shut down"))
+        self._set_state(_SHUTDOWN)
+        if task is not None:
+            await asyncio.wait((task,))
+
+    async def wait_state(self, state: ProcessState) -> None:
+        """Return as soon as the process is in ``state`` (at once if it already is)."""
+        if self._state is state:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watchers.append((state, fut))
+        try:
+            await fut
+        finally:
+            if (state, fut) in self._watchers:  # cancelled: forget the watcher
+                self._watchers.remove((state, fut))
+
+    # -- internals ----------------------------------------------------------------
+
+    def _set_state(self, state: ProcessState) -> None:
+        self._state = state
+        if self._watchers:
+            keep = []
+            for wanted, fut in self._watchers:
+                if wanted is state:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    keep.append((wanted, fut))
+            self._watchers = keep
+
+    def _take_failure(self) -> BaseException | None:
+        script = self.fail_start
+        if script is None:
+            return None
+        if isinstance(script, BaseException):
+            self.fail_start = None
+            return script
+        if script <= 0:
+            return None
+        self.fail_start = script - 1
+        return FakeProcessError(f"{self.name}: scripted start failure")
+
+    def _begin_start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.starts += 1
+        failure = self._take_failure()
+        self._done = loop.create_future()
+        self._gate = None if self.auto_ready else loop.create_future()
+        self._set_state(_STARTING)
+        self._task = loop.create_task(self._run_start(self._done, self._gate, failure))
+
+    async def _run_start(
+        self,
+        done: asyncio.Future[object],
+        gate: asyncio.Future[None] | None,
+        failure: BaseException | None,
+    ) -> None:
+        if gate is None:
+            await asyncio.sleep(self.start_delay)
+        else:
+            await gate
+        if done.done():  # crashed or stopped meanwhile, without cancelling us yet
+            return
+        self._task = None
+        if failure is not None:
+            self._set_state(_STOPPED)
+            done.set_result(failure)
+        else:
+            self.ready_count += 1
+            self._set_state(_READY)
+            done.set_result(None)
+
+    def _begin_stop(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._end_transition(_ABORTED)  # a start in progress: its waiters retry later
+        self.stops += 1
+        self._done = loop.create_future()
+        self._set_state(_STOPPING)
+        delay = max(0.0, min(self.stop_delay, timeout))
+        self._task = loop.create_task(self._run_stop(self._done, delay))
+
+    async def _run_stop(self, done: asyncio.Future[object], delay: float) -> None:
+        await asyncio.sleep(delay)
+        if done.done():  # crashed or shut down meanwhile
+            return
+        self._task = None
+        self._set_state(_STOPPED)
+        done.set_result(None)
+
+    def _end_transition(self, outcome: object) -> None:
+        """Cancel the start or stop in progress and resolve its waiters with ``outcome``."""
+        task, done = self._task, self._done
+        self._task = None
+        self._gate = None
+        if task is not None:
+            task.cancel()
+        if done is not None and not done.done():
+            done.set_result(outcome)

@@ -1,0 +1,78 @@
+"""RouterEvents: what is reported, once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import attrs
+import pytest
+from router_helpers import OneAtATime, bounded, eventually
+
+from swapcore import BaseRouter, ConcurrencyLimitExceeded, ModelNotFound
+from swapcore.events import (
+    ModelsUnloaded,
+    RequestGranted,
+    RequestQueued,
+    RequestRejected,
+    RouterEvent,
+    SwapFinished,
+    SwapStarted,
+)
+from swapcore.scheduling.fifo import FIFOScheduler
+from swapcore.testing.fakes import FakeProcess
+
+
+async def test_a_swap_reports_start_finish_and_grant_in_order() -> None:
+    events: list[RouterEvent] = []
+    procs = {m: FakeProcess(m) for m in "ab"}
+    async with BaseRouter(procs, OneAtATime(), on_event=events.append) as router:
+        await bounded(router.preload("a"))
+        events.clear()
+        async with router.acquire("b"):
+            pass
+        await bounded(router.unload("b"))
+    started, finished, granted, unloaded = events[:4]
+    assert started == SwapStarted(started.at, "b", ("a",))
+    assert isinstance(finished, SwapFinished)
+    assert (finished.model, finished.evict, finished.error) == ("b", ("a",), None)
+    assert finished.duration >= 0
+    assert isinstance(granted, RequestGranted) and granted.model == "b" and granted.waited >= 0
+    assert unloaded == ModelsUnloaded(unloaded.at, ("b",), "unload")
+    assert [e.at for e in events] == sorted(e.at for e in events)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        started.model = "x"  # type: ignore[misc]
+
+
+async def test_a_queued_request_is_reported_queued_once() -> None:
+    events: list[RouterEvent] = []
+    procs = {m: FakeProcess(m) for m in "abc"}
+    async with BaseRouter(procs, OneAtATime(), on_event=events.append) as router:
+
+        async def use(model: str) -> None:
+            async with router.acquire(model):
+                pass
+
+        async with router.acquire("a"):
+            tasks = [asyncio.create_task(use(m)) for m in "bc"]
+            await eventually(lambda: len(router.snapshot().queue) == 2)
+        await bounded(asyncio.gather(*tasks))
+    queued = [e for e in events if isinstance(e, RequestQueued)]
+    assert [(e.model, e.position) for e in queued] == [("b", 1), ("c", 2)]
+
+
+async def test_rejections_carry_the_error_the_caller_gets() -> None:
+    events: list[RouterEvent] = []
+    scheduler = functools.partial(FIFOScheduler, default_concurrency_limit=1)
+    procs = {"a": FakeProcess("a")}
+    async with BaseRouter(procs, OneAtATime(), scheduler=scheduler, on_event=events.append) as r:
+        with pytest.raises(ModelNotFound) as missing:
+            async with r.acquire("nope"):
+                pass  # pragma: no cover
+        async with r.acquire("a"):
+            with pytest.raises(ConcurrencyLimitExceeded) as full:
+                async with r.acquire("a"):
+                    pass  # pragma: no cover
+    rejected = [e for e in events if isinstance(e, RequestRejected)]
+    assert [e.error for e in rejected] == [missing.value, full.value]
+    assert len({e.request_id for e in rejected}) == 2
