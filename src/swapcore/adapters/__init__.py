@@ -1,0 +1,7 @@
+"""Optional adapters that connect swapcore to the outside world (the ``gateway`` extra).
+
+``swapcore.adapters.subprocess.SubprocessProcess`` runs a model server as a
+child process group and implements the ``Process`` protocol. Nothing here is
+imported by ``import swapcore``; each adapter imports its third-party
+dependencies (httpx, uvicorn) itself.
+"""

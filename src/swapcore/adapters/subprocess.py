@@ -1,0 +1,622 @@
+"""A model server run as a child process group: start, health-check, stop, notice crashes.
+
+``SubprocessProcess`` implements the ``Process`` protocol (REFERENCE.md §2) for
+a command such as ``llama-server --port ${PORT} ...``. Guarantees:
+
+- **One spawn per start.** Concurrent ``ensure_ready`` callers share one start.
+- **Whole-group kill.** The child runs in its own session (process group);
+  stop signals the whole group, and once the leader has exited anything left
+  in the group is killed with SIGKILL, so helpers the server forked do not
+  outlive it.
+- **Reaping.** Every stop and every failed start awaits the child's exit
+  status: no zombies of ours. Orphaned grandchildren are reaped by PID 1 (in a
+  container, run an init such as ``tini`` or ``docker run --init``).
+- **Crash detection.** An exit nobody asked for, while ready, moves the
+  process to ``stopped`` at once, records ``exit_code``, calls
+  ``on_state_change`` and logs a WARNING with the last output lines.
+- **Cancellation.** A start runs in its own task: cancelling a caller of
+  ``ensure_ready`` never leaves it half-done. The start goes on to its
+  deadline (so other callers can join it, and a swap whose waiters left still
+  completes, as REFERENCE.md §5 asks) unless ``stop`` aborts it. A stop, once
+  begun, always completes, even if its caller is cancelled.
+- **No stray tasks.** When ``stop`` or ``shutdown`` returns, no task of this
+  object is left running.
+
+POSIX only (process groups and signals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, TypeAlias
+
+import httpx
+
+from swapcore.adapters._children import Child, spawn_child
+from swapcore.adapters._options import (
+    check_timeout,
+    parse_command,
+    parse_env,
+    parse_proxy,
+    positive_seconds,
+)
+from swapcore.adapters._outputlog import OutputLog
+from swapcore.errors import ConfigError, SwapcoreError
+from swapcore.process import ProcessState
+
+__all__ = ["ProcessStartError", "StateCallback", "SubprocessProcess"]
+
+logger = logging.getLogger(__name__)
+_output_logger = logging.getLogger(__name__ + ".output")
+
+StateCallback: TypeAlias = Callable[[ProcessState, ProcessState], None]
+"""``on_state_change(old, new)``: called in the event loop on every state change."""
+
+_Command: TypeAlias = "str | Sequence[str]"
+
+_S = ProcessState
+# Legal transitions; anything else is a bug in this module and raises loudly.
+_TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
+    _S.STOPPED: frozenset({_S.STARTING, _S.SHUTDOWN}),
+    _S.STARTING: frozenset({_S.READY, _S.STOPPED, _S.STOPPING}),
+    _S.READY: frozenset({_S.STOPPING, _S.STOPPED}),
+    _S.STOPPING: frozenset({_S.STOPPED}),
+    _S.SHUTDOWN: frozenset(),
+}
+
+# One health request may take this long before it counts as a failed check.
+_PROBE_TIMEOUT = 5.0
+# Once a group is dead, how long its output may take to reach end of file.
+_DRAIN_GRACE = 0.5
+
+
+class ProcessStartError(SwapcoreError):
+    """A model server did not become ready.
+
+    ``model`` is the process name, ``reason`` says why (exit code, timeout,
+    stopped, shut down), ``exit_code`` is the child's exit status if it ran
+    (negative: killed by that signal), and ``output`` holds its last output
+    lines, which the message repeats.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        reason: str,
+        *,
+        exit_code: int | None = None,
+        output: Sequence[str] = (),
+    ) -> None:
+        self.model = model
+        self.reason = reason
+        self.exit_code = exit_code
+        self.output = tuple(output)
+        message = f"model {model!r} failed to start: {reason}"
+        if self.output:
+            message += "\nlast output:\n" + "\n".join(f"  {line}" for line in self.output)
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_start_error, (self.model, self.reason, self.exit_code, self.output))
+
+
+def _rebuild_start_error(
+    model: str, reason: str, exit_code: int | None, output: tuple[str, ...]
+) -> ProcessStartError:
+    return ProcessStartError(model, reason, exit_code=exit_code, output=output)
+
+
+class SubprocessProcess:
+    """A model server started from a command, health-checked over HTTP.
+
+    Keyword arguments (invalid values raise ``ConfigError`` naming the field):
+
+    - ``name``: the model id, used in logs and errors.
+    - ``cmd``: the command, a string (split like a shell would, with
+      ``shlex``) or a list of arguments. ``${PORT}`` is replaced by ``port``.
+    - ``port``: the port the server listens on, or None when neither ``cmd``
+      nor ``proxy`` needs one.
+    - ``proxy``: the server's base URL (default ``http://127.0.0.1:${PORT}``).
+    - ``check_endpoint``: path polled until it answers HTTP 200 (default
+      ``/health``); ``"none"`` means ready as soon as the child is spawned.
+    - ``env``: variables added to ``os.environ`` for the child.
+    - ``cmd_stop``: a command that stops the server, run instead of sending
+      SIGTERM; ``${PID}`` is replaced by the child's pid.
+    - ``cwd``: the child's working directory.
+    - ``health_interval``: seconds between health checks (default 0.1).
+    - ``output_lines``: how many lines of merged stdout and stderr to keep
+      (default 100).
+    - ``on_state_change``: ``callback(old, new)`` for every state change,
+      called in the event loop; it must not block, and its exceptions are
+      logged, never raised.
+
+    The object may be built outside an event loop; its tasks run in the loop
+    that calls ``ensure_ready``, and it must be used from that loop only.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        cmd: _Command,
+        port: int | None = None,
+        proxy: str | None = None,
+        check_endpoint: str = "/health",
+        env: Mapping[str, str] | None = None,
+        cmd_stop: _Command | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        health_interval: float = 0.1,
+        output_lines: int = 100,
+        on_state_change: StateCallback | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"name: must be a non-empty string, got {name!r}")
+        self._name = name
+        if port is not None and (
+            isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
+        ):
+            raise ConfigError(f"model {name!r}: port: must be an int in 1..65535, got {port!r}")
+        self._port = port
+        self._argv = parse_command(name, "cmd", cmd, port)
+        self._cmd_stop = (
+            None if cmd_stop is None else parse_command(name, "cmd_stop", cmd_stop, port)
+        )
+        self._url = parse_proxy(name, proxy, port)
+        if not isinstance(check_endpoint, str):
+            raise ConfigError(f"model {name!r}: check_endpoint: must be a string")
+        if check_endpoint == "none":
+            self._health_url: str | None = None
+        elif check_endpoint.startswith("/"):
+            self._health_url = self._url + check_endpoint
+        else:
+            raise ConfigError(
+                f"model {name!r}: check_endpoint: must be a path starting with '/' or 'none',"
+                f" got {check_endpoint!r}"
+            )
+        self._env = parse_env(name, env)
+        if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
+            raise ConfigError(f"model {name!r}: cwd: must be a path, got {cwd!r}")
+        self._cwd = cwd
+        self._health_interval = positive_seconds(name, "health_interval", health_interval)
+        if isinstance(output_lines, bool) or not isinstance(output_lines, int) or output_lines < 1:
+            raise ConfigError(
+                f"model {name!r}: output_lines: must be a positive int, got {output_lines!r}"
+            )
+        self._output_lines = output_lines
+        if on_state_change is not None and not callable(on_state_change):
+            raise ConfigError(f"model {name!r}: on_state_change: must be callable")
+        self._on_state_change = on_state_change
+
+        self._state = ProcessState.STOPPED
+        self._shutting_down = False
+        self._child: Child | None = None
+        self._output = self._new_output(name)
+        self._exit_code: int | None = None
+        self._start_task: asyncio.Task[None] | None = None
+        self._start_began = 0.0
+        self._start_deadline = 0.0
+        self._stop_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ----------------------------------------------------------------- views
+
+    @property
+    def name(self) -> str:
+        """The model id given at construction."""
+        return self._name
+
+    @property
+    def state(self) -> ProcessState:
+        """The current state; it may change on its own (a crash) at any time."""
+        return self._state
+
+    @property
+    def url(self) -> str:
+        """The server's base URL (``proxy``, without a trailing slash)."""
+        return self._url
+
+    @property
+    def port(self) -> int | None:
+        """The port given at construction."""
+        return self._port
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The command that is run, after ``${PORT}`` substitution."""
+        return self._argv
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while it runs (starting, ready, stopping), else None."""
+        return None if self._child is None else self._child.pid
+
+    @property
+    def exit_code(self) -> int | None:
+        """The last child's exit status (negative: killed by that signal).
+
+        None while a child runs and before the first one ran.
+        """
+        return self._exit_code
+
+    def output_tail(self) -> list[str]:
+        """The last ``output_lines`` lines of the latest child's stdout and stderr."""
+        return self._output.lines()
+
+    def __repr__(self) -> str:
+        return f"<SubprocessProcess {self._name!r} {self._state.value} pid={self.pid}>"
+
+    # ------------------------------------------------------------- protocol
+
+    async def ensure_ready(self, timeout: float) -> None:
+        """Return once the server answers its health check, starting it if needed.
+
+        ready: returns at once. stopped: spawns the command and polls the health
+        endpoint. starting: joins the start in progress (one spawn for all
+        callers; each waits at most its own ``timeout``, and the start's
+        deadline is the latest of its callers'). stopping: waits for the stop,
+        then starts. shutdown: raises.
+
+        Raises ``ProcessStartError`` when the child exits before it is ready,
+        cannot be run, is not healthy within ``timeout`` seconds (the child is
+        then killed and reaped, unless another caller's later deadline keeps
+        the start going), is stopped while starting, or is shut down.
+        Cancelling the caller does not cancel the start.
+        """
+        check_timeout(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self._shutting_down or self._state is ProcessState.SHUTDOWN:
+                raise ProcessStartError(self._name, "the process is shut down")
+            state = self._state
+            if state is ProcessState.READY:
+                return
+            if state is ProcessState.STOPPING:
+                stop_task = self._stop_task
+                assert stop_task is not None, "stopping without a stop task"
+                await asyncio.wait({stop_task}, timeout=max(0.0, deadline - loop.time()))
+                if not stop_task.done():
+                    raise ProcessStartError(
+                        self._name,
+                        f"not ready within {timeout:g} s: the process was still stopping",
+                    )
+                continue
+            if state is ProcessState.STOPPED:
+                self._begin_start(loop, deadline)
+            await self._join_start(loop, deadline, timeout)
+            return
+
+    async def stop(self, timeout: float) -> None:
+        """Stop the server; idempotent; returns once it is stopped and reaped.
+
+        Runs ``cmd_stop`` if set, else sends SIGTERM to the whole process
+        group; after ``timeout`` seconds the group gets SIGKILL. Once the leader
+        has exited, the rest of its group is killed. A start in progress is
+        aborted (its callers get ``ProcessStartError``). A concurrent stop waits
+        for the one already running. The stop completes even if the caller is
+        cancelled.
+        """
+        check_timeout(timeout)
+        if self._state in (ProcessState.STARTING, ProcessState.READY):
+            self._set_state(ProcessState.STOPPING)
+            if self._child is not None:
+                # Before anything can yield: an exit from here on is ours, not a crash.
+                self._child.expecting_exit = True
+            start_task = self._start_task
+            if start_task is not None and not start_task.done():
+                start_task.cancel()
+            new_stop = asyncio.get_running_loop().create_task(
+                self._stop(timeout), name=f"swapcore-stop-{self._name}"
+            )
+            new_stop.add_done_callback(_retrieve)
+            self._stop_task = new_stop
+        stop_task = self._stop_task
+        if self._state is ProcessState.STOPPING:
+            assert stop_task is not None, "stopping without a stop task"
+            await asyncio.wait({stop_task})
+            error = None if stop_task.cancelled() else stop_task.exception()
+            if error is not None:
+                raise error  # a bug in this module: surface it
+        await self._join_background()
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop the server, then enter ``shutdown`` for good; idempotent.
+
+        From the moment this is called, ``ensure_ready`` raises
+        ``ProcessStartError``; the process never starts again.
+        """
+        check_timeout(timeout)
+        self._shutting_down = True
+        await self.stop(timeout)
+        if self._state is ProcessState.STOPPED:
+            self._set_state(ProcessState.SHUTDOWN)
+
+    # ---------------------------------------------------------------- start
+
+    def _begin_start(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        self._start_began = loop.time()
+        self._start_deadline = deadline
+        self._set_state(ProcessState.STARTING)
+        task = loop.create_task(self._start(), name=f"swapcore-start-{self._name}")
+        task.add_done_callback(_retrieve)
+        self._start_task = task
+
+    async def _join_start(
+        self, loop: asyncio.AbstractEventLoop, deadline: float, timeout: float
+    ) -> None:
+        task = self._start_task
+        assert task is not None, "starting without a start task"
+        self._start_deadline = max(self._start_deadline, deadline)
+        # asyncio.wait never cancels the start task, even when this caller is cancelled.
+        while not task.done():
+            now = loop.time()
+            if now < deadline:
+                await asyncio.wait({task}, timeout=deadline - now)
+            elif self._start_deadline > deadline:
+                raise ProcessStartError(
+                    self._name,
+                    f"not ready within {timeout:g} s (the start goes on for other callers)",
+                    output=self.output_tail(),
+                )
+            else:
+                # The start's deadline is ours: it is giving up now (kill, reap). Wait for
+                # its report in short slices, in case a new caller extends the deadline.
+                await asyncio.wait({task}, timeout=self._health_interval)
+        if task.cancelled():
+            raise ProcessStartError(self._name, "stopped while starting", output=self.output_tail())
+        error = task.exception()
+        if error is not None:
+            raise error
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._output = output = self._new_output(self._name)
+        self._exit_code = None
+        child = await self._spawn(output)
+        logger.info("model %r: started pid %d: %s", self._name, child.pid, shlex.join(self._argv))
+        if self._health_url is None:
+            if not child.exited.done():
+                self._set_state(ProcessState.READY)
+                return
+            await self._fail_start(child, f"exited with code {child.exited.result()} at once")
+        cause: Exception | None = None
+        try:
+            failure = await self._poll_health(loop, child, self._health_url)
+        except Exception as exc:  # a bug or a broken install: never leave the child behind
+            failure, cause = f"the health check itself failed: {exc!r}", exc
+        if failure is not None:
+            await self._fail_start(child, failure, cause=cause)
+        logger.info("model %r: ready after %.2f s", self._name, loop.time() - self._start_began)
+
+    async def _spawn(self, output: OutputLog) -> Child:
+        env = {**os.environ, **self._env} if self._env else None
+        spawning = asyncio.ensure_future(
+            spawn_child(self._argv, output=output, env=env, cwd=self._cwd)
+        )
+        try:
+            # Shielded: a stop arriving mid-spawn must still learn of the child to kill it.
+            child = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            await asyncio.wait({spawning})
+            if not spawning.cancelled() and spawning.exception() is None:
+                self._adopt(spawning.result())
+            raise
+        except OSError as exc:
+            self._set_state(ProcessState.STOPPED)
+            raise ProcessStartError(
+                self._name, f"cannot run {shlex.join(self._argv)}: {exc}"
+            ) from exc
+        self._adopt(child)
+        return child
+
+    def _adopt(self, child: Child) -> None:
+        self._child = child
+        child.exited.add_done_callback(lambda _exited: self._on_exit(child))
+
+    async def _poll_health(
+        self, loop: asyncio.AbstractEventLoop, child: Child, url: str
+    ) -> str | None:
+        """Poll until HTTP 200 (None), the child exits or the deadline passes (a reason)."""
+        last = "none yet"
+        # trust_env=False: an HTTP(S)_PROXY in the environment must not capture local checks.
+        async with httpx.AsyncClient(trust_env=False) as client:
+            while True:
+                if child.exited.done():
+                    return f"exited with code {child.exited.result()} before it was ready"
+                remaining = self._start_deadline - loop.time()
+                if remaining <= 0:
+                    budget = self._start_deadline - self._start_began
+                    return f"not healthy within {budget:.3g} s (last check: {last})"
+                probe = loop.create_task(_probe(client, url, min(remaining, _PROBE_TIMEOUT)))
+                try:
+                    # Race the check against the exit: a dead server is noticed at once.
+                    racers: set[asyncio.Future[Any]] = {probe, child.exited}
+                    await asyncio.wait(
+                        racers,
+                        timeout=remaining,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    if not probe.done():
+                        probe.cancel()
+                        await asyncio.wait({probe})
+                if probe.cancelled() or child.exited.done():
+                    continue
+                result = probe.result()
+                if result is None:
+                    self._set_state(ProcessState.READY)
+                    return None
+                last = result
+                pause = min(self._health_interval, self._start_deadline - loop.time())
+                await asyncio.wait({child.exited}, timeout=max(0.0, pause))
+
+    async def _fail_start(
+        self, child: Child, reason: str, *, cause: Exception | None = None
+    ) -> NoReturn:
+        child.signal(signal.SIGKILL)
+        await asyncio.wait({child.exited})
+        exit_code = child.exited.result()
+        await child.close(_DRAIN_GRACE)
+        if self._child is child:
+            self._child = None
+        self._set_state(ProcessState.STOPPED)
+        error = ProcessStartError(
+            self._name, reason, exit_code=exit_code, output=child.output.lines()
+        )
+        logger.warning("%s", error)
+        raise error from cause
+
+    # ----------------------------------------------------------------- stop
+
+    async def _stop(self, timeout: float) -> None:
+        try:
+            start_task = self._start_task
+            if start_task is not None and not start_task.done():
+                await asyncio.wait({start_task})
+            child = self._child
+            if child is not None:
+                await self._terminate(child, timeout)
+        finally:
+            self._child = None
+            self._set_state(ProcessState.STOPPED)
+            logger.info("model %r: stopped (exit code %s)", self._name, self._exit_code)
+
+    async def _terminate(self, child: Child, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        child.expecting_exit = True
+        stopper: Child | None = None
+        if not child.exited.done():
+            if self._cmd_stop is not None:
+                stopper = await self._spawn_stopper(child)
+            if stopper is None:
+                child.signal(signal.SIGTERM)
+            await asyncio.wait({child.exited}, timeout=max(0.0, deadline - loop.time()))
+            if not child.exited.done():
+                logger.warning(
+                    "model %r: pid %d still running %g s after the stop request; sending SIGKILL",
+                    self._name,
+                    child.pid,
+                    timeout,
+                )
+                child.signal(signal.SIGKILL)
+                await asyncio.wait({child.exited})
+        # The leader is gone: nothing else of its group may outlive it.
+        child.signal(signal.SIGKILL)
+        if stopper is not None:
+            await self._finish_stopper(stopper, child.output, deadline)
+        await child.close(_DRAIN_GRACE)
+
+    async def _spawn_stopper(self, child: Child) -> Child | None:
+        """Start ``cmd_stop``; None (after logging why) when it cannot run."""
+        assert self._cmd_stop is not None
+        argv = [arg.replace("${PID}", str(child.pid)) for arg in self._cmd_stop]
+        env = {**os.environ, **self._env} if self._env else None
+        output = self._new_output(f"{self._name} cmd_stop")
+        try:
+            return await spawn_child(argv, output=output, env=env, cwd=self._cwd)
+        except OSError as exc:
+            logger.warning(
+                "model %r: cannot run cmd_stop %s (%s); sending SIGTERM",
+                self._name,
+                shlex.join(argv),
+                exc,
+            )
+            return None
+
+    async def _finish_stopper(self, stopper: Child, output: OutputLog, deadline: float) -> None:
+        """Give ``cmd_stop`` until the stop deadline to finish, then kill and reap it."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        await asyncio.wait({stopper.exited}, timeout=max(0.0, remaining))
+        if not stopper.exited.done():
+            stopper.signal(signal.SIGKILL)
+            await asyncio.wait({stopper.exited})
+        stopper.signal(signal.SIGKILL)
+        await stopper.close(_DRAIN_GRACE)
+        for line in stopper.output.lines():
+            output.append(f"cmd_stop: {line}")
+        if stopper.exited.result() != 0:
+            logger.warning(
+                "model %r: cmd_stop exited with code %d", self._name, stopper.exited.result()
+            )
+
+    # -------------------------------------------------------------- crashes
+
+    def _on_exit(self, child: Child) -> None:
+        """Done callback of a child's exit: a crash when nobody asked for it."""
+        if child.exited.cancelled():
+            return
+        exit_code = child.exited.result()
+        if self._child is child:
+            self._exit_code = exit_code
+        if child.expecting_exit or self._child is not child:
+            return
+        # Whoever is left in the group would be orphaned: kill it now.
+        child.signal(signal.SIGKILL)
+        if self._state is not ProcessState.READY:
+            return  # starting: the start task sees the exit and reports it
+        self._child = None
+        self._set_state(ProcessState.STOPPED)
+        report = asyncio.get_running_loop().create_task(self._report_crash(child, exit_code))
+        self._background.add(report)
+        report.add_done_callback(self._background.discard)
+
+    async def _report_crash(self, child: Child, exit_code: int) -> None:
+        await child.close(_DRAIN_GRACE)
+        lines = child.output.lines()
+        logger.warning(
+            "model %r: pid %d exited unexpectedly with code %d; last output:\n%s",
+            self._name,
+            child.pid,
+            exit_code,
+            "\n".join(f"  {line}" for line in lines) if lines else "  (none)",
+        )
+
+    async def _join_background(self) -> None:
+        current = asyncio.current_task()
+        pending = {task for task in self._background if task is not current}
+        if pending:
+            await asyncio.wait(pending)
+
+    # -------------------------------------------------------------- helpers
+
+    def _new_output(self, name: str) -> OutputLog:
+        return OutputLog(self._output_lines, name=name, logger=_output_logger)
+
+    def _set_state(self, new: ProcessState) -> None:
+        old = self._state
+        if new not in _TRANSITIONS[old]:
+            raise RuntimeError(
+                f"model {self._name!r}: illegal process state change {old.value} -> {new.value}"
+            )
+        self._state = new
+        logger.debug("model %r: %s -> %s", self._name, old.value, new.value)
+        if self._on_state_change is not None:
+            try:
+                self._on_state_change(old, new)
+            except Exception:
+                logger.exception("model %r: on_state_change callback raised", self._name)
+
+
+async def _probe(client: httpx.AsyncClient, url: str, timeout: float) -> str | None:
+    """One health check: None when it answers HTTP 200, else what went wrong."""
+    try:
+        response = await client.get(url, timeout=timeout)
+    except httpx.TimeoutException:
+        return f"no answer within {timeout:.3g} s"
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if response.status_code == 200:
+        return None
+    return f"HTTP {response.status_code}"
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # Callers may all have left: mark the outcome as seen so asyncio does not log it.
+    if not task.cancelled():
+        task.exception()
