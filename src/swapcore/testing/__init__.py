@@ -1,10 +1,40 @@
 """A kit for testing swap policies, processes and routers (needs the ``testing`` extra).
 
+- :class:`FakeProcess`: a scripted :class:`~swapcore.Process` (start delays and
+  failures, manual readiness, crashes, counters).
+- :class:`RecordingEffects`: a recording fake :class:`~swapcore.Effects` for
+  driving any scheduler as a pure state machine.
+- :func:`check_planner` / :func:`planner_violations`: check a custom
+  :class:`~swapcore.SwapPlanner` against the planner contract.
+- :func:`check_process`: check a custom :class:`~swapcore.Process`.
+- :mod:`swapcore.testing.strategies`: hypothesis strategies for DSL
+  expressions and matrix configurations.
+
 Nothing here is imported by ``import swapcore``.
 """
 
-# <testing-imports>
+from swapcore.testing.effects import (
+    EffectCall,
+    GrantErrorCall,
+    GrantServeCall,
+    RecordingEffects,
+    ReportPositionCall,
+    StartSwapCall,
+)
+from swapcore.testing.fakes import FakeProcess, FakeProcessError
+from swapcore.testing.planner_checks import check_planner, planner_violations
+from swapcore.testing.process_checks import check_process
 
 __all__ = [
-    # <testing-all>
+    "EffectCall",
+    "FakeProcess",
+    "FakeProcessError",
+    "GrantErrorCall",
+    "GrantServeCall",
+    "RecordingEffects",
+    "ReportPositionCall",
+    "StartSwapCall",
+    "check_planner",
+    "check_process",
+    "planner_violations",
 ]
