@@ -1,6 +1,11 @@
-"""Benchmark FIFOScheduler's decision cost (pure state machine, no I/O, no event loop).
+"""Benchmark the schedulers' decision cost (pure state machines, no I/O, no event loop).
 
 Usage: python benchmarks/bench_scheduler.py [--json PATH] [--quick]
+
+FIFOScheduler runs every case; CostAwareScheduler and ArrivalOrderScheduler
+run the per-event cases and the drains (rows prefixed "cost-aware:" and
+"arrival:"). In the cost-aware drains the five models are ranked by score;
+in the arrival-order drains the walk stops at the first blocked request.
 
 Cases:
   fast path          request for a ready model + serve done (per pair)
@@ -29,10 +34,28 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 try:
-    from swapcore import FIFOScheduler, ProcessState, Request, RoutingError, SwapPlanner
+    from swapcore import (
+        ArrivalOrderScheduler,
+        CostAwareScheduler,
+        FIFOScheduler,
+        ProcessState,
+        Request,
+        RoutingError,
+        SwapPlanner,
+    )
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from swapcore import FIFOScheduler, ProcessState, Request, RoutingError, SwapPlanner
+    from swapcore import (
+        ArrivalOrderScheduler,
+        CostAwareScheduler,
+        FIFOScheduler,
+        ProcessState,
+        Request,
+        RoutingError,
+        SwapPlanner,
+    )
+
+Scheduler = FIFOScheduler | CostAwareScheduler | ArrivalOrderScheduler
 
 READY = ProcessState.READY
 STOPPED = ProcessState.STOPPED
@@ -81,15 +104,29 @@ class LeanEffects:
         pass
 
 
-def finish(effects: LeanEffects, scheduler: FIFOScheduler, model: str) -> None:
+def finish(effects: LeanEffects, scheduler: Scheduler, model: str) -> None:
     for victim in scheduler.swaps[model]:
         effects.set(victim, STOPPED)
     effects.set(model, READY)
     scheduler.on_swap_done(model, None)
 
 
-def scheduler_for(effects: LeanEffects, max_wait: float | None = None) -> FIFOScheduler:
+def fifo(effects: LeanEffects, max_wait: float | None = None) -> Scheduler:
     return FIFOScheduler(OneAtATime(), effects, default_concurrency_limit=10_000, max_wait=max_wait)
+
+
+def cost_aware(effects: LeanEffects, max_wait: float | None = None) -> Scheduler:
+    return CostAwareScheduler(
+        OneAtATime(), effects, default_concurrency_limit=10_000, max_wait=max_wait
+    )
+
+
+def arrival(effects: LeanEffects, max_wait: float | None = None) -> Scheduler:
+    assert max_wait is None
+    return ArrivalOrderScheduler(OneAtATime(), effects, default_concurrency_limit=10_000)
+
+
+Make = Callable[..., Scheduler]
 
 
 def timed(run: Callable[[], Callable[[], object]], reps: int) -> list[float]:
@@ -107,10 +144,10 @@ def timed(run: Callable[[], Callable[[], object]], reps: int) -> list[float]:
     return samples
 
 
-def bench_fast_path(reps: int) -> list[float]:
+def bench_fast_path(reps: int, make: Make = fifo) -> list[float]:
     effects = LeanEffects()
     effects.set("A", READY)
-    scheduler = scheduler_for(effects)
+    scheduler = make(effects)
     requests = iter([Request("A", id=i, arrived=0.0) for i in range(reps)])
 
     def prepare() -> Callable[[], None]:
@@ -125,10 +162,10 @@ def bench_fast_path(reps: int) -> list[float]:
     return timed(prepare, reps)
 
 
-def bench_swap_cycle(reps: int) -> list[float]:
+def bench_swap_cycle(reps: int, make: Make = fifo) -> list[float]:
     effects = LeanEffects()
     effects.set("A", READY)
-    scheduler = scheduler_for(effects)
+    scheduler = make(effects)
     requests = iter([Request("AB"[i % 2 - 1], id=i, arrived=0.0) for i in range(reps)])
 
     def prepare() -> Callable[[], None]:
@@ -145,10 +182,10 @@ def bench_swap_cycle(reps: int) -> list[float]:
     return timed(prepare, reps)
 
 
-def drain_setup(caller_leaves: bool) -> Callable[[], None]:
+def drain_setup(caller_leaves: bool, make: Make = fifo) -> Callable[[], None]:
     """F's swap in flight, 100 requests for A-E queued behind it; returns the completion."""
     effects = LeanEffects()
-    scheduler = scheduler_for(effects)
+    scheduler = make(effects)
     first = Request("F", id=0, arrived=0.0)
     scheduler.on_request(first)
     if caller_leaves:
@@ -163,14 +200,14 @@ def drain_setup(caller_leaves: bool) -> Callable[[], None]:
     return body
 
 
-def bench_drain(reps: int, caller_leaves: bool) -> list[float]:
-    return timed(lambda: drain_setup(caller_leaves), reps)
+def bench_drain(reps: int, caller_leaves: bool, make: Make = fifo) -> list[float]:
+    return timed(lambda: drain_setup(caller_leaves, make), reps)
 
 
-def bench_ingest(reps: int, max_wait: float | None = None) -> list[float]:
+def bench_ingest(reps: int, max_wait: float | None = None, make: Make = fifo) -> list[float]:
     def prepare() -> Callable[[], None]:
         effects = LeanEffects()
-        scheduler = scheduler_for(effects, max_wait)
+        scheduler = make(effects, max_wait)
         scheduler.on_request(Request("F", id=0, arrived=0.0))
         requests = [Request(MODELS[i % 5], id=i + 1, arrived=0.0) for i in range(1000)]
 
@@ -216,6 +253,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ms",
         ),
     ]
+    for prefix, make in (("cost-aware", cost_aware), ("arrival", arrival)):
+        rows += [
+            summary(f"{prefix}: fast path", bench_fast_path(small, make), "us"),
+            summary(f"{prefix}: swap cycle", bench_swap_cycle(small, make), "us"),
+            summary(f"{prefix}: drain 100/5, all blocked", bench_drain(large, False, make), "us"),
+            summary(f"{prefix}: drain 100/5, caller left", bench_drain(large, True, make), "us"),
+            summary(
+                f"{prefix}: ingest 1,000 (total)",
+                bench_ingest(max(large // 10, 5), None, make),
+                "ms",
+            ),
+        ]
     print(f"{'case':<46} {'median':>9} {'p99':>9} {'min':>9}  unit  reps")
     for row in rows:
         print(

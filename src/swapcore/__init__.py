@@ -38,6 +38,8 @@ from swapcore.planners.lru import MaxLoadedPlanner
 from swapcore.planners.matrix import MatrixPlanner
 from swapcore.planners.memory import MemoryBudgetPlanner
 from swapcore.process import Process, ProcessState
+from swapcore.scheduling.arrival import ArrivalOrderScheduler
+from swapcore.scheduling.costaware import CostAwareScheduler
 from swapcore.scheduling.effects import Effects, Scheduler, SchedulerFactory
 from swapcore.scheduling.fifo import FIFOScheduler
 from swapcore.scheduling.requests import Request
@@ -67,9 +69,11 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ArrivalOrderScheduler",
     "BaseRouter",
     "ConcurrencyLimitExceeded",
     "ConfigError",
+    "CostAwareScheduler",
     "Effects",
     "FIFOScheduler",
     "Group",

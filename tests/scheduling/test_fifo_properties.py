@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -39,8 +40,27 @@ from swapcore import (
 from swapcore.process import ProcessState
 from swapcore.testing.effects import RecordingEffects
 
+if TYPE_CHECKING:
+    from swapcore import ArrivalOrderScheduler, CostAwareScheduler
+
 MODELS = "ABCD"
 models_st = st.sampled_from(MODELS)
+
+
+AnyScheduler: TypeAlias = "FIFOScheduler | CostAwareScheduler | ArrivalOrderScheduler"
+
+SETUP = {
+    "planner": st.one_of(
+        st.just(OneAtATime()),
+        st.dictionaries(models_st, st.sets(models_st)).map(TablePlanner),
+        st.builds(MaxLoadedPlanner, st.integers(1, 3)),  # records serves: memo resets
+    ),
+    "priority": st.dictionaries(models_st, st.integers(-2, 2)),
+    "limit": st.integers(1, 4),
+    "max_wait": st.none() | st.sampled_from([1.0, 5.0]),
+    "ready": st.sets(models_st, max_size=2),
+}
+"""The strategies of the machine's ``setup``; subclasses may add their own."""
 
 
 class CheckingEffects(RecordingEffects):
@@ -103,19 +123,9 @@ class FIFOMachine(RuleBasedStateMachine):
         self.serving: Counter[str] = Counter()
         self.outstanding: dict[str, list[bool]] = {model: [] for model in MODELS}
         self.unloads: list[frozenset[str]] = []
-        self.scheduler: FIFOScheduler
+        self.scheduler: AnyScheduler
 
-    @initialize(
-        planner=st.one_of(
-            st.just(OneAtATime()),
-            st.dictionaries(models_st, st.sets(models_st)).map(TablePlanner),
-            st.builds(MaxLoadedPlanner, st.integers(1, 3)),  # records serves: memo resets
-        ),
-        priority=st.dictionaries(models_st, st.integers(-2, 2)),
-        limit=st.integers(1, 4),
-        max_wait=st.none() | st.sampled_from([1.0, 5.0]),
-        ready=st.sets(models_st, max_size=2),
-    )
+    @initialize(**SETUP)
     def setup(
         self,
         planner: SwapPlanner,
@@ -126,7 +136,13 @@ class FIFOMachine(RuleBasedStateMachine):
     ) -> None:
         for model in ready:
             self.effects.states[model] = READY
-        self.scheduler = FIFOScheduler(
+        self.scheduler = self.build(planner, priority=priority, limit=limit, max_wait=max_wait)
+
+    def build(
+        self, planner: SwapPlanner, *, priority: dict[str, int], limit: int, max_wait: float | None
+    ) -> AnyScheduler:
+        """The scheduler under test; subclasses drive other schedulers with the same rules."""
+        return FIFOScheduler(
             planner,
             self.effects,
             priority=priority,

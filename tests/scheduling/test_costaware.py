@@ -1,0 +1,314 @@
+"""CostAwareScheduler: configuration and the choice rule (which queued model loads next)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from test_fifo_doubles import (
+    READY,
+    STOPPED,
+    Clock,
+    OneAtATime,
+    TablePlanner,
+    finish_swap,
+    req,
+)
+
+from swapcore import (
+    ConfigError,
+    CostAwareScheduler,
+    FIFOScheduler,
+    ProcessState,
+    Request,
+    Scheduler,
+    SwapPlanner,
+)
+from swapcore.testing.effects import GrantServeCall, RecordingEffects, StartSwapCall
+
+
+def make(
+    planner: SwapPlanner | None = None,
+    *,
+    models: Iterable[str] = ("A", "B", "C"),
+    ready: Iterable[str] = (),
+    **kwargs: Any,
+) -> tuple[CostAwareScheduler, RecordingEffects]:
+    """A cost-aware scheduler over RecordingEffects; one-at-a-time planner by default."""
+    effects = RecordingEffects.for_models(models, ready=ready)
+    kwargs.setdefault("clock", Clock(0.0))
+    return CostAwareScheduler(planner or OneAtATime(), effects, **kwargs), effects
+
+
+def behind_busy_a(
+    queued: Iterable[tuple[str, float]], *, now: float = 10.0, fifo: bool = False, **kwargs: Any
+) -> tuple[Any, RecordingEffects, list[Request]]:
+    """A ready and serving one request; ``queued`` (model, arrived) requests wait behind it.
+
+    The clock is then set to ``now`` and the calls recorded so far are forgotten;
+    the test ends A's serve to make the scheduler choose.
+    """
+    clock = Clock(0.0)
+    effects = RecordingEffects.for_models(kwargs.pop("models", "ABCD"), ready="A")
+    cls = FIFOScheduler if fifo else CostAwareScheduler
+    scheduler = cls(kwargs.pop("planner", OneAtATime()), effects, clock=clock, **kwargs)
+    scheduler.on_request(req("A"))
+    requests = []
+    for model, arrived in queued:
+        clock.now = arrived
+        request = Request(model, id=len(requests) + 1000, arrived=arrived)
+        requests.append(request)
+        scheduler.on_request(request)
+    assert set(scheduler.queued) == set(requests)
+    clock.now = now
+    effects.take_calls()
+    return scheduler, effects, requests
+
+
+# -- construction -----------------------------------------------------------------
+
+
+def test_cost_aware_scheduler_is_a_scheduler() -> None:
+    scheduler, _ = make()
+    typed: Scheduler = scheduler
+    assert typed is scheduler
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"load_times": {"A": 0}}, "load_times['A']"),
+        ({"load_times": {"A": -1.0}}, "load_times['A']"),
+        ({"load_times": {"A": float("inf")}}, "load_times['A']"),
+        ({"load_times": {"A": float("nan")}}, "load_times['A']"),
+        ({"load_times": {"A": "5"}}, "load_times['A']"),
+        ({"load_times": {"A": True}}, "load_times['A']"),
+        ({"load_times": {1: 2.0}}, "load_times keys"),
+        ({"load_times": [("A", 1.0)]}, "load_times must be a mapping"),
+        ({"wait_offset": 0}, "wait_offset"),
+        ({"wait_offset": -1.0}, "wait_offset"),
+        ({"wait_offset": float("inf")}, "wait_offset"),
+        ({"age_exponent": -1}, "age_exponent"),
+        ({"age_exponent": 17}, "age_exponent"),
+        ({"age_exponent": float("nan")}, "age_exponent"),
+        ({"age_exponent": True}, "age_exponent"),
+        # FIFO's options are validated the same way.
+        ({"priority": {"A": "high"}}, "priority['A']"),
+        ({"concurrency_limits": {"A": 0}}, "concurrency_limits['A']"),
+        ({"default_concurrency_limit": 0}, "default_concurrency_limit"),
+        ({"max_wait": 0}, "max_wait"),
+    ],
+)
+def test_invalid_configuration_names_the_key(kwargs: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        make(**kwargs)
+    assert needle in str(info.value)
+
+
+def test_valid_configuration_and_load_times() -> None:
+    scheduler, _ = make(
+        load_times={"A": 30, "B": 0.5},
+        wait_offset=0.25,
+        age_exponent=0,
+        concurrency_limits={"A": 1},
+        max_wait=60.0,
+    )
+    assert scheduler.load_time("A") == 30.0
+    assert scheduler.load_time("B") == 0.5
+    assert scheduler.load_time("C") == 1.0  # absent: the default
+    assert scheduler.concurrency_limit("A") == 1
+
+
+def test_scores_follow_the_formula() -> None:
+    scheduler, _, _ = behind_busy_a(
+        [("B", 0.0), ("C", 4.0), ("C", 6.0)],
+        now=10.0,
+        load_times={"C": 2.0},
+        wait_offset=0.5,
+        age_exponent=2,
+    )
+    scores = scheduler.scores()
+    assert scores == {
+        "B": (10.0 + 0.5) ** 2 / 1.0,
+        "C": ((6.0 + 0.5) ** 2 + (4.0 + 0.5) ** 2) / 2.0,
+    }
+
+
+# -- the choice rule ----------------------------------------------------------------
+
+
+def test_a_bigger_backlog_of_the_same_age_loads_first() -> None:
+    queued = [("B", 0.0), ("C", 0.0), ("C", 0.0), ("C", 0.0)]
+    fifo, fifo_effects, _ = behind_busy_a(queued, fifo=True)
+    fifo.on_serve_done("A")
+    assert fifo_effects.starts == [StartSwapCall("B", ("A",))]  # the head of the queue
+
+    scheduler, effects, requests = behind_busy_a(queued)
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("C", ("A",))]
+    # One load serves the whole backlog: every queued C joined it.
+    assert scheduler.waiters("C") == tuple(requests[1:])
+    assert scheduler.queued == (requests[0],)
+    # B stayed at position 1: nobody is told anything new.
+    assert effects.reports == []
+
+
+def test_an_old_request_beats_a_young_backlog() -> None:
+    scheduler, effects, _ = behind_busy_a([("B", 0.0), ("C", 9.0), ("C", 9.0)], now=10.0)
+    # (10 + 1)^3 = 1331 against 2 * (1 + 1)^3 = 16.
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+
+
+def test_age_exponent_zero_counts_requests() -> None:
+    scheduler, effects, _ = behind_busy_a(
+        [("B", 0.0), ("C", 9.0), ("C", 9.0)], now=10.0, age_exponent=0
+    )
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("C", ("A",))]
+
+
+def test_age_exponent_one_is_the_total_wait() -> None:
+    # B: 10 + 1 = 11; C: 3 * (4 + 1) = 15.
+    scheduler, effects, _ = behind_busy_a(
+        [("B", 0.0), ("C", 6.0), ("C", 6.0), ("C", 6.0)], now=10.0, age_exponent=1
+    )
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("C", ("A",))]
+
+
+def test_a_cheap_load_goes_before_an_expensive_one_for_the_same_backlog() -> None:
+    queued = [("B", 0.0), ("C", 0.0)]
+    scheduler, effects, _ = behind_busy_a(queued, load_times={"B": 10.0, "C": 2.0})
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("C", ("A",))]
+    scheduler, effects, _ = behind_busy_a(queued, load_times={"B": 2.0, "C": 10.0})
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+
+
+@pytest.mark.parametrize("order", ["BC", "CB"])
+def test_equal_scores_keep_queue_order(order: str) -> None:
+    scheduler, effects, _ = behind_busy_a([(model, 0.0) for model in order])
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall(order[0], ("A",))]
+
+
+def test_priority_tiers_are_strict() -> None:
+    # C has the bigger and older backlog, but B's model priority is higher.
+    scheduler, effects, _ = behind_busy_a(
+        [("C", 0.0), ("C", 0.0), ("C", 0.0), ("B", 9.0)], priority={"B": 1}
+    )
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+
+
+def test_one_high_priority_request_lifts_its_model_and_the_load_serves_all() -> None:
+    scheduler, effects, requests = behind_busy_a([("B", 0.0), ("B", 0.0), ("C", 5.0)])
+    scheduler.on_request(urgent := Request("C", id=1, arrived=10.0, priority=3))
+    assert scheduler.queued[0] is urgent
+    effects.take_calls()
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("C", ("A",))]
+    assert scheduler.waiters("C") == (urgent, requests[2])
+    assert scheduler.queued == tuple(requests[:2])
+
+
+def test_a_starved_request_goes_first_whatever_the_scores() -> None:
+    queued = [("B", 0.0), *[("C", 1.0)] * 5]
+    scheduler, effects, _ = behind_busy_a(queued, now=4.0, max_wait=5.0)
+    scheduler.on_serve_done("A")  # nobody is starved yet: the score decides
+    assert effects.starts == [StartSwapCall("C", ("A",))]
+
+    scheduler, effects, requests = behind_busy_a(queued, now=6.0, max_wait=5.0)
+    assert scheduler.scores()["C"] > scheduler.scores()["B"]
+    scheduler.on_serve_done("A")  # B has waited max_wait: it goes first
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+    assert scheduler.queued == tuple(requests[1:])
+
+
+def test_the_best_startable_model_wins_over_a_better_blocked_one() -> None:
+    # E (big backlog) needs A stopped; C and D need only B stopped (idle).
+    planner = TablePlanner({"C": ["B"], "D": ["B"], "E": ["A"]})
+    clock = Clock(0.0)
+    effects = RecordingEffects.for_models("ABCDE", ready="AB")
+    scheduler = CostAwareScheduler(planner, effects, clock=clock)
+    scheduler.on_request(req("A"))
+    scheduler.on_request(req("B"))  # A and B both serving
+    queued = [req("E"), req("E"), req("E"), req("C"), req("D"), req("D")]
+    for request in queued:
+        scheduler.on_request(request)
+    assert scheduler.queued == tuple(queued)
+    effects.take_calls()
+    scheduler.on_serve_done("B")
+    # C and D collide (both stop B): the better of the two starts; E stays blocked.
+    assert effects.starts == [StartSwapCall("D", ("B",))]
+    assert scheduler.queued == tuple(queued[:4])
+
+
+def test_parallel_swaps_start_best_first() -> None:
+    # C and D stop disjoint idle models once X's unload is over: both start.
+    planner = TablePlanner({"C": ["A", "X"], "D": ["B", "X"]})
+    effects = RecordingEffects.for_models("ABCDX", ready="ABX")
+    scheduler = CostAwareScheduler(planner, effects, clock=Clock(0.0))
+    scheduler.on_unload(["X"])
+    effects.states["X"] = ProcessState.STOPPING
+    queued = [req("C"), req("D"), req("D")]
+    for request in queued:
+        scheduler.on_request(request)  # each would stop X, which is being unloaded
+    assert scheduler.queued == tuple(queued)
+    effects.states["X"] = STOPPED
+    scheduler.on_unload_done(["X"])
+    assert effects.starts == [StartSwapCall("D", ("B",)), StartSwapCall("C", ("A",))]
+    assert scheduler.queued == ()
+    assert scheduler.waiters("D") == tuple(queued[1:])
+
+
+def test_a_model_that_needs_no_load_goes_before_a_swap_in_the_same_tier() -> None:
+    # A needs B stopped; C (the bigger backlog) needs A stopped.
+    planner = TablePlanner({"A": ["B"], "C": ["A", "B"]})
+    effects = RecordingEffects.for_models("ABC", ready="B")
+    scheduler = CostAwareScheduler(planner, effects, clock=Clock(0.0))
+    scheduler.on_request(req("B"))  # B serving: everything below queues
+    c1, c2, a1 = req("C"), req("C"), req("A")
+    for request in (c1, c2, a1):
+        scheduler.on_request(request)
+    # The driver lost B and found A ready without telling the scheduler.
+    effects.states.update(A=READY, B=STOPPED)
+    effects.take_calls()
+    scheduler.on_tick()
+    # A serves at once (no load); C would now stop a busy A, so it waits.
+    assert effects.calls[0] == GrantServeCall(a1, "A", True)
+    assert effects.starts == []
+    assert scheduler.queued == (c1, c2)
+
+
+def test_collation_is_kept() -> None:
+    """Arrivals A B C A B C: three loads, as with FIFO."""
+    scheduler, effects = make()
+    requests = [req(model) for model in "ABCABC"]
+    for request in requests:
+        scheduler.on_request(request)
+    for model in "ABC":
+        finish_swap(scheduler, effects, model)
+        scheduler.on_serve_done(model)
+        scheduler.on_serve_done(model)
+    assert [call.model for call in effects.starts] == ["A", "B", "C"]
+    assert effects.served() == [requests[i] for i in (0, 3, 1, 4, 2, 5)]
+
+
+def test_the_clock_is_read_only_to_rank_two_or_more_models() -> None:
+    def no_clock() -> float:
+        raise AssertionError("clock read with nothing to rank")
+
+    scheduler, effects = make(ready=["A"], clock=no_clock)
+    scheduler.on_request(req("A"))
+    scheduler.on_request(b1 := req("B"))
+    scheduler.on_request(b2 := req("B"))
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+    assert scheduler.waiters("B") == (b1, b2)
+    finish_swap(scheduler, effects, "B")
+    scheduler.on_tick()
+    assert effects.served()[-2:] == [b1, b2]
