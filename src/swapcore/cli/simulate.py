@@ -1,0 +1,240 @@
+"""``swapcore simulate CONFIG [TRACE]``: replay a trace against schedulers and planners.
+
+Reads a simulator configuration or a llama-swap ``config.yaml``
+(:func:`swapcore.sim.config.load_sim_config`) and a JSON Lines trace (or
+generates one with ``--generate``), runs the simulator once per scheduler x
+planner, and prints the report as a table (several runs side by side).
+``--json`` writes the reports, ``--plot`` a timeline picture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import attrs
+
+from swapcore.errors import ConfigError, SwapcoreError
+
+__all__ = ["register"]
+
+_HELP = """\
+examples:
+  swapcore simulate sim.yaml trace.jsonl
+  swapcore simulate sim.yaml --generate 'round-robin:models=a,b,c;rounds=4'
+  swapcore simulate config.yaml trace.jsonl --compare fifo,arrival,cost-aware,'fifo:max_wait=30'
+  swapcore simulate sim.yaml trace.jsonl --planner max-loaded:n=1 --planner max-loaded:n=2
+  swapcore simulate sim.yaml trace.jsonl --plot timeline.png --json report.json
+
+schedulers: fifo, arrival, cost-aware; options after ':' separated by ';'
+  (fifo:max_wait=30;default_concurrency_limit=4; max_wait=none removes the bound)
+planners: config (the file's own), max-loaded:n=N, memory:budget=B (profiles' sizes)
+generators: round-robin, poisson, bursts, dominant (see docs/simulator.md)
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``simulate`` subcommand."""
+    parser = subparsers.add_parser(
+        "simulate",
+        help="replay a request trace against schedulers and planners on a virtual clock",
+        description=(
+            "Replay a request trace with the real scheduler and planner on a virtual clock "
+            "and report loads, waits and model usage."
+        ),
+        epilog=_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", metavar="CONFIG", help="simulator config or llama-swap config")
+    parser.add_argument("trace", metavar="TRACE", nargs="?", help="JSON Lines trace")
+    parser.add_argument(
+        "--generate", metavar="SPEC", help="generate the trace, e.g. 'round-robin:models=a,b'"
+    )
+    parser.add_argument("--save-trace", metavar="PATH", help="write the trace used as JSONL")
+    parser.add_argument("--scheduler", metavar="SPEC", help="the scheduler (default: the config's)")
+    parser.add_argument(
+        "--compare", metavar="SPECS", help="comma-separated schedulers to run side by side"
+    )
+    parser.add_argument(
+        "--planner",
+        metavar="SPEC",
+        action="append",
+        help="planner (repeatable: runs every scheduler with every planner; default: config)",
+    )
+    parser.add_argument(
+        "--load",
+        metavar="MODEL=SECONDS",
+        action="append",
+        default=[],
+        help="override a model's load seconds (repeatable, or comma-separated)",
+    )
+    parser.add_argument(
+        "--default-load",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="load seconds assumed for llama-swap models without one (default 10)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the report(s) as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="write a timeline picture (matplotlib)")
+    parser.add_argument(
+        "--plot-range", metavar="START:END", help="time window of the picture, in seconds"
+    )
+    parser.add_argument(
+        "--plot-size",
+        metavar="WxH",
+        help="picture size in inches at 100 dpi (default 9 wide, height by panels)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _loads(values: list[str]) -> dict[str, float]:
+    loads: dict[str, float] = {}
+    for value in values:
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            model, sep, seconds = part.partition("=")
+            try:
+                number = float(seconds)
+            except ValueError:
+                number = -1.0
+            if not sep or not model.strip() or not number >= 0 or number == float("inf"):
+                raise ConfigError(f"--load: expected MODEL=SECONDS (seconds >= 0), got {part!r}")
+            loads[model.strip()] = number
+    return loads
+
+
+def _range(text: str | None) -> tuple[float | None, float | None]:
+    if text is None:
+        return None, None
+    first, sep, second = text.partition(":")
+    try:
+        start = float(first) if first.strip() else None
+        end = float(second) if second.strip() else None
+    except ValueError:
+        start = end = -1.0
+    if not sep or (start is not None and start < 0) or (end is not None and end < 0):
+        raise ConfigError(f"--plot-range: expected START:END in seconds, got {text!r}")
+    if start is not None and end is not None and end <= start:
+        raise ConfigError(f"--plot-range: END must be after START, got {text!r}")
+    return start, end
+
+
+def _size(text: str | None) -> tuple[float, float | None]:
+    if text is None:
+        return 9.0, None
+    width, sep, height = text.lower().partition("x")
+    try:
+        size = (float(width), float(height))
+    except ValueError:
+        size = (0.0, 0.0)
+    if not sep or not (0 < size[0] <= 100 and 0 < size[1] <= 100):
+        raise ConfigError(f"--plot-size: expected WIDTHxHEIGHT in inches, e.g. 9x4, got {text!r}")
+    return size
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the simulations and print the report; returns the exit status."""
+    from swapcore.sim import format_comparison, format_report, read_trace, simulate, write_trace
+    from swapcore.sim.config import (
+        DEFAULT_LOAD,
+        generate_trace,
+        load_sim_config,
+        planner_from_spec,
+        scheduler_from_spec,
+    )
+
+    if (args.trace is None) == (args.generate is None):
+        raise ConfigError("give either a TRACE file or --generate SPEC (exactly one)")
+    if args.scheduler is not None and args.compare is not None:
+        raise ConfigError("--scheduler and --compare are exclusive (put it in --compare)")
+    plot_range = _range(args.plot_range)
+    width, height = _size(args.plot_size)
+    default_load = DEFAULT_LOAD if args.default_load is None else args.default_load
+    if not default_load >= 0 or default_load == float("inf"):
+        raise ConfigError(f"--default-load: must be a number of seconds >= 0, got {default_load}")
+    config = load_sim_config(args.config, loads=_loads(args.load), default_load=default_load)
+    for warning in config.warnings:
+        print(f"warning: {config.source}: {warning}", file=sys.stderr)
+    for note in config.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+    if args.trace is not None:
+        trace = read_trace(args.trace)
+        trace_name = args.trace
+    else:
+        trace = generate_trace(args.generate)
+        trace_name = args.generate
+    if config.aliases:
+        trace = [
+            attrs.evolve(a, model=config.aliases[a.model]) if a.model in config.aliases else a
+            for a in trace
+        ]
+    if args.save_trace:
+        write_trace(trace, args.save_trace)
+
+    defaults = config.scheduler_defaults
+    if args.compare is not None:
+        specs = [spec for spec in args.compare.split(",") if spec.strip()]
+        if not specs:
+            raise ConfigError("--compare: name at least one scheduler")
+        schedulers = [scheduler_from_spec(spec, defaults=defaults) for spec in specs]
+    elif args.scheduler is not None:
+        schedulers = [scheduler_from_spec(args.scheduler, defaults=defaults)]
+    else:
+        schedulers = [config.scheduler]
+    planners = [
+        planner_from_spec(spec, models=config.models, config=config)
+        for spec in (args.planner or ["config"])
+    ]
+
+    reports = {}
+    for planner in planners:
+        for scheduler in schedulers:
+            if len(planners) == 1:
+                label = scheduler.label
+            elif len(schedulers) == 1:
+                label = planner.name
+            else:
+                label = f"{scheduler.label} / {planner.name}"
+            if label in reports:
+                raise ConfigError(f"--compare: {label!r} is given twice")
+            reports[label] = simulate(
+                trace, planner=planner, models=config.models, scheduler=scheduler
+            )
+
+    span = trace[-1].at - trace[0].at if trace else 0.0
+    print(f"trace:  {trace_name}: {len(trace)} requests over {span:.1f} s")
+    print(f"config: {config.source} ({config.kind}; {len(config.models)} models)")
+    if len(reports) == 1:
+        print(format_report(next(iter(reports.values()))))
+    else:
+        print(format_comparison(reports))
+
+    if args.json:
+        data = {
+            "config": config.source,
+            "trace": trace_name,
+            "runs": [{"label": label, **r.to_dict()} for label, r in reports.items()],
+        }
+        with open(args.json, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent=1)
+            stream.write("\n")
+    if args.plot:
+        from swapcore.sim.plot import plot_timeline
+
+        try:
+            plot_timeline(
+                reports,
+                args.plot,
+                start=plot_range[0],
+                end=plot_range[1],
+                width=width,
+                height=height,
+            )
+        except ImportError as exc:
+            raise SwapcoreError(f"--plot: {exc}") from None
+    return 0
