@@ -312,3 +312,112 @@ def test_the_clock_is_read_only_to_rank_two_or_more_models() -> None:
     finish_swap(scheduler, effects, "B")
     scheduler.on_tick()
     assert effects.served()[-2:] == [b1, b2]
+
+
+# -- the tail budget and the hold ------------------------------------------------
+
+LOADS = {"A": 8.0, "B": 15.0, "C": 30.0}  # budget: 53 s
+
+
+def test_the_tail_budget_sends_the_oldest_model_first_once_its_turn_would_overrun() -> None:
+    # C has the bigger score (three requests), but B's request is 40 s old:
+    # loading C (30 s) then B (15 s) would take it past the 53 s budget.
+    scheduler, effects, _ = behind_busy_a(
+        [("B", 0.0), ("C", 39.0), ("C", 39.0), ("C", 39.0)],
+        now=40.0,
+        load_times=LOADS,
+        age_exponent=0,
+    )
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+
+
+def test_within_the_tail_budget_the_score_decides() -> None:
+    scheduler, effects, _ = behind_busy_a(
+        [("C", 0.0), ("B", 1.0), ("B", 1.0), ("B", 1.0)],
+        now=2.0,
+        load_times=LOADS,
+        age_exponent=0,
+    )
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+
+
+def hot_a(hold: float, **kwargs: Any) -> tuple[CostAwareScheduler, RecordingEffects, Clock]:
+    """A ready; A requests every 1 s (hot: 8 s load), one B queued behind A's last serve."""
+    clock = Clock(0.0)
+    effects = RecordingEffects.for_models("AB", ready="A")
+    scheduler = CostAwareScheduler(
+        OneAtATime(), effects, clock=clock, load_times=LOADS, hold=hold, **kwargs
+    )
+    for t in (0.0, 1.0, 2.0):
+        clock.now = t
+        scheduler.on_request(Request("A", id=int(t), arrived=t))
+        if t < 2.0:
+            scheduler.on_serve_done("A")
+    clock.now = 2.5
+    scheduler.on_request(Request("B", id=10, arrived=2.5))
+    clock.now = 3.0
+    return scheduler, effects, clock
+
+
+def test_no_hold_by_default() -> None:
+    scheduler, effects, _ = hot_a(0.0)
+    scheduler.on_serve_done("A")
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+    assert scheduler.held is None
+
+
+def test_a_hot_model_is_held_then_released_at_the_deadline() -> None:
+    scheduler, effects, clock = hot_a(2.0)
+    scheduler.on_serve_done("A")
+    assert effects.starts == []
+    assert scheduler.held == "A"
+    assert scheduler.next_deadline() == 5.0
+    clock.now = 5.0
+    scheduler.on_tick()
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+    assert scheduler.held is None
+
+
+def test_an_arrival_during_the_hold_takes_the_fast_path_and_ends_it() -> None:
+    scheduler, _, clock = hot_a(2.0)
+    scheduler.on_serve_done("A")
+    clock.now = 4.0
+    late = Request("A", id=20, arrived=4.0)
+    scheduler.on_request(late)
+    assert scheduler.in_flight("A") == 1  # granted at once
+    assert scheduler.held is None
+    clock.now = 4.5  # A is hot and a new hold may begin, bounded by B's budget
+    scheduler.on_serve_done("A")
+    assert scheduler.held == "A"
+
+
+def test_a_new_request_for_another_model_waits_out_the_hold() -> None:
+    scheduler, effects, clock = hot_a(2.0)
+    scheduler.on_serve_done("A")
+    clock.now = 3.5
+    scheduler.on_request(Request("B", id=30, arrived=3.5))
+    assert effects.starts == []
+
+
+def test_the_hold_ends_when_a_request_starves() -> None:
+    scheduler, effects, clock = hot_a(10.0, max_wait=1.0)
+    scheduler.on_serve_done("A")  # B arrived at 2.5: starved at 3.5
+    assert scheduler.next_deadline() == 3.5
+    clock.now = 3.5
+    scheduler.on_tick()
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+
+
+def test_the_hold_never_outlasts_the_oldest_requests_budget() -> None:
+    scheduler, _, _ = hot_a(100.0)
+    scheduler.on_serve_done("A")
+    # B arrived at 2.5; budget 53 s minus B's own 15 s load.
+    assert scheduler.next_deadline() == 2.5 + 53.0 - 15.0
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), True, "2"])
+def test_hold_is_checked(bad: object) -> None:
+    with pytest.raises(ConfigError, match="hold"):
+        make(hold=bad)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from swapcore.errors import ConfigError
 from swapcore.planners.base import SwapPlanner
@@ -18,6 +18,12 @@ __all__ = ["CostAwareScheduler"]
 _READY = ProcessState.READY
 DEFAULT_LOAD_TIME = 1.0
 """Seconds assumed to load a model absent from ``load_times``."""
+_GAP_WEIGHT = 0.2
+"""Weight of the newest arrival in a model's moving average arrival rate."""
+_MIN_GAP = 1e-3
+"""Seconds: the shortest inter-arrival gap a rate is computed from."""
+_FRESH_GAPS = 3.0
+"""A model is hot only if it saw an arrival within this many mean gaps."""
 
 
 def _seconds(name: str, value: object) -> float:
@@ -32,6 +38,17 @@ def _seconds(name: str, value: object) -> float:
     return float(value)
 
 
+def _hold(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(f"hold must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
 def _exponent(value: object) -> float:
     if (
         isinstance(value, bool)
@@ -41,6 +58,10 @@ def _exponent(value: object) -> float:
     ):
         raise ConfigError(f"age_exponent must be a number from 0 to 16, got {value!r}")
     return float(value)
+
+
+def _arrival(request: Request) -> float:
+    return request.arrived
 
 
 def _check_load_times(load_times: Mapping[str, float] | None) -> dict[str, float]:
@@ -63,7 +84,7 @@ class CostAwareScheduler(_BaseScheduler):
 
     ``CostAwareScheduler(planner, effects, *, priority=None, concurrency_limits=None,
     default_concurrency_limit=10, max_wait=None, clock=time.monotonic,
-    load_times=None, wait_offset=1.0, age_exponent=3.0)``.
+    load_times=None, wait_offset=1.0, age_exponent=3.0, hold=0.0)``.
 
     Everything :class:`~swapcore.FIFOScheduler` guarantees holds unchanged:
     admission and concurrency limits, joining a swap in flight, the fast path
@@ -116,6 +137,17 @@ class CostAwareScheduler(_BaseScheduler):
     time in seconds (absent models: 1.0): for the same backlog, a cheap load
     goes before an expensive one.
 
+    Tail budget: with ``load_times``, the best model may go before the model
+    of the oldest request (same priority) only while that request's age plus
+    both load times stays within the sum of all ``load_times``; otherwise the
+    oldest request's model goes first. Hold (``hold`` seconds, 0 = off): when
+    a hot model (mean arrival gap below its load time, last arrival within
+    three gaps) serves its last request while others queue, swaps that would
+    evict it wait until ``next_deadline()`` (at most ``hold`` seconds, never
+    past the oldest request's budget); a new request for it takes the fast
+    path and ends the hold, as does a request reaching ``max_wait``. With a
+    hold the driver must call :meth:`on_tick` at :meth:`next_deadline`.
+
     The clock is read once per drain that has two or more models to rank,
     and as in FIFO when ``max_wait`` is set or the planner records serves;
     ``arrived`` must be on the same clock. A drain costs one pass to group
@@ -137,6 +169,7 @@ class CostAwareScheduler(_BaseScheduler):
         load_times: Mapping[str, float] | None = None,
         wait_offset: float = 1.0,
         age_exponent: float = 3.0,
+        hold: float = 0.0,
     ) -> None:
         super().__init__(
             planner,
@@ -150,10 +183,55 @@ class CostAwareScheduler(_BaseScheduler):
         self._load_times = _check_load_times(load_times)
         self._wait_offset = _seconds("wait_offset", wait_offset)
         self._age_exponent = _exponent(age_exponent)
+        self._hold = _hold(hold)
+        # The tail budget: one turn of every model whose load time is known.
+        self._cycle = sum(self._load_times.values())
+        self._rate: dict[str, float] = {}  # model -> moving average of its arrival rate (1/s)
+        self._last: dict[str, float] = {}  # model -> its latest arrival (clock)
+        self._held: str | None = None  # the hot model kept loaded although others wait
+        self._held_until = 0.0
 
     def load_time(self, model: str) -> float:
         """The load time in seconds the score assumes for ``model``."""
         return self._load_times.get(model, DEFAULT_LOAD_TIME)
+
+    @property
+    def held(self) -> str | None:
+        """The model held loaded for its next request while others wait (None: no hold)."""
+        return self._holding()
+
+    def next_deadline(self) -> float | None:
+        """The earlier of the ``max_wait`` deadline and the end of the current hold."""
+        deadline = super().next_deadline()
+        if self._holding() is not None:
+            end = self._held_until
+            deadline = end if deadline is None or end < deadline else deadline
+        return deadline
+
+    def on_request(self, request: Request) -> None:
+        """FIFO's :meth:`on_request`; with ``hold`` on, first note the model's arrival rate."""
+        if self._hold and not self._active:
+            model = request.model
+            now = self._clock()
+            last = self._last.get(model)
+            if last is not None:
+                rate = 1.0 / max(now - last, _MIN_GAP)
+                mean = self._rate.get(model)
+                self._rate[model] = rate if mean is None else mean + _GAP_WEIGHT * (rate - mean)
+            self._last[model] = now
+        super().on_request(request)
+
+    def on_serve_done(self, model: str) -> None:
+        """FIFO's :meth:`on_serve_done`; a hot model's last serve may start a hold."""
+        if (
+            self._hold
+            and not self._active
+            and self._in_flight.get(model, 0) == 1
+            and self._queue
+            and model not in self._stopping
+        ):
+            self._start_hold(model)
+        super().on_serve_done(model)
 
     def scores(self) -> dict[str, float]:
         """Each queued model's current score (the formula above), for inspection and tests."""
@@ -181,6 +259,71 @@ class CostAwareScheduler(_BaseScheduler):
                 detach(request)
         if len(queue) != before:
             queue.sweep(_stays)  # drop the detached, report the positions that moved
+
+    # -- hold ----------------------------------------------------------------------
+
+    def _start_hold(self, model: str) -> None:
+        """Hold ``model`` (about to drain, others queued) if it is hot and the tail allows."""
+        rate = self._rate.get(model)
+        if rate is None:
+            return
+        now = self._clock()
+        # Hot: at least one arrival expected while the model would reload, and
+        # it is still arriving (its latest arrival is recent).
+        if rate * self.load_time(model) < 1.0 or (now - self._last[model]) * rate > _FRESH_GAPS:
+            return
+        until = now + self._hold
+        oldest = min(self._queue, key=_arrival)
+        if oldest.model != model:
+            # Never hold past the moment the oldest request's turn would overrun the budget.
+            queued = {request.model for request in self._queue}
+            limit = oldest.arrived + self._budget(queued) - self.load_time(oldest.model)
+            until = min(until, limit)
+        if until > now:
+            self._held = model
+            self._held_until = until
+
+    def _holding(self) -> str | None:
+        """The held model, after ending a hold that expired, was used or meets starvation."""
+        held = self._held
+        if held is None:
+            return None
+        if (
+            self._clock() >= self._held_until
+            or held in self._in_flight
+            or held in self._stopping
+            or not self._queue
+            or (self._max_wait is not None and self._starved() is not None)
+        ):
+            self._held = None
+            return None
+        return held
+
+    def _advance(
+        self, request: Request, guard: Request | None, state: ProcessState | None = None
+    ) -> bool:
+        held = self._held
+        if (
+            held is not None
+            and request.model != held
+            and request.model not in self._swaps
+            and held in self._evictions.evict_for(request.model)
+            and self._holding() is not None
+        ):
+            return False  # the swap would evict the held model: wait for the hold to end
+        return super()._advance(request, guard, state)
+
+    def _budget(self, queued: Iterable[str]) -> float:
+        """The tail budget: the load times of every model in ``load_times`` added up.
+
+        That is one turn of loads, what FIFO's longest waits are made of. Without
+        ``load_times``: the load times (1.0 each) of the ``queued`` models.
+        """
+        if self._cycle > 0.0:
+            return self._cycle
+        return DEFAULT_LOAD_TIME * len(set(queued))
+
+    # -- ranking -------------------------------------------------------------------
 
     def _groups(self, guard: Request | None) -> dict[str, list[Request]]:
         """The queued requests (but ``guard``) by model, models in order of first appearance."""
@@ -223,4 +366,20 @@ class CostAwareScheduler(_BaseScheduler):
                 )
             )
         keyed.sort()  # the unique index settles ties before the lists are compared
-        return [entry[-1] for entry in keyed]
+        ranked = [entry[-1] for entry in keyed]
+        # The tail guard: the best may go before the oldest request's model only
+        # while that request's turn still fits in the budget.
+        best = keyed[0]
+        if self._cycle <= 0.0:
+            return ranked  # no load times, no budget
+        oldest = min(
+            (entry for entry in keyed if entry[0] == best[0]),
+            key=lambda entry: entry[-1][0].arrived,
+        )
+        if oldest is not best:
+            first = oldest[-1][0]
+            turn = self.load_time(best[-1][0].model) + self.load_time(first.model)
+            if now - first.arrived + turn > self._budget(groups):
+                group = oldest[-1]
+                ranked = [group, *(g for g in ranked if g is not group)]
+        return ranked
