@@ -1,7 +1,10 @@
 """Optional adapters that connect swapcore to the outside world (the ``gateway`` extra).
 
-``swapcore.adapters.subprocess.SubprocessProcess`` runs a model server as a
-child process group and implements the ``Process`` protocol. Nothing here is
-imported by ``import swapcore``; each adapter imports its third-party
-dependencies (httpx, uvicorn) itself.
+- ``swapcore.adapters.subprocess.SubprocessProcess`` runs a model server as a
+  child process group and implements the ``Process`` protocol.
+- ``swapcore.adapters.asgi.GatewayApp`` is an OpenAI-compatible gateway: a
+  plain ASGI app over a ``BaseRouter``, mountable in Starlette or FastAPI.
+
+Nothing here is imported by ``import swapcore``; each adapter imports its
+third-party dependencies (httpx, uvicorn) itself.
 """
