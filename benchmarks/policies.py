@@ -9,6 +9,12 @@ comparison table, draws the timeline pictures into ``--img`` (default
 docs/img), and checks the claims the page makes, printing PASS or FAIL for
 each. Exit status 1 when a claim fails. Deterministic: the same swapcore
 gives the same tables and pictures.
+
+It also prints an offline bound for round-robin and bursts: a search over
+every visit order and hold (with the whole trace known in advance) for the
+fewest loads that keep every wait within FIFO's own maximum, or within +10%.
+That search replays the simulator's rules for one model at a time (checked:
+it reproduces FIFO's loads and maximum wait on each workload).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
+import math
 import os
 import shlex
 import sys
@@ -30,6 +38,7 @@ try:
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from swapcore.cli.main import main as swapcore
+from swapcore.sim.config import generate_trace
 
 CONFIG = """\
 # docs/policies.md: three models, one loaded at a time; nothing is rejected
@@ -43,9 +52,9 @@ scheduler: {use: fifo, default_concurrency_limit: 1000}
 
 SCHEDULERS = (
     "fifo,arrival,cost-aware,fifo:max_wait=30,cost-aware:max_wait=30,"
-    "cost-aware:hold=2,cost-aware:hold=2;max_wait=30"
+    "cost-aware:hold=auto,cost-aware:hold=auto;max_wait=30"
 )
-HOLD = "hold=2"
+HOLD = "hold=auto"
 
 # name, generator spec, schedulers for the picture, picture time window
 WORKLOADS = [
@@ -153,6 +162,140 @@ def run_workloads(img: Path, no_plots: bool, summary: dict[str, dict[str, Any]])
             )  # fmt: skip
 
 
+# -- the offline bound -------------------------------------------------------------
+
+Trace = dict[str, list[tuple[float, float]]]  # model -> [(arrival, service)] in order
+
+
+def _serve(trace: Trace, model: str, ready: float, p: int) -> tuple[float, int, float]:
+    """``model`` ready at ``ready``: its queued requests start, later ones take the fast
+    path while it is busy. Returns (idle at, next unserved index, longest wait)."""
+    requests, end, longest = trace[model], ready, 0.0
+    while p < len(requests) and requests[p][0] <= ready:
+        longest = max(longest, ready - requests[p][0])
+        end = max(end, ready + requests[p][1])
+        p += 1
+    while p < len(requests) and requests[p][0] < end:
+        end = max(end, requests[p][0] + requests[p][1])
+        p += 1
+    return end, p, longest
+
+
+def _decision(trace: Trace, model: str, end: float, ptr: dict[str, int]) -> float | None:
+    """When ``model`` idles at ``end``: the time a request for another model is queued
+    (its own arrivals in between take the fast path, updating ``ptr``); None: trace over."""
+    while True:
+        other = min(
+            (trace[m][ptr[m]][0] for m in trace if m != model and ptr[m] < len(trace[m])),
+            default=math.inf,
+        )
+        if other <= end:
+            return end
+        own = trace[model][ptr[model]][0] if ptr[model] < len(trace[model]) else math.inf
+        if own == other == math.inf:
+            return None
+        if own > other:
+            return other
+        end, ptr[model], _ = _serve(trace, model, own, ptr[model])
+
+
+def offline_min_loads(
+    trace: Trace, bound: float, *, holds: bool, fifo: bool = False
+) -> tuple[int, float] | None:
+    """The fewest loads (then the lowest maximum wait) with every wait <= ``bound``.
+
+    One model loaded at a time, instant stops. At each moment the loaded model is
+    idle while others are queued, the choices are: load a queued model, or (with
+    ``holds``) keep the model loaded until its next request. ``fifo=True`` replays
+    FIFO instead (load the oldest queued request's model). Exhaustive depth-first
+    search with branch and bound, and a memo that drops a state reached later with
+    no fewer loads and no lower maximum wait than an earlier one (it could idle until
+    then). Returns (loads, max wait) or None when no schedule meets ``bound``.
+    """
+    best: list[Any] = [math.inf, math.inf, False]
+    seen: dict[tuple[str, tuple[int, ...]], list[tuple[float, int, float]]] = {}
+
+    def fits(t: float, model: str, ptr: dict[str, int]) -> bool:
+        queued = [(trace[m][ptr[m]], m) for m in trace if m != model and ptr[m] < len(trace[m])]
+        queued = [(first, m) for first, m in queued if first[0] <= t]
+        for order in itertools.permutations(queued):
+            clock, ok = t, True
+            for (arrived, service), m in order:
+                clock += LOADS[m]
+                if clock - arrived > bound + 1e-9:
+                    ok = False
+                    break
+                clock += service
+            if ok:
+                return True
+        return False
+
+    def visit(t: float | None, model: str, ptr: dict[str, int], loads: int, worst: float) -> None:
+        if worst > bound + 1e-9:
+            return
+        if t is None:
+            if (loads, worst) < (best[0], best[1]):
+                best[:] = [loads, worst, True]
+            return
+        left = sum(1 for m in trace if m != model and ptr[m] < len(trace[m]))
+        if loads + left > best[0] or not fits(t, model, ptr):
+            return
+        key = (model, tuple(ptr.values()))
+        for t0, loads0, worst0 in seen.setdefault(key, []):
+            if t0 <= t + 1e-9 and loads0 <= loads and worst0 <= worst + 1e-9:
+                return
+        seen[key].append((t, loads, worst))
+        queued = sorted(
+            (trace[m][ptr[m]][0], m)
+            for m in trace
+            if m != model and ptr[m] < len(trace[m]) and trace[m][ptr[m]][0] <= t
+        )
+        for _, target in queued[:1] if fifo else queued:
+            after = dict(ptr)
+            end, after[target], longest = _serve(trace, target, t + LOADS[target], after[target])
+            visit(_decision(trace, target, end, after), target, after, loads + 1,
+                  max(worst, longest))  # fmt: skip
+        if holds and not fifo and ptr[model] < len(trace[model]):
+            after = dict(ptr)
+            end, after[model], _ = _serve(trace, model, trace[model][ptr[model]][0], after[model])
+            visit(_decision(trace, model, end, after), model, after, loads, worst)
+
+    first = min((requests[0][0], m) for m, requests in trace.items() if requests)[1]
+    ptr = dict.fromkeys(trace, 0)
+    end, ptr[first], longest = _serve(trace, first, trace[first][0][0] + LOADS[first], 0)
+    visit(_decision(trace, first, end, ptr), first, ptr, 1, longest)
+    return (int(best[0]), float(best[1])) if best[2] else None
+
+
+def offline_bounds(summary: dict[str, dict[str, Any]], results: list[tuple[bool, str]]) -> None:
+    """Print the offline bound next to FIFO on round-robin and bursts."""
+    print("## offline bound: fewest loads with every wait within a bound\n\n```")
+    print(f"{'workload':12} {'bound':>8}  {'FIFO':>12}  {'visit order':>12}  {'+ holds':>12}")
+    for name, spec, _, _ in WORKLOADS:
+        if name not in ("round-robin", "bursts"):
+            continue
+        trace: Trace = {m: [] for m in sorted(LOADS)}
+        for arrival in generate_trace(spec):
+            trace[arrival.model].append((arrival.at, arrival.service))
+        fifo = summary[name]["fifo"]
+        replay = offline_min_loads(trace, math.inf, holds=False, fifo=True)
+        check(
+            results,
+            replay is not None
+            and replay[0] == fifo["loads"]
+            and abs(replay[1] - fifo["max"]) < 1e-6,
+            f"{name}: the offline search replays FIFO "
+            f"({fifo['loads']} loads, max {fifo['max']:.1f})",
+        )
+        for label, bound in (("FIFO max", fifo["max"]), ("+10%", 1.1 * fifo["max"])):
+            cells = [f"{fifo['loads']} / {fifo['max']:.1f}"]
+            for holds in (False, True):
+                found = offline_min_loads(trace, bound, holds=holds)
+                cells.append("none" if found is None else f"{found[0]} / {found[1]:.1f}")
+            print(f"{name:12} {label:>8}  " + "  ".join(f"{c:>12}" for c in cells))
+    print("(loads / max wait in seconds)\n```\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     root = Path(__file__).resolve().parents[1]
@@ -170,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_workloads(img, args.no_plots, summary)
         finally:
             os.chdir(home)
+    offline_bounds(summary, results)
     collation = summary["collation"]
     check(results, collation["fifo"]["loads"] == 3, "A B C x4: FIFO 3 loads")
     check(results, collation["arrival"]["loads"] == 12, "A B C x4: arrival order 12 loads")

@@ -343,7 +343,7 @@ def test_within_the_tail_budget_the_score_decides() -> None:
     assert effects.starts == [StartSwapCall("B", ("A",))]
 
 
-def hot_a(hold: float, **kwargs: Any) -> tuple[CostAwareScheduler, RecordingEffects, Clock]:
+def hot_a(hold: float | str, **kwargs: Any) -> tuple[CostAwareScheduler, RecordingEffects, Clock]:
     """A ready; A requests every 1 s (hot: 8 s load), one B queued behind A's last serve."""
     clock = Clock(0.0)
     effects = RecordingEffects.for_models("AB", ready="A")
@@ -401,12 +401,20 @@ def test_a_new_request_for_another_model_waits_out_the_hold() -> None:
     assert effects.starts == []
 
 
-def test_the_hold_ends_when_a_request_starves() -> None:
-    scheduler, effects, clock = hot_a(10.0, max_wait=1.0)
-    scheduler.on_serve_done("A")  # B arrived at 2.5: starved at 3.5
-    assert scheduler.next_deadline() == 3.5
-    clock.now = 3.5
+def test_with_max_wait_the_hold_keeps_the_queued_turn_within_max_wait() -> None:
+    scheduler, effects, clock = hot_a(10.0, max_wait=20.0)
+    scheduler.on_serve_done("A")  # B arrived at 2.5: its 15 s load must start by 7.5
+    assert scheduler.held == "A"
+    assert scheduler.next_deadline() == 7.5
+    clock.now = 7.5
     scheduler.on_tick()
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+
+
+def test_no_hold_when_max_wait_leaves_no_room() -> None:
+    scheduler, effects, _ = hot_a(10.0, max_wait=1.0)
+    scheduler.on_serve_done("A")  # B's 15 s load already overruns max_wait
+    assert scheduler.held is None
     assert effects.starts == [StartSwapCall("B", ("A",))]
 
 
@@ -417,7 +425,64 @@ def test_the_hold_never_outlasts_the_oldest_requests_budget() -> None:
     assert scheduler.next_deadline() == 2.5 + 53.0 - 15.0
 
 
-@pytest.mark.parametrize("bad", [-1.0, float("nan"), True, "2"])
+def test_the_hold_keeps_every_queued_models_turn_in_budget() -> None:
+    clock = Clock(0.0)
+    effects = RecordingEffects.for_models("ABC", ready="A")
+    scheduler = CostAwareScheduler(OneAtATime(), effects, clock=clock, load_times=LOADS, hold=100.0)
+    for t in (0.0, 1.0, 2.0):
+        clock.now = t
+        scheduler.on_request(Request("A", id=int(t), arrived=t))
+        if t < 2.0:
+            scheduler.on_serve_done("A")
+    clock.now = 2.5
+    scheduler.on_request(Request("B", id=10, arrived=2.5))
+    clock.now = 2.6
+    scheduler.on_request(Request("C", id=11, arrived=2.6))
+    clock.now = 3.0
+    scheduler.on_serve_done("A")
+    # C goes after B: its oldest request waits the hold, then B's 15 s and its own 30 s.
+    assert scheduler.held == "A"
+    assert scheduler.next_deadline() == pytest.approx(2.6 + 53.0 - 45.0)
+
+
+def test_auto_holds_a_hot_model_up_to_its_own_load_time() -> None:
+    scheduler, effects, clock = hot_a("auto")
+    scheduler.on_serve_done("A")  # at 3.0; A loads in 8 s
+    assert scheduler.held == "A"
+    assert scheduler.next_deadline() == 3.0 + 8.0
+    clock.now = 11.0
+    scheduler.on_tick()
+    assert effects.starts == [StartSwapCall("B", ("A",))]
+
+
+def test_auto_is_bounded_by_the_tail_budget_too() -> None:
+    scheduler, _, _ = hot_a("auto", max_wait=20.0)
+    scheduler.on_serve_done("A")
+    assert scheduler.next_deadline() == 7.5  # B's turn within max_wait, before A's 8 s
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), True, "2", "Auto"])
 def test_hold_is_checked(bad: object) -> None:
     with pytest.raises(ConfigError, match="hold"):
         make(hold=bad)
+
+
+def test_hold_auto_from_a_simulator_spec() -> None:
+    from swapcore.planners import MaxLoadedPlanner
+    from swapcore.sim import simulate
+    from swapcore.sim.config import generate_trace, scheduler_from_spec
+
+    trace = generate_trace("poisson:rates=a:0.3,b:0.15,c:0.05;duration=600;service=2;seed=1")
+    reports = {
+        spec: simulate(
+            trace,
+            planner=MaxLoadedPlanner(1),
+            models={"a": 8.0, "b": 15.0, "c": 30.0},
+            scheduler=scheduler_from_spec(spec, defaults={"default_concurrency_limit": 1000}),
+        )
+        for spec in ("fifo", "cost-aware:hold=auto")
+    }
+    fifo, auto = reports["fifo"], reports["cost-aware:hold=auto"]
+    assert auto.outcomes["served"] == len(trace)
+    assert auto.total_loads < fifo.total_loads  # held models catch their next request
+    assert auto.waits.max <= 1.1 * fifo.waits.max  # within the tail budget

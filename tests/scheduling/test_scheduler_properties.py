@@ -16,7 +16,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant
 from test_fifo_doubles import READY, STOPPED, Clock, OneAtATime, finish_swap, req
-from test_fifo_properties import SETUP, AnyScheduler, CheckingEffects, FIFOMachine
+from test_fifo_properties import MODELS, SETUP, AnyScheduler, CheckingEffects, FIFOMachine
 
 from swapcore import (
     ArrivalOrderScheduler,
@@ -43,6 +43,7 @@ class CostAwareMachine(FIFOMachine):
         load_times=st.dictionaries(st.sampled_from("ABCD"), st.sampled_from([0.5, 1.0, 20.0])),
         wait_offset=st.sampled_from([0.1, 1.0, 30.0]),
         age_exponent=st.sampled_from([0.0, 1.0, 3.0]),
+        hold=st.sampled_from([0.0, 2.0, "auto"]),
     )
     def setup(  # replaces FIFOMachine.setup: hypothesis runs every @initialize rule
         self,
@@ -54,11 +55,13 @@ class CostAwareMachine(FIFOMachine):
         load_times: dict[str, float],
         wait_offset: float,
         age_exponent: float,
+        hold: float | str,
     ) -> None:
         self.knobs = {
             "load_times": load_times,
             "wait_offset": wait_offset,
             "age_exponent": age_exponent,
+            "hold": hold,
         }
         super().setup(planner, priority, limit, max_wait, ready)
 
@@ -74,6 +77,26 @@ class CostAwareMachine(FIFOMachine):
             clock=self.clock,
             **self.knobs,
         )
+
+    def teardown(self) -> None:
+        """FIFO's teardown, but time passes (the driver ticks) while a hold keeps work queued."""
+        if not hasattr(self, "scheduler"):
+            return
+        for _ in range(1000):
+            if self.unloads:
+                self.unload_done()
+            elif any(self.outstanding.values()):
+                self._finish_swap(next(m for m in MODELS if self.outstanding[m]), True)
+            elif +self.serving:
+                model = min(+self.serving)
+                self.serving[model] -= 1
+                self.scheduler.on_serve_done(model)
+            elif self.scheduler.queued and (deadline := self.scheduler.next_deadline()):
+                self.clock.now = max(self.clock.now, deadline)
+                self.scheduler.on_tick()
+            else:
+                break
+        super().teardown()
 
 
 class HeadOfLineEffects(CheckingEffects):

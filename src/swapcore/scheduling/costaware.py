@@ -38,14 +38,21 @@ def _seconds(name: str, value: object) -> float:
     return float(value)
 
 
-def _hold(value: object) -> float:
+AUTO = "auto"
+"""``hold="auto"``: hold each hot model up to its own load time (rent-or-buy)."""
+
+
+def _hold(value: object) -> float | None:
+    """``hold`` as seconds >= 0, or None for ``"auto"``; else ConfigError."""
+    if value == AUTO:
+        return None
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
         or value < 0
     ):
-        raise ConfigError(f"hold must be a finite number of seconds >= 0, got {value!r}")
+        raise ConfigError(f"hold must be a finite number of seconds >= 0 or 'auto', got {value!r}")
     return float(value)
 
 
@@ -84,7 +91,8 @@ class CostAwareScheduler(_BaseScheduler):
 
     ``CostAwareScheduler(planner, effects, *, priority=None, concurrency_limits=None,
     default_concurrency_limit=10, max_wait=None, clock=time.monotonic,
-    load_times=None, wait_offset=1.0, age_exponent=3.0, hold=0.0)``.
+    load_times=None, wait_offset=1.0, age_exponent=3.0, hold=0.0)``; ``hold`` may
+    also be ``"auto"``.
 
     Everything :class:`~swapcore.FIFOScheduler` guarantees holds unchanged:
     admission and concurrency limits, joining a swap in flight, the fast path
@@ -140,13 +148,18 @@ class CostAwareScheduler(_BaseScheduler):
     Tail budget: with ``load_times``, the best model may go before the model
     of the oldest request (same priority) only while that request's age plus
     both load times stays within the sum of all ``load_times``; otherwise the
-    oldest request's model goes first. Hold (``hold`` seconds, 0 = off): when
-    a hot model (mean arrival gap below its load time, last arrival within
-    three gaps) serves its last request while others queue, swaps that would
-    evict it wait until ``next_deadline()`` (at most ``hold`` seconds, never
-    past the oldest request's budget); a new request for it takes the fast
-    path and ends the hold, as does a request reaching ``max_wait``. With a
-    hold the driver must call :meth:`on_tick` at :meth:`next_deadline`.
+    oldest request's model goes first. Hold (``hold`` seconds, 0 = off, or
+    ``"auto"``): when a hot model (mean arrival gap below its load time, last
+    arrival within three gaps) serves its last request while others queue,
+    swaps that would evict it wait until ``next_deadline()``: at most ``hold``
+    seconds (``"auto"``: the model's own load time, the rent-or-buy break-even:
+    idling longer than one reload costs the queue more than reloading later
+    would), and never past the moment a queued model's turn would overrun the
+    budget, assuming the queued models then load oldest request first, one
+    after another (with ``max_wait`` below the budget, ``max_wait`` is the
+    budget). A new request for the held model takes the fast path and ends the
+    hold, as does a request reaching ``max_wait``. With a hold the driver must
+    call :meth:`on_tick` at :meth:`next_deadline`.
 
     The clock is read once per drain that has two or more models to rank,
     and as in FIFO when ``max_wait`` is set or the planner records serves;
@@ -169,7 +182,7 @@ class CostAwareScheduler(_BaseScheduler):
         load_times: Mapping[str, float] | None = None,
         wait_offset: float = 1.0,
         age_exponent: float = 3.0,
-        hold: float = 0.0,
+        hold: float | str = 0.0,
     ) -> None:
         super().__init__(
             planner,
@@ -183,7 +196,10 @@ class CostAwareScheduler(_BaseScheduler):
         self._load_times = _check_load_times(load_times)
         self._wait_offset = _seconds("wait_offset", wait_offset)
         self._age_exponent = _exponent(age_exponent)
-        self._hold = _hold(hold)
+        hold_seconds = _hold(hold)
+        self._auto = hold_seconds is None
+        self._hold = 0.0 if hold_seconds is None else hold_seconds
+        self._holds = self._auto or self._hold > 0.0
         # The tail budget: one turn of every model whose load time is known.
         self._cycle = sum(self._load_times.values())
         self._rate: dict[str, float] = {}  # model -> moving average of its arrival rate (1/s)
@@ -210,7 +226,7 @@ class CostAwareScheduler(_BaseScheduler):
 
     def on_request(self, request: Request) -> None:
         """FIFO's :meth:`on_request`; with ``hold`` on, first note the model's arrival rate."""
-        if self._hold and not self._active:
+        if self._holds and not self._active:
             model = request.model
             now = self._clock()
             last = self._last.get(model)
@@ -224,7 +240,7 @@ class CostAwareScheduler(_BaseScheduler):
     def on_serve_done(self, model: str) -> None:
         """FIFO's :meth:`on_serve_done`; a hot model's last serve may start a hold."""
         if (
-            self._hold
+            self._holds
             and not self._active
             and self._in_flight.get(model, 0) == 1
             and self._queue
@@ -268,20 +284,41 @@ class CostAwareScheduler(_BaseScheduler):
         if rate is None:
             return
         now = self._clock()
+        load = self.load_time(model)
         # Hot: at least one arrival expected while the model would reload, and
         # it is still arriving (its latest arrival is recent).
-        if rate * self.load_time(model) < 1.0 or (now - self._last[model]) * rate > _FRESH_GAPS:
+        if rate * load < 1.0 or (now - self._last[model]) * rate > _FRESH_GAPS:
             return
-        until = now + self._hold
-        oldest = min(self._queue, key=_arrival)
-        if oldest.model != model:
-            # Never hold past the moment the oldest request's turn would overrun the budget.
-            queued = {request.model for request in self._queue}
-            limit = oldest.arrived + self._budget(queued) - self.load_time(oldest.model)
-            until = min(until, limit)
+        # Auto: rent or buy. Idling up to one reload's worth of seconds costs the
+        # queue at most what leaving now and reloading later would.
+        until = min(now + (load if self._auto else self._hold), self._tail_limit(model))
         if until > now:
             self._held = model
             self._held_until = until
+
+    def _tail_limit(self, held: str) -> float:
+        """The latest end of a hold of ``held`` that keeps every queued model in budget.
+
+        After the hold, the queued models (but ``held``) are assumed to load one
+        after another, oldest request first, as FIFO would: model X's oldest
+        request then waits the hold, plus the load times up to and including
+        X's, past its age. The hold may last while each of those waits stays
+        within the tail budget (one turn of loads).
+        """
+        oldest: dict[str, float] = {}
+        for request in self._queue:
+            model = request.model
+            if model != held and (model not in oldest or request.arrived < oldest[model]):
+                oldest[model] = request.arrived
+        budget = self._budget(oldest)
+        if self._max_wait is not None and self._max_wait < budget:
+            budget = self._max_wait  # the bound the user asked for is tighter
+        limit = math.inf
+        loads = 0.0
+        for model, arrived in sorted(oldest.items(), key=lambda item: item[1]):
+            loads += self.load_time(model)
+            limit = min(limit, arrived + budget - loads)
+        return limit
 
     def _holding(self) -> str | None:
         """The held model, after ending a hold that expired, was used or meets starvation."""
