@@ -186,20 +186,29 @@ def test_a_starved_request_stops_swaps_that_would_delay_it(
     assert effects.starts[0].model == "C"
 
 
-def test_a_starved_request_stops_joins_to_a_model_it_must_evict() -> None:
+def test_requests_still_join_a_swap_a_starved_request_must_wait_for() -> None:
+    """Joining adds at most one service time to the starved request's wait.
+
+    All waiters of a swap start together when it completes. Refusing joins made
+    every load serve one or two requests under saturation, once two starved
+    requests wanted different models (found by the gateway load test).
+    """
     clock = Clock(0.0)
     scheduler, effects = make(TablePlanner({"B": ["X"]}), models="ABX", clock=clock, max_wait=10.0)
-    scheduler.on_request(req("X"))
-    scheduler.on_request(b := req("B", at=0.0))  # would evict X's swap target
+    scheduler.on_request(x1 := req("X"))
+    scheduler.on_request(b := req("B", at=0.0))  # must evict X, whose swap is in flight
     clock.now = 20.0
     scheduler.on_request(x2 := req("X", at=20.0))
-    assert scheduler.waiters("X") != () and x2 not in scheduler.waiters("X")
-    assert scheduler.queued == (b, x2)
+    assert scheduler.waiters("X") == (x1, x2)
+    assert scheduler.queued == (b,)
     finish_swap(scheduler, effects, "X")
-    assert scheduler.queued == (b, x2)  # X is busy; x2 may not keep it busy longer
+    scheduler.on_request(x3 := req("X", at=20.0))
+    assert scheduler.queued == (b, x3)  # X is ready and busy: no fast path past B
+    scheduler.on_serve_done("X")
+    assert [call.model for call in effects.starts] == ["X"]  # x1 or x2 still serving
     scheduler.on_serve_done("X")
     assert effects.starts[-1] == StartSwapCall("B", ("X",))
-    assert scheduler.queued == (x2,)
+    assert scheduler.queued == (x3,)
 
 
 def test_starved_requests_are_examined_first_whatever_their_priority() -> None:

@@ -389,11 +389,13 @@ class _BaseScheduler(abc.ABC):
     ) -> bool:
         """Run steps 3-8 for an admitted request; True when it leaves the queue."""
         model = request.model
-        # 3. Join the swap to M in flight.
+        # 3. Join the swap to M in flight. Allowed even when a starved request
+        # must evict M: all waiters start together when the swap completes, so
+        # joining adds at most one service time to its wait (counted in the
+        # bound). Refusing it made every load serve one or two requests under
+        # saturation, with two starved requests for different models.
         swap = self._swaps.get(model)
         if swap is not None:
-            if guard is not None and model in self._guard_evict(guard):
-                return False
             swap.waiters.append(request)
             self._pending[request] = swap
             return True

@@ -26,11 +26,12 @@ class FIFOScheduler(_BaseScheduler):
 
     ``max_wait`` (seconds, None = unbounded as in llama-swap) bounds
     starvation: once the oldest queued request S has waited ``max_wait``, no
-    other request may take an action that delays S (serve or join a model S
-    must evict, or start a swap that collides with S's); drains examine S
-    first. S then waits at most ``max_wait`` + the remaining time of swaps it
-    collides with + the longest service already granted on models it must
-    evict + its own swap. ``clock`` is read only when ``max_wait`` is set or
+    other request may take an action that delays S (take the fast path on a
+    model S must evict, or start a swap that collides with S's); drains
+    examine S first. Joining a swap already in flight stays allowed: its
+    waiters all start when it completes. S then waits at most ``max_wait`` +
+    the remaining time of swaps it collides with + the longest service granted
+    on models it must evict (including those swaps' waiters) + its own swap. ``clock`` is read only when ``max_wait`` is set or
     the planner overrides ``on_serve``.
 
     All methods are called by one driver, one at a time; calling back into the
