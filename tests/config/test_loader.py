@@ -481,23 +481,58 @@ def test_model_in_two_groups() -> None:
     )
 
 
-def test_group_member_that_is_not_a_model() -> None:
+def test_group_member_that_is_not_a_model_is_a_warning() -> None:
+    # llama-swap accepts members that are not defined models (its own
+    # config.example.yaml has them): swapcore ignores them with a warning.
     document = {
-        "models": models("a", aliases=["gpt"]),
-        "routing": {
-            "router": {"settings": {"groups": {"g": {"members": ["ghost", "gpt", "a", "a"]}}}}
-        },
+        "models": {**models("a", aliases=["gpt"]), **models("b")},
+        "routing": {"router": {"settings": {"groups": {"g": {"members": ["ghost", "gpt", "a"]}}}}},
     }
-    assert error_of(document).splitlines() == [
-        "routing.router.settings.groups.g.members[0]: 'ghost' is not a model",
-        "routing.router.settings.groups.g.members[1]: 'gpt' is an alias of 'a'; use the model id",
-        "routing.router.settings.groups.g.members[3]: model 'a' is listed twice",
-    ]
+    config = parse(document)
+    assert config.warnings == (
+        "routing.router.settings.groups.g.members[0]: 'ghost' is not a defined model, ignored",
+        "routing.router.settings.groups.g.members[1]: "
+        "'gpt' is an alias of 'a', not a model id, ignored",
+    )
+    assert config.routing.groups["g"].members == ("a",)
+    assert config.group_members() == {"g": ("a",), "(default)": ("b",)}
+
+
+def test_group_member_listed_twice_is_still_an_error() -> None:
+    document = {
+        "models": models("a"),
+        "routing": {"router": {"settings": {"groups": {"g": {"members": ["ghost", "a", "a"]}}}}},
+    }
+    assert error_of(document) == (
+        "routing.router.settings.groups.g.members[2]: model 'a' is listed twice"
+    )
 
 
 def test_group_flag_types() -> None:
     document = {"models": models("a"), "groups": {"g": {"members": ["a"], "swap": "no"}}}
     assert error_of(document) == "groups.g.swap: must be true or false, got a string"
+
+
+def test_alias_objects() -> None:
+    # Newer llama-swap writes aliases as {id, name, unlisted}; swapcore reads the id.
+    document = {
+        "models": models(
+            "a", aliases=["plain", {"id": "obj", "name": "Shown", "unlisted": True}, {"id": 7}]
+        )
+    }
+    config = parse(document)
+    assert config.models["a"].aliases == ("plain", "obj", "7")
+    assert config.warnings == (
+        "models.a.aliases[1].name: not supported by swapcore, ignored",
+        "models.a.aliases[1].unlisted: not supported by swapcore, ignored",
+    )
+    bad = {"models": models("a", aliases=[{"name": "x"}, {"id": ""}, {"id": [1]}, ["l"]])}
+    assert error_of(bad).splitlines() == [
+        "models.a.aliases[0].id: required",
+        "models.a.aliases[1].id: must not be empty",
+        "models.a.aliases[2].id: must be a string, got a list",
+        "models.a.aliases[3]: must be a string, got a list",
+    ]
 
 
 def test_alias_collisions() -> None:
@@ -514,12 +549,17 @@ def test_alias_collisions() -> None:
     ]
 
 
-def test_preload_of_unknown_model() -> None:
+def test_preload_of_unknown_model_is_dropped_with_a_warning() -> None:
+    # llama-swap silently drops preloads of unknown models; swapcore says so.
     document = {
         "models": models("a"),
         "hooks": {"on_startup": {"preload": ["a", " ", "ghost"]}},
     }
-    assert error_of(document) == "hooks.on_startup.preload[2]: unknown model 'ghost'"
+    config = parse(document)
+    assert config.preload == ("a",)
+    assert config.warnings == (
+        "hooks.on_startup.preload[2]: 'ghost' is not a defined model, ignored",
+    )
 
 
 def test_priority_errors() -> None:

@@ -22,6 +22,11 @@ __all__ = ["build_parser", "main"]
 # Subcommand modules, in the order `swapcore --help` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (
     # <cli-commands>
+    "swapcore.cli.serve",
+    "swapcore.cli.check",
+    "swapcore.cli.explain",
+    "swapcore.cli.simulate",
+    "swapcore.cli.fakemodel",
 )
 
 

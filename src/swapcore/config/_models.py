@@ -62,6 +62,9 @@ _MODEL = frozenset(
     }
 )
 _MODEL_UNSUPPORTED = frozenset({"filters", "timeouts", "capabilities", "compat"})
+# llama-swap's alias objects carry a display name and an unlisted flag of their
+# own; swapcore reads the id and warns about the rest.
+_ALIAS_UNSUPPORTED = frozenset({"name", "unlisted"})
 _ENV_NAME = re.compile(r"[^=\s]+")
 
 
@@ -127,6 +130,33 @@ def _env_entries(r: Reader, value: object, path: str) -> list[tuple[str, str, st
     return entries
 
 
+def _aliases(r: Reader, value: object, path: str) -> list[str]:
+    """``aliases`` as strings or, as newer llama-swap writes them, ``{id, name, unlisted}``."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        r.error(path, f"must be a list of strings, got {kind(value)}")
+        return []
+    aliases = []
+    for index, item in enumerate(value):
+        where = f"{path}[{index}]"
+        if isinstance(item, Mapping):
+            entry = r.mapping(item, where) or {}
+            r.keys(entry, where, ("id",), _ALIAS_UNSUPPORTED)
+            if entry.get("id") is None:
+                r.error(f"{where}.id", "required")
+                continue
+            item = entry["id"]
+            where = f"{where}.id"
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            r.error(where, f"must be a string, got {kind(item)}")
+        elif not str(item).strip():
+            r.error(where, "must not be empty")
+        else:
+            aliases.append(str(item))
+    return aliases
+
+
 def read_model(
     r: Reader, model_id: str, value: object, path: str, gw: dict[str, Any]
 ) -> RawModel | None:
@@ -156,12 +186,7 @@ def read_model(
     unload_timeout = r.number(raw.get("unloadTimeout"), at("unloadTimeout"), 0, minimum=0)
     concurrency = r.integer(raw.get("concurrencyLimit"), at("concurrencyLimit"), 0, minimum=0)
 
-    aliases = []
-    for index, alias in enumerate(r.string_list(raw.get("aliases"), at("aliases"))):
-        if not alias.strip():
-            r.error(f"{at('aliases')}[{index}]", "must not be empty")
-        else:
-            aliases.append(alias)
+    aliases = _aliases(r, raw.get("aliases"), at("aliases"))
 
     return RawModel(
         id=model_id,

@@ -35,6 +35,12 @@ def _not_a_model(name: str, aliases: Mapping[str, str]) -> str:
     return f"'{name}' is not a model"
 
 
+def _not_a_model_ignored(name: str, aliases: Mapping[str, str]) -> str:
+    if name in aliases:
+        return f"'{name}' is an alias of '{aliases[name]}', not a model id, ignored"
+    return f"'{name}' is not a defined model, ignored"
+
+
 def _groups(
     r: Reader, value: object, path: str, models: Collection[str], aliases: Mapping[str, str]
 ) -> dict[str, Group]:
@@ -55,7 +61,9 @@ def _groups(
         for index, member in enumerate(r.string_list(raw.get("members"), f"{gpath}.members")):
             where = f"{gpath}.members[{index}]"
             if member not in models:
-                r.error(where, _not_a_model(member, aliases))
+                # llama-swap accepts such members (its own config.example.yaml
+                # has them) and they never match a model: ignore, loudly.
+                r.warn(where, _not_a_model_ignored(member, aliases))
             elif member in members:
                 r.error(where, f"model '{member}' is listed twice")
             elif group_of.setdefault(member, name) != name:

@@ -100,7 +100,8 @@ def _preload(
             continue  # llama-swap skips blank entries
         model = name if name in models else aliases.get(name)
         if model is None:
-            r.error(f"{path}[{index}]", f"unknown model '{name}'")
+            # llama-swap silently drops unknown preloads; drop with a warning.
+            r.warn(f"{path}[{index}]", f"'{name}' is not a defined model, ignored")
         elif model not in preload:
             preload.append(model)
     return preload

@@ -1,0 +1,228 @@
+"""``swapcore explain CONFIG --running a,b --request c``: what a swap would evict, and why.
+
+Asks the configuration's own planner, with no process started: for groups,
+each running model's fate with :meth:`GroupPlanner.eviction_reason` (or why
+it stays); for a swap matrix, the set the solver chooses, its DSL, the
+combination and the eviction cost of each running model. Model names may be
+aliases; an unknown name is a one-line error with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from swapcore.errors import ConfigError, ModelNotFound
+
+if TYPE_CHECKING:
+    from swapcore.config import GatewayConfig
+    from swapcore.planners.groups import GroupPlanner
+    from swapcore.planners.matrix import MatrixPlanner
+
+__all__ = ["explain", "format_explanation", "register"]
+
+_HELP = """\
+examples:
+  swapcore explain config.yaml --running qwen-7b,embed-small --request llama-8b
+  swapcore explain config.yaml --request gpt-4o-mini          # nothing running; aliases work
+  swapcore explain config.yaml --running a,b --request c --json
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``explain`` subcommand."""
+    parser = subparsers.add_parser(
+        "explain",
+        help="show what loading a model would evict, and why",
+        description=(
+            "Show which running models a request would evict under the configuration's "
+            "groups or swap matrix, and why (group flags, or the chosen set and costs)."
+        ),
+        epilog=_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", metavar="CONFIG", help="path of the llama-swap config.yaml")
+    parser.add_argument(
+        "--running",
+        metavar="A,B",
+        default="",
+        help="comma-separated models already loaded (ids or aliases; default: none)",
+    )
+    parser.add_argument(
+        "--request", metavar="MODEL", required=True, help="the requested model (id or alias)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    parser.set_defaults(handler=_run)
+
+
+def _resolve(config: GatewayConfig, name: str, option: str) -> str:
+    model = config.resolve_model(name)
+    if model is None:
+        raise ModelNotFound(
+            f"{option}: unknown model {name!r} (not a model id or alias in {config.source})"
+        )
+    return model
+
+
+def explain(config: GatewayConfig, running: list[str], request: str) -> dict[str, Any]:
+    """Explain a swap to ``request`` with ``running`` loaded, as plain (JSON-able) data.
+
+    Names may be aliases (resolved first); raises :class:`~swapcore.ModelNotFound`
+    for a name that is neither a local model nor an alias. A model served by
+    a peer is reported as forwarded, evicting nothing.
+    """
+    from swapcore.config import build_planner
+
+    result: dict[str, Any] = {"request": request}
+    if config.resolve_model(request) is None:
+        peer = config.resolve_peer(request)
+        if peer is not None:
+            result.update(router="peer", peer=peer[0], model=peer[1], evict=[], keep=[])
+            return result
+    target = _resolve(config, request, "--request")
+    loaded = list(dict.fromkeys(_resolve(config, name, "--running") for name in running))
+    result.update(model=target, running=loaded, router=config.routing.router)
+    planner = build_planner(config)
+    if config.routing.router == "matrix":
+        result.update(_explain_matrix(planner, target, loaded))  # type: ignore[arg-type]
+    else:
+        result.update(_explain_groups(planner, target, loaded))  # type: ignore[arg-type]
+    result["already_running"] = target in loaded
+    if target in loaded:
+        # The fast path: a running model is served at once, whatever the policy says.
+        result.update(
+            evict=[],
+            keep=[{"model": m, "reason": "already running"} for m in loaded],
+            total_cost=0,
+        )
+    return result
+
+
+def _explain_groups(planner: GroupPlanner, target: str, running: list[str]) -> dict[str, Any]:
+    target_group = planner.group_of(target)
+    flags = planner.groups[target_group]
+    evict = set(planner.eviction_for(target, running))
+    evicted, kept = [], []
+    for model in running:
+        group = planner.group_of(model)
+        if model in evict:
+            evicted.append(
+                {"model": model, "group": group, "reason": planner.eviction_reason(target, model)}
+            )
+        elif group == target_group:
+            reason = f"same group {group!r}, which does not swap"
+            kept.append({"model": model, "group": group, "reason": reason})
+        elif not flags.exclusive:
+            kept.append(
+                {"model": model, "group": group, "reason": f"{target_group!r} is not exclusive"}
+            )
+        else:
+            kept.append({"model": model, "group": group, "reason": f"{group!r} is persistent"})
+    return {
+        "group": target_group,
+        "flags": {"swap": flags.swap, "exclusive": flags.exclusive, "persistent": flags.persistent},
+        "evict": evicted,
+        "keep": kept,
+    }
+
+
+def _explain_matrix(planner: MatrixPlanner, target: str, running: list[str]) -> dict[str, Any]:
+    solver = planner.solver
+    decision = planner.decide(target, running)
+    evict = set(decision.evict)
+    evicted, kept = [], []
+    for model in running:
+        entry = {"model": model, "cost": solver.cost_of(model)}
+        if model in evict:
+            entry["reason"] = (
+                "not in the chosen combination" if decision.set_name else "the target runs alone"
+            )
+            evicted.append(entry)
+        else:
+            entry["reason"] = "in the chosen combination"
+            kept.append(entry)
+    return {
+        "set": decision.set_name or None,
+        "dsl": decision.dsl or None,
+        "combination": list(decision.target_set) if decision.set_name else [target],
+        "in_no_set": not decision.set_name,
+        "total_cost": decision.total_cost,
+        "evict": evicted,
+        "keep": kept,
+    }
+
+
+def format_explanation(result: dict[str, Any]) -> str:
+    """Render :func:`explain`'s result as text."""
+    lines: list[str] = []
+    add = lines.append
+    request = result["request"]
+    if result["router"] == "peer":
+        add(
+            f"request: {request}: served by peer {result['peer']!r} (model {result['model']!r});"
+            " forwarded, nothing local is evicted"
+        )
+        return "\n".join(lines)
+    target = result["model"]
+    named = f"{target} (alias {request!r})" if request != target else target
+    if result["router"] == "group":
+        f = result["flags"]
+        flags = " ".join(
+            f"{k}={'yes' if f[k] else 'no'}" for k in ("swap", "exclusive", "persistent")
+        )
+        add(f"request: {named}, group {result['group']!r} ({flags})")
+    else:
+        add(f"request: {named}")
+    add("running: " + (", ".join(result["running"]) or "nothing"))
+    if result["already_running"]:
+        add(f"{target} is already running: it is served at once, nothing is evicted")
+        return "\n".join(lines)
+    if result["router"] == "matrix":
+        if result["in_no_set"]:
+            add(f"set: none holds {target}: it runs alone")
+        else:
+            add(f"set: {result['set']} = {result['dsl']}")
+            add("combination: " + ", ".join(result["combination"]))
+    evict, keep = result["evict"], result["keep"]
+    width = max((len(e["model"]) for e in evict + keep), default=0)
+    cost_width = max((len(str(e.get("cost", ""))) for e in evict + keep), default=0)
+
+    def row(entry: dict[str, Any]) -> str:
+        cost = f"  cost {entry['cost']:<{cost_width}}" if "cost" in entry else ""
+        return f"  {entry['model']:<{width}}{cost}  {entry['reason']}"
+
+    total = f" (total cost {result['total_cost']})" if "total_cost" in result else ""
+    if evict:
+        add(f"evict {len(evict)} of {len(result['running'])}{total}:")
+        lines.extend(row(e) for e in evict)
+    else:
+        add(f"evict: nothing{total}")
+    if keep:
+        add("keep:")
+        lines.extend(row(e) for e in keep)
+    add(f"then start: {target}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from swapcore.cli.check import check_config, error_lines
+
+    try:
+        config = check_config(args.config)
+    except ImportError as exc:  # the config extra (PyYAML) is missing
+        print(f"swapcore explain: error: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        for line in error_lines(exc):
+            print(f"swapcore explain: error: {line}", file=sys.stderr)
+        return 2
+    running = [name.strip() for name in args.running.split(",") if name.strip()]
+    result = explain(config, running, args.request.strip())
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_explanation(result))
+    return 0

@@ -1,0 +1,293 @@
+"""``swapcore serve [CONFIG]``: the gateway, on uvicorn.
+
+Loads a llama-swap ``config.yaml`` (or, with no CONFIG, the built-in demo
+whose models are ``swapcore fake-model`` processes, so it runs anywhere),
+prints its warnings, builds the router and the ASGI app, and serves them with
+uvicorn. ``hooks.on_startup.preload`` models load in the background once the
+server listens; a one-line banner gives the URL and the models.
+
+SIGINT and SIGTERM shut down gracefully: the server stops accepting
+connections and lets open requests finish (up to ``--graceful-timeout``),
+then the router shuts down, which stops every model process, and the command
+exits with status 0. Logs go through :mod:`logging` on stderr: ``swapcore.*``
+at INFO by default (one line per swap), uvicorn's access log with ``-v``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from swapcore.errors import ConfigError, SwapcoreError
+
+if TYPE_CHECKING:
+    from swapcore.config import GatewayConfig
+
+__all__ = ["load_serve_config", "register", "serve"]
+
+logger = logging.getLogger("swapcore.serve")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_GRACEFUL_TIMEOUT = 10
+_DEMO_START_PORT = 5800
+
+_HELP = """\
+examples:
+  swapcore serve                          # the built-in demo: fake models, no GPU needed
+  swapcore serve --demo matrix --port 9000
+  swapcore serve config.yaml --host 0.0.0.0 --port 8080
+  swapcore -v serve config.yaml           # uvicorn access log too (-vv: debug)
+
+then:
+  curl http://127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' \\
+       -d '{"model": "qwen-7b", "messages": [{"role": "user", "content": "hi"}]}'
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` subcommand."""
+    from swapcore.config import DEMO_VARIANTS
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a llama-swap config.yaml (or the built-in demo) as an OpenAI-style gateway",
+        description=(
+            "Serve a llama-swap config.yaml as an OpenAI-compatible gateway: models start "
+            "on demand and swap by the config's groups or matrix. With no CONFIG, serve the "
+            "built-in demo, whose models are fake (no GPU, no weights)."
+        ),
+        epilog=_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "config", metavar="CONFIG", nargs="?", help="llama-swap config.yaml (default: the demo)"
+    )
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--demo",
+        choices=DEMO_VARIANTS,
+        default=None,
+        help="which built-in demo to serve when no CONFIG is given (default groups)",
+    )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=DEFAULT_GRACEFUL_TIMEOUT,
+        metavar="SECONDS",
+        help="on shutdown, how long open requests may take to finish "
+        f"(default {DEFAULT_GRACEFUL_TIMEOUT})",
+    )
+    parser.set_defaults(handler=_run)
+
+
+# ----------------------------------------------------------------- configuration
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _demo_start_port(count: int, preferred: int = _DEMO_START_PORT) -> int:
+    """``preferred`` when ``count`` ports from it are free, else the start of a free block.
+
+    The demo must start on any machine: if something already listens on
+    5800-5803 its models move elsewhere instead of failing to become healthy.
+    """
+    candidates: list[int] = [preferred, *range(20000, 60000, 97)]
+    for start in candidates:
+        if all(_port_free("127.0.0.1", start + i) for i in range(count)):
+            return start
+    return preferred  # give up: let the models report the clash
+
+
+def load_serve_config(path: str | None, demo: str | None) -> GatewayConfig:
+    """The configuration ``serve`` runs: the file at ``path``, or the demo ``demo``."""
+    from swapcore.config import demo_config, load_config
+
+    if path is not None:
+        if demo is not None:
+            raise ConfigError("--demo: only without CONFIG (it selects the built-in demo)")
+        return load_config(path)
+    variant: Any = demo or "groups"
+    probe = demo_config(variant)
+    start = _demo_start_port(len(probe.models))
+    return probe if start == probe.start_port else demo_config(variant, start_port=start)
+
+
+def _configure_logging(verbose: int) -> None:
+    """``swapcore.*`` at INFO by default (one line per swap); more with ``-v``."""
+    swapcore_logger = logging.getLogger("swapcore")
+    if verbose == 0:
+        swapcore_logger.setLevel(logging.INFO)
+    # The upstream processes' output is for diagnosis (it is kept for errors anyway).
+    if verbose < 2:
+        logging.getLogger("swapcore.adapters.subprocess.output").setLevel(logging.WARNING)
+
+
+# ----------------------------------------------------------------- serving
+
+
+def _banner(config: GatewayConfig, url: str) -> str:
+    listed = [m.id for m in config.models.values() if not m.unlisted]
+    hidden = len(config.models) - len(listed)
+    models = ", ".join(listed) + (f" (+{hidden} unlisted)" if hidden else "")
+    peers = sum(len(p.models) for p in config.peers.values())
+    peer_text = f", {peers} peer models" if peers else ""
+    router = config.routing.router
+    return (
+        f"swapcore serving {url} ({config.source}, {router} router{peer_text}): {models}"
+        f" - try {url}/v1/models"
+    )
+
+
+@contextlib.contextmanager
+def _exit_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
+    """Route SIGINT/SIGTERM to ``on_signal`` while serving, then restore the handlers.
+
+    uvicorn installs its own handlers while it serves and, once it has shut
+    down, re-raises the signal it caught under the handlers it found: these,
+    so the process goes on to stop the models and exit with status 0 instead
+    of dying of the signal.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        on_signal(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+async def serve(
+    config: GatewayConfig,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    verbose: int = 0,
+    graceful_timeout: int = DEFAULT_GRACEFUL_TIMEOUT,
+    on_started: Callable[[str], None] | None = None,
+) -> int:
+    """Serve ``config`` until the server is told to exit; return the exit status.
+
+    Builds the router and the :class:`~swapcore.adapters.asgi.GatewayApp`,
+    starts the app (it enters the router and preloads ``config.preload`` in
+    the background), runs uvicorn and calls ``on_started(url)`` once it
+    listens. When uvicorn returns (a signal, or a failure to bind), the app
+    shuts down, which stops every model process before this returns. The app
+    runs here rather than in uvicorn's lifespan so that the models are
+    stopped even when uvicorn skips the lifespan shutdown (a second Ctrl-C).
+    Status 0 after a requested shutdown, 1 when the server could not start.
+    """
+    import uvicorn
+
+    from swapcore.adapters.asgi import GatewayApp
+    from swapcore.config import build_router
+
+    app = GatewayApp(build_router(config), config=config)
+    uv_config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # our logging.basicConfig: one format for every line
+        log_level=("warning", "info", "debug")[min(verbose, 2)],
+        access_log=verbose > 0,
+        lifespan="off",
+        timeout_graceful_shutdown=graceful_timeout,
+    )
+    server = uvicorn.Server(uv_config)
+    stop_requested = False
+
+    def on_signal(signum: int) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        server.should_exit = True
+
+    async def run_server() -> bool:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits the process when it cannot bind
+            return False
+        return bool(server.started)
+
+    with _exit_signals(on_signal):
+        async with app:
+            serving = asyncio.ensure_future(run_server())
+            while not server.started and not serving.done():
+                await asyncio.wait((serving,), timeout=0.05)
+            if server.started and on_started is not None:
+                on_started(f"http://{f'[{host}]' if ':' in host else host}:{port}")
+            ok = await serving
+            logger.info("stopping every model")
+    if not ok:
+        logger.error("the server could not start on %s:%s", host, port)
+        return 1
+    logger.info("stopped%s", " on a signal" if stop_requested else "")
+    return 0
+
+
+def _require_gateway_extra() -> None:
+    """Fail with one line, not a traceback, when the ``gateway`` extra is missing."""
+    missing = []
+    for module in ("yaml", "httpx", "uvicorn"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append({"yaml": "pyyaml"}.get(module, module))
+    if missing:
+        raise SwapcoreError(
+            f"needs {', '.join(missing)}: install the gateway extra, "
+            "pip install 'swapcore[gateway]'"
+        )
+
+
+def _run(args: argparse.Namespace) -> int:
+    _require_gateway_extra()
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port: must be in 1..65535, got {args.port}")
+    if args.graceful_timeout < 0:
+        raise ConfigError("--graceful-timeout: must be >= 0")
+    config = load_serve_config(args.config, args.demo)
+    from swapcore.cli.check import check_commands
+
+    check_commands(config)
+    _configure_logging(int(args.verbose))
+    for warning in config.warnings:
+        print(f"swapcore serve: warning: {warning}", file=sys.stderr)
+
+    def banner(url: str) -> None:
+        print(_banner(config, url), flush=True)
+
+    return asyncio.run(
+        serve(
+            config,
+            host=args.host,
+            port=args.port,
+            verbose=int(args.verbose),
+            graceful_timeout=args.graceful_timeout,
+            on_started=banner,
+        )
+    )

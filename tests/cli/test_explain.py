@@ -1,0 +1,244 @@
+"""``swapcore explain``: evictions and their reasons, for groups and for a swap matrix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from swapcore.cli import main
+from swapcore.config import demo_yaml
+
+GROUPS = """\
+models:
+  a: {cmd: "srv --port ${PORT} a", aliases: [alpha]}
+  b: {cmd: "srv --port ${PORT} b"}
+  c: {cmd: "srv --port ${PORT} c"}
+  d: {cmd: "srv --port ${PORT} d"}
+  e: {cmd: "srv --port ${PORT} e"}
+groups:
+  pair:
+    members: [a, b]
+  side:
+    swap: false
+    exclusive: false
+    members: [c]
+  keep:
+    swap: false
+    exclusive: false
+    persistent: true
+    members: [d]
+peers:
+  far:
+    proxy: http://192.0.2.1:8080
+    models: [remote]
+"""
+
+
+@pytest.fixture
+def groups(tmp_path: Path) -> str:
+    path = tmp_path / "groups.yaml"
+    path.write_text(GROUPS)
+    return str(path)
+
+
+@pytest.fixture
+def matrix(tmp_path: Path) -> str:
+    path = tmp_path / "matrix.yaml"
+    path.write_text(demo_yaml("matrix"))
+    return str(path)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(["explain", *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# ------------------------------------------------------------------- groups
+
+
+def test_group_swap_and_exclusive(groups: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, groups, "--running", "alpha,c,d,e", "--request", "b")
+    assert (status, err) == (0, "")
+    assert out.splitlines() == [
+        "request: b, group 'pair' (swap=yes exclusive=yes persistent=no)",
+        "running: a, c, d, e",
+        "evict 3 of 4:",
+        "  a  same group 'pair' (swap)",
+        "  c  'pair' is exclusive, 'side' is not persistent",
+        "  e  'pair' is exclusive, '(default)' is not persistent",
+        "keep:",
+        "  d  'keep' is persistent",
+        "then start: b",
+    ]
+
+
+def test_group_not_exclusive_keeps_everything(
+    groups: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, groups, "--running", "a,d", "--request", "c")
+    assert status == 0
+    assert out.splitlines() == [
+        "request: c, group 'side' (swap=no exclusive=no persistent=no)",
+        "running: a, d",
+        "evict: nothing",
+        "keep:",
+        "  a  'side' is not exclusive",
+        "  d  'side' is not exclusive",
+        "then start: c",
+    ]
+
+
+def test_group_without_swap_keeps_its_members(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "models:\n  x: {cmd: 'srv --port ${PORT}'}\n  y: {cmd: 'srv --port ${PORT}'}\n"
+        "groups:\n  both: {swap: false, members: [x, y]}\n"
+    )
+    status, out, _ = run(capsys, str(path), "--running", "x", "--request", "y")
+    assert status == 0
+    assert "  x  same group 'both', which does not swap" in out.splitlines()
+
+
+def test_already_running(groups: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, groups, "--running", "a,c", "--request", "alpha")
+    assert status == 0
+    assert out.splitlines() == [
+        "request: a (alias 'alpha'), group 'pair' (swap=yes exclusive=yes persistent=no)",
+        "running: a, c",
+        "a is already running: it is served at once, nothing is evicted",
+    ]
+
+
+def test_nothing_running(groups: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, groups, "--request", "a")
+    assert status == 0
+    assert out.splitlines()[1:] == ["running: nothing", "evict: nothing", "then start: a"]
+
+
+def test_peer_model(groups: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, groups, "--running", "a", "--request", "far/remote")
+    assert status == 0
+    assert out.splitlines() == [
+        "request: far/remote: served by peer 'far' (model 'remote'); "
+        "forwarded, nothing local is evicted"
+    ]
+
+
+def test_group_json(groups: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, groups, "--running", "a,d", "--request", "b", "--json")
+    assert status == 0
+    assert json.loads(out) == {
+        "request": "b",
+        "model": "b",
+        "running": ["a", "d"],
+        "router": "group",
+        "group": "pair",
+        "flags": {"swap": True, "exclusive": True, "persistent": False},
+        "evict": [{"model": "a", "group": "pair", "reason": "same group 'pair' (swap)"}],
+        "keep": [{"model": "d", "group": "keep", "reason": "'keep' is persistent"}],
+        "already_running": False,
+    }
+
+
+# ------------------------------------------------------------------- matrix
+
+
+def test_matrix_cheapest_set(matrix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(
+        capsys, matrix, "--running", "gpt-4o-mini,embed-small", "--request", "llama-8b"
+    )
+    assert (status, err) == (0, "")
+    assert out.splitlines() == [
+        "request: llama-8b",
+        "running: qwen-7b, embed-small",
+        "set: small = (q | l) & e",
+        "combination: embed-small, llama-8b",
+        "evict 1 of 2 (total cost 1):",
+        "  qwen-7b      cost 1   not in the chosen combination",
+        "keep:",
+        "  embed-small  cost 10  in the chosen combination",
+        "then start: llama-8b",
+    ]
+
+
+def test_matrix_big_model_evicts_all(matrix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(
+        capsys, matrix, "--running", "qwen-7b,text-embedding-3-small", "--request", "mistral-24b"
+    )
+    assert status == 0
+    assert out.splitlines()[2:] == [
+        "set: big = m",
+        "combination: mistral-24b",
+        "evict 2 of 2 (total cost 11):",
+        "  qwen-7b      cost 1   not in the chosen combination",
+        "  embed-small  cost 10  not in the chosen combination",
+        "then start: mistral-24b",
+    ]
+
+
+def test_matrix_model_in_no_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "models:\n  a: {cmd: 'srv --port ${PORT}'}\n  b: {cmd: 'srv --port ${PORT}'}\n"
+        "  solo: {cmd: 'srv --port ${PORT}'}\nmatrix:\n  sets:\n    ab: 'a & b'\n"
+    )
+    status, out, _ = run(capsys, str(path), "--running", "a,b", "--request", "solo", "--json")
+    assert status == 0
+    result = json.loads(out)
+    assert result["in_no_set"] is True
+    assert result["set"] is None
+    assert result["combination"] == ["solo"]
+    assert [e["model"] for e in result["evict"]] == ["a", "b"]
+    assert result["total_cost"] == 2
+    status, out, _ = run(capsys, str(path), "--running", "a,b", "--request", "solo")
+    assert "set: none holds solo: it runs alone" in out.splitlines()
+    assert "  a  cost 1  the target runs alone" in out.splitlines()
+
+
+# ------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--request", "ghost"],
+            "swapcore explain: error: --request: unknown model 'ghost' "
+            "(not a model id or alias in {path})",
+        ),
+        (
+            ["--running", "a,ghost", "--request", "b"],
+            "swapcore explain: error: --running: unknown model 'ghost' "
+            "(not a model id or alias in {path})",
+        ),
+    ],
+)
+def test_unknown_model_is_one_line(
+    argv: list[str], message: str, groups: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, groups, *argv) == (2, "", message.format(path=groups) + "\n")
+
+
+def test_invalid_config_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("models:\n  a: {cmd: 'srv --port ${PORT}', ttl: -3}\n")
+    assert run(capsys, str(path), "--request", "a") == (
+        2,
+        "",
+        "swapcore explain: error: models.a.ttl: must be >= 0 (or -1 to use globalTTL)\n",
+    )
+    status, out, err = run(capsys, str(tmp_path / "absent.yaml"), "--request", "a")
+    assert (status, out) == (2, "")
+    assert len(err.splitlines()) == 1
+
+
+def test_request_is_required(groups: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["explain", groups])
+    assert info.value.code == 2
+    assert "--request" in capsys.readouterr().err
