@@ -45,7 +45,7 @@ class _SwapDriver(_RouterState):
                 handle = self._ttl_handles.pop(name, None)
                 if handle is not None:
                     handle.cancel()
-        log.info("swap to %r started (evicting %s)", model, ", ".join(evict) or "nothing")
+        log.debug("swap to %r started (evicting %s)", model, ", ".join(evict) or "nothing")
         if self._on_event is not None:
             self._emit(SwapStarted(swap.started, model, evict))
         swap.task = self._spawn(self._run_swap(swap))
@@ -98,9 +98,9 @@ class _SwapDriver(_RouterState):
         now = clock()
         duration = now - swap.started
         if error is None:
-            log.info("swap to %r finished in %.3fs", swap.model, duration)
+            log.debug("swap to %r finished in %.3fs", swap.model, duration)
         else:
-            log.info("swap to %r failed after %.3fs: %s", swap.model, duration, error)
+            log.warning("swap to %r failed after %.3fs: %s", swap.model, duration, error)
         if self._on_event is not None:
             for model in (swap.model, *swap.evict):
                 self._seen[model] = self._processes[model].state

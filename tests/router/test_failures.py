@@ -133,11 +133,21 @@ async def test_a_raising_on_position_callback_never_breaks_the_router(
     assert "on_position callback" in caplog.text
 
 
-async def test_swaps_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+async def test_swaps_are_logged_at_debug_and_failures_warn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The one INFO line per swap is the planner's; the router adds detail at DEBUG.
     procs = {m: FakeProcess(m) for m in "ab"}
-    with caplog.at_level(logging.INFO, logger="swapcore.router"):
+    procs["c"] = FakeProcess("c", fail_start=1)
+    with caplog.at_level(logging.DEBUG, logger="swapcore.router"):
         async with BaseRouter(procs, OneAtATime()) as router:
             await bounded(router.preload("a", "b"))
-    messages = [r.getMessage() for r in caplog.records if r.name == "swapcore.router"]
-    assert "swap to 'b' started (evicting a)" in messages
-    assert sum("finished in" in m for m in messages) == 2
+            with pytest.raises(SwapFailed):
+                await bounded(router.preload("c"))
+    records = [r for r in caplog.records if r.name == "swapcore.router"]
+    debug = [r.getMessage() for r in records if r.levelno == logging.DEBUG]
+    assert "swap to 'b' started (evicting a)" in debug
+    assert sum("finished in" in m for m in debug) == 2
+    assert not [r for r in records if r.levelno == logging.INFO and "swap" in r.getMessage()]
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert any(m.startswith("swap to 'c' failed after") for m in warnings)

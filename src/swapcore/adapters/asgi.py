@@ -595,7 +595,7 @@ class GatewayApp:
             except (RoutingError, RouterNotRunning) as exc:
                 logger.warning("preload of %r failed: %s", model, first_line(str(exc)))
             else:
-                logger.info("preloaded %r", model)
+                logger.debug("preloaded %r", model)
 
 
 def _positive(name: str, value: object) -> float:

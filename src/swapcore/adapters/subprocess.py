@@ -378,7 +378,7 @@ class SubprocessProcess:
         self._output = output = self._new_output(self._name)
         self._exit_code = None
         child = await self._spawn(output)
-        logger.info("model %r: started pid %d: %s", self._name, child.pid, shlex.join(self._argv))
+        logger.debug("model %r: started pid %d: %s", self._name, child.pid, shlex.join(self._argv))
         if self._health_url is None:
             if not child.exited.done():
                 self._set_state(ProcessState.READY)
@@ -391,7 +391,7 @@ class SubprocessProcess:
             failure, cause = f"the health check itself failed: {exc!r}", exc
         if failure is not None:
             await self._fail_start(child, failure, cause=cause)
-        logger.info("model %r: ready after %.2f s", self._name, loop.time() - self._start_began)
+        logger.debug("model %r: ready after %.2f s", self._name, loop.time() - self._start_began)
 
     async def _spawn(self, output: OutputLog) -> Child:
         env = {**os.environ, **self._env} if self._env else None
@@ -484,7 +484,7 @@ class SubprocessProcess:
         finally:
             self._child = None
             self._set_state(ProcessState.STOPPED)
-            logger.info("model %r: stopped (exit code %s)", self._name, self._exit_code)
+            logger.debug("model %r: stopped (exit code %s)", self._name, self._exit_code)
 
     async def _terminate(self, child: Child, timeout: float) -> None:
         loop = asyncio.get_running_loop()
