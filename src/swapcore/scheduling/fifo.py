@@ -31,8 +31,9 @@ class FIFOScheduler(_BaseScheduler):
     examine S first. Joining a swap already in flight stays allowed: its
     waiters all start when it completes. S then waits at most ``max_wait`` +
     the remaining time of swaps it collides with + the longest service granted
-    on models it must evict (including those swaps' waiters) + its own swap. ``clock`` is read only when ``max_wait`` is set or
-    the planner overrides ``on_serve``.
+    on models it must evict (including those swaps' waiters) + its own swap.
+    ``clock`` is read only when ``max_wait`` is set or the planner overrides
+    ``on_serve``.
 
     All methods are called by one driver, one at a time; calling back into the
     scheduler from inside an effect raises ``RuntimeError``. Effects must not
