@@ -50,3 +50,75 @@ def test_pure_core_does_not_import_asyncio(module: str) -> None:
 
 def test_py_typed_marker_is_shipped() -> None:
     assert (SRC / "py.typed").is_file()
+
+
+PUBLIC = [
+    "ArrivalOrderScheduler",
+    "BaseRouter",
+    "ConcurrencyLimitExceeded",
+    "ConfigError",
+    "CostAwareScheduler",
+    "Effects",
+    "FIFOScheduler",
+    "Group",
+    "GroupPlanner",
+    "Lease",
+    "MatrixPlanner",
+    "MatrixProgram",
+    "MatrixSolver",
+    "MatrixSyntaxError",
+    "MaxLoadedPlanner",
+    "MemoryBudgetPlanner",
+    "ModelNotFound",
+    "ModelSnapshot",
+    "ModelUnloaded",
+    "ModelsUnloaded",
+    "Process",
+    "ProcessState",
+    "ProcessStateChanged",
+    "Request",
+    "RequestCancelled",
+    "RequestGranted",
+    "RequestQueued",
+    "RequestRejected",
+    "RouterEvent",
+    "RouterNotRunning",
+    "RouterShutdown",
+    "RouterSnapshot",
+    "RoutingError",
+    "Scheduler",
+    "SchedulerFactory",
+    "SolveResult",
+    "SwapFailed",
+    "SwapPlanner",
+    "SwapcoreError",
+    "SwapFinished",
+    "SwapStarted",
+    "compile_matrix",
+]
+
+
+def test_public_names_are_pinned() -> None:
+    import swapcore
+
+    assert swapcore.__all__ == PUBLIC
+
+
+def test_every_public_name_resolves_and_is_documented() -> None:
+    import swapcore
+
+    aliases = {"SchedulerFactory"}  # a typing alias: documented where it is defined
+    for name in set(swapcore.__all__) - aliases:
+        value = getattr(swapcore, name)
+        assert getattr(value, "__doc__", None), f"swapcore.{name} has no docstring"
+
+
+def test_error_tree_matches_the_contract() -> None:
+    import swapcore as s
+
+    assert issubclass(s.ConfigError, s.SwapcoreError) and issubclass(s.ConfigError, ValueError)
+    assert issubclass(s.MatrixSyntaxError, s.ConfigError)
+    assert issubclass(s.ModelNotFound, s.RoutingError) and issubclass(s.ModelNotFound, LookupError)
+    for error in (s.ConcurrencyLimitExceeded, s.SwapFailed, s.ModelUnloaded, s.RouterShutdown):
+        assert issubclass(error, s.RoutingError)
+    assert issubclass(s.RoutingError, s.SwapcoreError)
