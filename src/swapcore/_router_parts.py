@@ -104,7 +104,9 @@ class Ticket(asyncio.Future[Lease]):
         if not super().cancel(msg):
             return False
         if self.status == PENDING:
-            self.router._post(self.router._on_cancel_event, self)
+            # Ahead of events already posted: a serve-done waiting in the backlog
+            # would drain the queue and could start a swap for this caller.
+            self.router._post(self.router._on_cancel_event, self, first=True)
         return True
 
 

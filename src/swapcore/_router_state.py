@@ -118,9 +118,16 @@ class _RouterState:
                 running[model] = _STOPPING if stopping and model in stopping else state
         return running
 
-    def _post(self, handler: Callable[[_T], None], arg: _T) -> None:
-        """Deliver one event to the run loop, which handles events in posting order."""
-        self._backlog.append((handler, arg))
+    def _post(self, handler: Callable[[_T], None], arg: _T, *, first: bool = False) -> None:
+        """Deliver one event to the run loop, which handles events in posting order.
+
+        ``first`` puts it ahead of the events already waiting (a caller's
+        withdrawal must beat the drains those events would run).
+        """
+        if first:
+            self._backlog.appendleft((handler, arg))
+        else:
+            self._backlog.append((handler, arg))
         if self._runner is None:
             if not self._dispatching:
                 self._dispatch()
