@@ -7,8 +7,11 @@
 - :func:`check_planner` / :func:`planner_violations`: check a custom
   :class:`~swapcore.SwapPlanner` against the planner contract.
 - :func:`check_process`: check a custom :class:`~swapcore.Process`.
+- :class:`RouterStateMachine`: a hypothesis state machine you subclass with your
+  own planner (and scheduler) to check the router's invariants on a virtual
+  clock; :func:`mutual_evictions` helps write co-residency checks.
 - :mod:`swapcore.testing.strategies`: hypothesis strategies for DSL
-  expressions and matrix configurations.
+  expressions, matrix and group configurations, and request traces.
 
 Nothing here is imported by ``import swapcore``.
 """
@@ -24,6 +27,7 @@ from swapcore.testing.effects import (
 from swapcore.testing.fakes import FakeProcess, FakeProcessError
 from swapcore.testing.planner_checks import check_planner, planner_violations
 from swapcore.testing.process_checks import check_process
+from swapcore.testing.stateful import RouterStateMachine, mutual_evictions
 
 __all__ = [
     "EffectCall",
@@ -33,8 +37,10 @@ __all__ = [
     "GrantServeCall",
     "RecordingEffects",
     "ReportPositionCall",
+    "RouterStateMachine",
     "StartSwapCall",
     "check_planner",
     "check_process",
+    "mutual_evictions",
     "planner_violations",
 ]

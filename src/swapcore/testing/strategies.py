@@ -1,4 +1,4 @@
-"""Hypothesis strategies for swap policies: DSL expressions and matrix configs.
+"""Hypothesis strategies for swap policies: DSL expressions, matrix and group configs, traces.
 
 Every strategy here is public and composable: pass your own strategies (or
 plain sequences) for the parts you want to control. They need the
@@ -8,16 +8,23 @@ plain sequences) for the parts you want to control. They need the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 from hypothesis import strategies as st
 
 from swapcore.matrix import MatrixProgram, MatrixSolver, compile_matrix
+from swapcore.planners.groups import DEFAULT_GROUP, Group
+
+if TYPE_CHECKING:
+    from swapcore.sim.traces import Arrival
 
 __all__ = [
     "MatrixSpec",
     "dsl_expressions",
+    "group_configs",
     "matrix_configs",
+    "request_traces",
 ]
 
 # -- swap matrix ---------------------------------------------------------------
@@ -164,3 +171,142 @@ def matrix_configs(
     ``refs`` and ``evict_costs``.
     """
     return _matrix_specs(max_models, max_sets, max_leaves, vars, refs, evict_costs, max_cost)
+
+
+# -- request traces ------------------------------------------------------------
+
+
+def _maybe_none(
+    values: Sequence[int] | st.SearchStrategy[int | None] | None,
+) -> st.SearchStrategy[int | None]:
+    if values is None:
+        return st.none()
+    if isinstance(values, st.SearchStrategy):
+        return values
+    return st.none() | st.sampled_from(list(values))
+
+
+def _seconds(maximum: float) -> st.SearchStrategy[float]:
+    # Zero is common on purpose: simultaneous arrivals and instant services are
+    # where collation and tie-breaking happen.
+    return st.just(0.0) | st.floats(
+        min_value=0.0,
+        max_value=maximum,
+        allow_nan=False,
+        allow_infinity=False,
+        allow_subnormal=False,
+    )
+
+
+@st.composite
+def _traces(
+    draw: st.DrawFn,
+    models: st.SearchStrategy[str],
+    min_size: int,
+    max_size: int,
+    gaps: st.SearchStrategy[float],
+    services: st.SearchStrategy[float],
+    priorities: st.SearchStrategy[int | None],
+) -> list[Arrival]:
+    from swapcore.sim.traces import Arrival
+
+    steps = draw(
+        st.lists(
+            st.tuples(gaps, models, services, priorities), min_size=min_size, max_size=max_size
+        )
+    )
+    trace = []
+    at = 0.0
+    for gap, model, service, priority in steps:
+        at += gap
+        trace.append(Arrival(at, model, service, priority))
+    return trace
+
+
+def request_traces(
+    models: Sequence[str] | st.SearchStrategy[str],
+    *,
+    min_size: int = 0,
+    max_size: int = 30,
+    max_gap: float = 2.0,
+    max_service: float = 2.0,
+    priorities: Sequence[int] | st.SearchStrategy[int | None] | None = None,
+) -> st.SearchStrategy[list[Arrival]]:
+    """Request traces for the simulator: lists of :class:`~swapcore.sim.traces.Arrival`.
+
+    Arrivals are sorted by time (``at`` starts at the first gap and never
+    decreases); each asks for a model drawn from ``models`` (a sequence is
+    sampled from, a strategy drawn from, so unknown models can be mixed in),
+    serves for ``0..max_service`` seconds and arrives ``0..max_gap`` seconds
+    after the previous one; zero gaps (simultaneous arrivals) and zero
+    services are frequent. ``priorities``: None (every priority None), a
+    sequence of ints (each arrival gets None or one of them), or a strategy.
+    The list has ``min_size..max_size`` arrivals and shrinks towards fewer,
+    earlier, shorter ones.
+    """
+    if min_size < 0 or max_size < min_size:
+        raise ValueError(f"need 0 <= min_size <= max_size, got {min_size}, {max_size}")
+    if max_gap < 0 or max_service < 0:
+        raise ValueError("max_gap and max_service must be >= 0")
+    return _traces(
+        _as_strategy(models),
+        min_size,
+        max_size,
+        _seconds(max_gap),
+        _seconds(max_service),
+        _maybe_none(priorities),
+    )
+
+
+# -- group configurations -------------------------------------------------------
+
+
+@st.composite
+def _group_configs(
+    draw: st.DrawFn,
+    models: tuple[str, ...],
+    max_groups: int,
+    ungrouped: bool,
+    declare_default: bool,
+) -> dict[str, Group]:
+    count = draw(st.integers(0, max_groups))
+    # Each model goes to a group index, or to `count` (ungrouped: "(default)").
+    slots = count + 1 if ungrouped or count == 0 else count
+    homes = draw(st.lists(st.integers(0, slots - 1), min_size=len(models), max_size=len(models)))
+    flags = st.tuples(st.booleans(), st.booleans(), st.booleans())
+    groups: dict[str, Group] = {}
+    if declare_default and draw(st.booleans()):
+        swap, exclusive, persistent = draw(flags)
+        groups[DEFAULT_GROUP] = Group((), swap=swap, exclusive=exclusive, persistent=persistent)
+    for index in range(count):
+        members = tuple(m for m, home in zip(models, homes, strict=True) if home == index)
+        if members:
+            swap, exclusive, persistent = draw(flags)
+            groups[f"g{index}"] = Group(
+                members, swap=swap, exclusive=exclusive, persistent=persistent
+            )
+    return groups
+
+
+def group_configs(
+    models: Sequence[str],
+    *,
+    max_groups: int = 4,
+    ungrouped: bool = True,
+    declare_default: bool = True,
+) -> st.SearchStrategy[dict[str, Group]]:
+    """Valid :class:`~swapcore.GroupPlanner` configurations over ``models``.
+
+    Each drawn mapping partitions ``models`` into up to ``max_groups``
+    non-empty groups named ``g0``, ``g1``, ... with random ``swap``,
+    ``exclusive`` and ``persistent`` flags. With ``ungrouped`` some models
+    may stay out of every group (they join ``"(default)"`` once you pass
+    ``models=models`` to the planner); with ``declare_default`` the
+    ``"(default)"`` group is sometimes declared explicitly with random flags.
+    Build the planner with ``GroupPlanner(config, models=models)``. Shrinks
+    towards no groups (llama-swap's one-model-at-a-time default).
+    """
+    names = tuple(dict.fromkeys(models))
+    if max_groups < 0:
+        raise ValueError(f"max_groups must be >= 0, got {max_groups}")
+    return _group_configs(names, max_groups, ungrouped, declare_default)
