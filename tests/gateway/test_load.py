@@ -103,7 +103,7 @@ def alive(pid: int) -> bool:
     return state != "X"
 
 
-def write_config(path: Path, marker: str) -> None:
+def write_config(path: Path, marker: str, max_wait: float | None = None) -> None:
     fake = f"{shlex.quote(sys.executable)} -m swapcore.fakemodel"
     models = "".join(
         f"""\
@@ -115,8 +115,9 @@ def write_config(path: Path, marker: str) -> None:
         for m in MODELS
     )
     # No groups: every model is in "(default)", which swaps, so one runs at a time.
-    # No max_wait: llama-swap's own behaviour (under saturation a short max_wait
-    # turns the queue into strict FIFO order, one load per request or two).
+    # max_wait None is llama-swap's own behaviour; a short one must keep collating
+    # under saturation (it once collapsed to a load per request or two).
+    bound = "" if max_wait is None else f"  max_wait: {max_wait}\n"
     path.write_text(
         f"""\
 healthCheckTimeout: 15
@@ -124,7 +125,7 @@ startPort: {port_block(len(MODELS))}
 models:
 {models}swapcore:
   default_concurrency_limit: {CONCURRENCY_LIMIT}
-"""
+{bound}"""
     )
 
 
@@ -360,9 +361,10 @@ def marker() -> Iterator[str]:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_load_and_faults(marker: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("max_wait", [None, 2.0], ids=["no-max-wait", "max-wait-2s"])
+def test_load_and_faults(marker: str, tmp_path: Path, max_wait: float | None) -> None:
     config = tmp_path / "config.yaml"
-    write_config(config, marker)
+    write_config(config, marker, max_wait)
     seen: set[int] = set()
     with serve(config, tmp_path) as (process, url, log):
         wait_healthy(process, url)
