@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from swapcore.config.macros import join_path
 from swapcore.errors import ConfigError
 
-__all__ = ["MAX_PORT", "Reader", "kind"]
+__all__ = ["MAX_PORT", "Reader", "kind", "require_mapping"]
 
 MAX_PORT = 65535
 
@@ -34,6 +34,21 @@ def kind(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return "a list"
     return f"a {type(value).__name__}"
+
+
+def require_mapping(value: object, path: str) -> dict[str, Any]:
+    """``value`` as a mapping with string keys, or a ConfigError naming ``path``.
+
+    The strict form of :meth:`Reader.required_mapping`, for readers that stop
+    at the first problem (the simulator's configurations): it raises that
+    problem, with the same message the recording reader gives.
+    """
+    reader = Reader()
+    result = reader.required_mapping(value, path)
+    if reader.errors:
+        raise reader.errors[0]
+    assert result is not None
+    return result
 
 
 class Reader:
@@ -69,6 +84,10 @@ class Reader:
         """A mapping with string keys; None when absent or invalid (then an error)."""
         if value is None:
             return None
+        return self.required_mapping(value, path)
+
+    def required_mapping(self, value: object, path: str) -> dict[str, Any] | None:
+        """Like :meth:`mapping`, but an absent value is an error too."""
         if not isinstance(value, Mapping):
             self.error(path, f"must be a mapping, got {kind(value)}")
             return None

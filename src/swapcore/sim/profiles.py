@@ -1,0 +1,53 @@
+"""Model profiles: how long a simulated model takes to load and to stop, and its size."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from swapcore.errors import ConfigError
+
+__all__ = ["ModelProfile"]
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and number >= 0:
+            return number + 0.0
+    raise ConfigError(f"ModelProfile.{name} must be a finite number of seconds >= 0, got {value!r}")
+
+
+def _load(value: object) -> float:
+    return _seconds("load", value)
+
+
+def _stop(value: object) -> float:
+    return _seconds("stop", value)
+
+
+def _size(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and number > 0:
+            return number
+    raise ConfigError(f"ModelProfile.size must be None or a finite number > 0, got {value!r}")
+
+
+@attrs.frozen
+class ModelProfile:
+    """How one model behaves in the simulator.
+
+    ``load`` is the seconds from start to ready, ``stop`` the seconds from
+    the stop request to stopped (evicted models stop in parallel; the target
+    loads once they all have). ``size`` (e.g. GiB) is optional; when every
+    model has one the report includes the peak memory in use. Invalid
+    values raise :class:`~swapcore.ConfigError` naming the field.
+    """
+
+    load: float = attrs.field(converter=_load)
+    stop: float = attrs.field(default=0.0, converter=_stop)
+    size: float | None = attrs.field(default=None, converter=_size)

@@ -1,0 +1,35 @@
+"""``swapcore.sim.config``: the exact messages of the mapping checks it shares with config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swapcore.errors import ConfigError
+from swapcore.sim.config import load_sim_config
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("models: [1, 2]\nplanner: lru\n", "models: must be a mapping, got a list"),
+        (
+            "models: {a: 1}\nplanner: {use: matrix}\n",
+            "planner.sets: must be a mapping, got nothing",
+        ),
+        (
+            "models: {a: 1}\nplanner: {use: groups, groups: g}\n",
+            "planner.groups: must be a mapping, got a string",
+        ),
+        ("models: {a: 1}\nscheduler: 3\n", "scheduler: must be a mapping, got a number"),
+        # The first of several bad keys is the one named.
+        ("models:\n  a: 1\n  1: 2\n  2: 3\n", "models: keys must be strings, got 1"),
+    ],
+)
+def test_mapping_problems_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "sim.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_sim_config(path)
+    assert str(info.value) == f"{path}: {message}"
