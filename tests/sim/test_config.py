@@ -8,6 +8,7 @@ import pytest
 
 from swapcore.errors import ConfigError
 from swapcore.sim.config import load_sim_config
+from swapcore.sim.profiles import ModelProfile
 
 
 @pytest.mark.parametrize(
@@ -33,3 +34,22 @@ def test_mapping_problems_name_the_file_and_key(tmp_path: Path, text: str, messa
     with pytest.raises(ConfigError) as info:
         load_sim_config(path)
     assert str(info.value) == f"{path}: {message}"
+
+
+def test_scheduler_options_set_per_model_name_the_model_key(tmp_path: Path) -> None:
+    for option, model_key in (
+        ("priority", "priority"),
+        ("concurrency_limits", "concurrency_limit"),
+    ):
+        path = tmp_path / "sim.yaml"
+        path.write_text(f"models:\n  a: {{load: 1}}\nscheduler: {{{option}: {{a: 1}}}}\n")
+        with pytest.raises(ConfigError) as info:
+            load_sim_config(path)
+        assert f"scheduler.{option}: set it per model (models.<id>.{model_key})" in str(info.value)
+
+
+@pytest.mark.parametrize("field", ["load", "stop", "size"])
+def test_model_profile_rejects_numbers_too_large_for_a_float(field: str) -> None:
+    options = {"load": 1.0, field: 10**400}
+    with pytest.raises(ConfigError, match=f"ModelProfile.{field}"):
+        ModelProfile(**options)

@@ -30,7 +30,8 @@ from swapcore.sim.specs import (
 
 __all__ = ["planner_section", "scheduler_section"]
 
-_SCHEDULER_CONFIG_KEYS = ("priority", "concurrency_limits")
+# Scheduler options the sim config sets per model instead: option -> model key.
+_SCHEDULER_CONFIG_KEYS = {"priority": "priority", "concurrency_limits": "concurrency_limit"}
 
 
 def planner_section(raw: object, models: Mapping[str, ModelProfile]) -> PlannerRecipe:
@@ -115,9 +116,9 @@ def scheduler_section(raw: object, defaults: dict[str, Any]) -> SimScheduler:
         raise ConfigError(f"scheduler.use: must be one of {', '.join(SCHEDULERS)}, got {use!r}")
     recipe = SCHEDULERS[use]()
     options = {k: v for k, v in section.items() if k != "use"}
-    for key in _SCHEDULER_CONFIG_KEYS:
+    for key, model_key in _SCHEDULER_CONFIG_KEYS.items():
         if key in options:
-            raise ConfigError(f"scheduler.{key}: set it per model (models.<id>.{key[:-1]})")
+            raise ConfigError(f"scheduler.{key}: set it per model (models.<id>.{model_key})")
     _check_scheduler_options(recipe, options, "scheduler")
     if options.get("max_wait") is not None:
         options["max_wait"] = _number(options["max_wait"], "scheduler.max_wait", strict=True)

@@ -11,11 +11,20 @@ from swapcore.errors import ConfigError
 __all__ = ["ModelProfile"]
 
 
-def _seconds(name: str, value: object) -> float:
+def _as_float(value: object) -> float:
+    """``value`` as a float (inf for an int too large), or NaN if it is not a number."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-        if math.isfinite(number) and number >= 0:
-            return number + 0.0
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
+    return math.nan
+
+
+def _seconds(name: str, value: object) -> float:
+    number = _as_float(value)
+    if math.isfinite(number) and number >= 0:
+        return number + 0.0
     raise ConfigError(f"ModelProfile.{name} must be a finite number of seconds >= 0, got {value!r}")
 
 
@@ -30,10 +39,9 @@ def _stop(value: object) -> float:
 def _size(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-        if math.isfinite(number) and number > 0:
-            return number
+    number = _as_float(value)
+    if math.isfinite(number) and number > 0:
+        return number
     raise ConfigError(f"ModelProfile.size must be None or a finite number > 0, got {value!r}")
 
 
