@@ -24,31 +24,21 @@ See ``docs/testing.md``.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import functools
-import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, precondition, rule
 
-from swapcore.errors import RouterShutdown, RoutingError
-from swapcore.events import (
-    RequestCancelled,
-    RequestGranted,
-    RequestRejected,
-    RouterEvent,
-    SwapFinished,
-    SwapStarted,
-)
 from swapcore.planners.base import SwapPlanner
 from swapcore.process import ProcessState
-from swapcore.router import BaseRouter, Lease
+from swapcore.router import BaseRouter
 from swapcore.scheduling.effects import SchedulerFactory
+from swapcore.testing._clients import Client
+from swapcore.testing._stateful_checks import Watched
+from swapcore.testing._wind_down import WindDown
 from swapcore.testing.fakes import FakeProcess
 
 __all__ = ["RouterStateMachine", "mutual_evictions"]
@@ -56,11 +46,10 @@ __all__ = ["RouterStateMachine", "mutual_evictions"]
 _STOPPED = ProcessState.STOPPED
 _STARTING = ProcessState.STARTING
 _READY = ProcessState.READY
-_STOPPING = ProcessState.STOPPING
 _SHUTDOWN = ProcessState.SHUTDOWN
 
 _SETTINGS_APPLIED = "_hypothesis_internal_settings_applied"  # set by @settings on a machine
-_SETTLE_TURNS = 2_000  # loop turns a settle may take before it is called a livelock
+
 _CANCEL_TURNS = st.sampled_from((None, None, None, 0, 1, 2, 3, 4, 5, 6))
 _PRIORITIES = st.sampled_from((None, None, 0, 5))
 _CRASH_TURNS = st.sampled_from((None, None, 0, 1, 2, 3, 4))
@@ -85,130 +74,7 @@ def mutual_evictions(planner: SwapPlanner, running: Iterable[str]) -> list[tuple
     return pairs
 
 
-class _VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock moves only when told to (``now``).
-
-    It starts at ``time.monotonic()``, the router's request stamps, so a
-    scheduler given ``clock=loop.time`` roughly agrees with them.
-    """
-
-    _ready: collections.deque[asyncio.Handle]  # CPython's BaseEventLoop internals
-    _scheduled: list[asyncio.TimerHandle]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now = time.monotonic()
-
-    def time(self) -> float:
-        """The virtual clock (seconds); timers fire when it reaches them."""
-        return self.now
-
-    def idle(self) -> bool:
-        """Nothing is runnable: no ready callback and no due timer."""
-        if self._ready:
-            return False
-        now = self.now
-        return not any(h.when() <= now and not h.cancelled() for h in self._scheduled)
-
-    def next_timer(self) -> float | None:
-        """When the earliest pending timer fires, or None."""
-        return min((h.when() for h in self._scheduled if not h.cancelled()), default=None)
-
-
-class _ErrorLog(logging.Handler):
-    """Turns every ERROR record of the ``swapcore`` loggers into a violation."""
-
-    def __init__(self, violations: list[str]) -> None:
-        super().__init__(logging.ERROR)
-        self.violations = violations
-
-    def emit(self, record: logging.LogRecord) -> None:
-        detail = f" ({record.exc_info[1]!r})" if record.exc_info else ""
-        self.violations.append(f"{record.name} logged: {record.getMessage()}{detail}")
-
-
-class _Watched:
-    """A :class:`~swapcore.Process` proxy that reports ``stop()`` calls and returns."""
-
-    __slots__ = ("_on_stop", "_stopped", "fake", "model")
-
-    def __init__(
-        self,
-        model: str,
-        fake: FakeProcess,
-        on_stop: Callable[[str], None],
-        stopped: Callable[[str], None],
-    ) -> None:
-        self.model = model
-        self.fake = fake
-        self._on_stop = on_stop
-        self._stopped = stopped
-
-    @property
-    def state(self) -> ProcessState:
-        return self.fake.state
-
-    async def ensure_ready(self, timeout: float) -> None:
-        await self.fake.ensure_ready(timeout)
-
-    async def stop(self, timeout: float) -> None:
-        self._on_stop(self.model)
-        await self.fake.stop(timeout)
-        self._stopped(self.model)
-
-
-class _Client:
-    """One caller of ``router.acquire``: waits, then holds its lease until released."""
-
-    __slots__ = (
-        "cancelled",
-        "holding",
-        "in_handler",
-        "model",
-        "number",
-        "outcome",
-        "priority",
-        "release",
-        "started",
-        "task",
-    )
-
-    def __init__(
-        self, number: int, model: str, priority: int | None, release: asyncio.Future[None]
-    ) -> None:
-        self.number = number
-        self.model = model
-        self.priority = priority
-        self.release = release  # resolved by `finish`
-        self.task: asyncio.Task[None] | None = None
-        self.started = False  # its acquire() was entered (the request was submitted)
-        self.outcome: str | None = None  # "granted", "cancelled" or a RoutingError's name
-        self.holding = False
-        self.cancelled = False  # the machine cancelled its task
-        self.in_handler = False  # ... from inside a router event handler
-
-    def __repr__(self) -> str:
-        state = "holding" if self.holding else self.outcome or "waiting"
-        return f"client{self.number}({self.model!r}, {state})"
-
-    @property
-    def waiting(self) -> bool:
-        """Its request was submitted and has no outcome yet."""
-        return self.started and self.outcome is None
-
-    @property
-    def live(self) -> bool:
-        """Waiting or holding, and not cancelled yet."""
-        return self.task is not None and not self.task.done() and not self.cancelled
-
-    def cancel(self) -> None:
-        """Cancel its task (once)."""
-        if self.task is not None and not self.cancelled:
-            self.cancelled = True
-            self.task.cancel()
-
-
-class RouterStateMachine(RuleBasedStateMachine):
+class RouterStateMachine(WindDown):
     """Check a router's invariants under random operations; subclass it with your planner.
 
     **Subclassing API.** Override :meth:`make_planner` (required), and as
@@ -305,30 +171,9 @@ class RouterStateMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = _VirtualTimeLoop()
-        self._router: BaseRouter | None = None
         self.planner: SwapPlanner | None = None
-        self.processes: dict[str, FakeProcess] = {}
-        self.abrupt_shutdown = False
-        self._clients: list[_Client] = []
-        self._unloads: list[asyncio.Task[BaseException | None]] = []
-        self._held: collections.Counter[str] = collections.Counter()  # by granted model
-        self._pending: collections.Counter[str] = collections.Counter()  # by requested model
-        self._unloading: collections.Counter[str] = collections.Counter()
-        self._stops_done: collections.Counter[str] = collections.Counter()  # stop() returned
-        self._shutting_down = False
-        self._outcomes: dict[int, str] = {}  # request id -> outcome event
-        self._outcome_counts: collections.Counter[str] = collections.Counter()
-        self._swapping: dict[str, tuple[str, ...]] = {}
-        self._traps: set[str] = set()
-        self._crashed_ready: dict[str, int] = {}  # model -> ready_count when it crashed ready
         self._overlap: int | None = None  # set by the overlap rule for the next action
         self._quiet = True  # the last step ended with the loop settled
-        self._violations: list[str] = []
-        self.loop.set_exception_handler(self._on_loop_error)
-        self._error_log = _ErrorLog(self._violations)
-        logging.getLogger("swapcore").addHandler(self._error_log)
-        self._failed = False
 
     # -- hooks ------------------------------------------------------------------
 
@@ -380,41 +225,15 @@ class RouterStateMachine(RuleBasedStateMachine):
         ``AssertionError`` on a violation.
         """
 
-    # -- accessors ----------------------------------------------------------------
-
-    @property
-    def router(self) -> BaseRouter:
-        """The router under test (built by the ``start`` initialize rule)."""
-        if self._router is None:
-            raise RuntimeError("the router is built by the first (initialize) step")
-        return self._router
-
-    def held(self, model: str) -> int:
-        """Leases on ``model`` the clients hold right now."""
-        return self._held[model]
-
     # -- driving the loop -----------------------------------------------------------
-
-    async def _idle(self) -> None:
-        loop = self.loop
-        for _ in range(_SETTLE_TURNS):
-            await asyncio.sleep(0)
-            if loop.idle():
-                return
-        raise AssertionError(f"the event loop never went idle in {_SETTLE_TURNS} turns")
-
-    async def _spin(self, turns: int) -> None:
-        for _ in range(turns):
-            await asyncio.sleep(0)
 
     def settle(self) -> None:
         """Run the loop until nothing is runnable (the virtual clock stands still)."""
-        self.loop.run_until_complete(self._idle())
+        self.loop.settle()
 
     def run_turns(self, turns: int) -> None:
         """Run exactly ``turns`` iterations of the loop."""
-        if turns:
-            self.loop.run_until_complete(self._spin(turns))
+        self.loop.run_turns(turns)
 
     def advance_clock(self, seconds: float) -> None:
         """Move the virtual clock forward (timers fire at the next settle)."""
@@ -442,7 +261,7 @@ class RouterStateMachine(RuleBasedStateMachine):
         self.processes = {m: self.make_process(m, i) for i, m in enumerate(self.models)}
         self.planner = self.make_planner()
         watched = {
-            m: _Watched(m, p, self._on_stop, self._on_stopped) for m, p in self.processes.items()
+            m: Watched(m, p, self._on_stop, self._on_stopped) for m, p in self.processes.items()
         }
         self._router = BaseRouter(
             watched,
@@ -511,7 +330,7 @@ class RouterStateMachine(RuleBasedStateMachine):
             self._soon(cancel_after, cancel)
         self._end_step()
 
-    def _holders(self) -> list[_Client]:
+    def _holders(self) -> list[Client]:
         return [c for c in self._clients if c.holding and c.live and not c.release.done()]
 
     def _has_holders(self) -> bool:
@@ -524,7 +343,7 @@ class RouterStateMachine(RuleBasedStateMachine):
         client = data.draw(st.sampled_from(self._holders()))
         self._guarded(self._finish_one, client, self._draw_race(data))
 
-    def _finish_one(self, client: _Client, race: tuple[int, str] | None) -> None:
+    def _finish_one(self, client: Client, race: tuple[int, str] | None) -> None:
         client.release.set_result(None)
         self._then(race)
 
@@ -538,7 +357,7 @@ class RouterStateMachine(RuleBasedStateMachine):
         client = data.draw(st.sampled_from([c for c in self._clients if c.live]))
         self._guarded(self._cancel_one, client)
 
-    def _cancel_one(self, client: _Client) -> None:
+    def _cancel_one(self, client: Client) -> None:
         client.cancel()
         self._end_step()
 
@@ -554,9 +373,6 @@ class RouterStateMachine(RuleBasedStateMachine):
         (it must give the grant back); the others while the router is busy.
         """
         self._traps.add(data.draw(st.sampled_from(self._waiting_models())))
-
-    def _startable(self) -> list[str]:
-        return [m for m, p in self.processes.items() if p.state is _STARTING and not p.auto_ready]
 
     @precondition(lambda self: bool(self._startable()))
     @rule(data=st.data())
@@ -640,322 +456,3 @@ class RouterStateMachine(RuleBasedStateMachine):
             m for m, p in self.processes.items() if p.state is _READY or p.state is _STARTING
         )
         self.check_coresidency(running)
-
-    def _check_counts(self) -> None:
-        """The checks that need a settled loop (every task ran as far as it can)."""
-        snapshot = self.router.snapshot()
-        in_flight = self._scheduler_count("in_flight")
-        admitted = self._scheduler_count("admitted")
-        for model, view in snapshot.models.items():
-            held, pending = self._held[model], self._pending[model]
-            assert view.in_flight == held, (
-                f"{model!r}: the router counts {view.in_flight} in flight, "
-                f"the clients hold {held} leases"
-            )
-            assert view.queued + view.waiting == pending, (
-                f"{model!r}: the router has {view.queued} queued + {view.waiting} waiting, "
-                f"{pending} clients wait"
-            )
-            if in_flight is not None:
-                assert in_flight(model) == held, (
-                    f"{model!r}: scheduler in_flight={in_flight(model)}, leases held={held}"
-                )
-            if admitted is not None:
-                assert admitted(model) == held + pending, (
-                    f"{model!r}: scheduler admitted={admitted(model)}, "
-                    f"leases held + waiting = {held + pending}"
-                )
-        if snapshot.queue and not self._busy():
-            raise AssertionError(
-                f"requests are queued ({snapshot.queue}) but nothing is in flight, "
-                "swapping, unloading, starting or stopping to wake the scheduler"
-            )
-
-    def _scheduler_count(self, name: str) -> Callable[[str], int] | None:
-        """The scheduler's ``in_flight(model)``/``admitted(model)`` introspection, if any."""
-        count = getattr(self.router._scheduler, name, None)
-        return count if callable(count) else None
-
-    def _busy(self) -> bool:
-        return bool(
-            +self._held
-            or self._swapping
-            or any(not t.done() for t in self._unloads)
-            or any(p.state is _STARTING or p.state is _STOPPING for p in self.processes.values())
-        )
-
-    def _raise_violations(self) -> None:
-        if self._violations:
-            raise AssertionError("; ".join(self._violations))
-
-    # -- teardown -----------------------------------------------------------------
-
-    def teardown(self) -> None:
-        """Drain (or shut down while busy), check the end state, close the loop."""
-        try:
-            if self._router is not None and not self._failed:
-                self._guarded(self._wind_down)
-        finally:
-            self._close_loop()
-
-    def _wind_down(self) -> None:
-        if self.abrupt_shutdown:
-            self._shutdown()
-            self._drain("after the shutdown")
-        else:
-            self._drain("before the shutdown")
-            self._check_idle()
-            self._shutdown()
-        self._check_resolved()
-        self._check_idle()
-        for model, fake in self.processes.items():
-            assert fake.state is _STOPPED, f"{model!r} is {fake.state.value} after shutdown"
-        left = asyncio.all_tasks(self.loop)
-        assert not left, f"tasks left after shutdown: {left}"
-        self._raise_violations()
-
-    def _drain(self, when: str) -> None:
-        """Mark starts ready and release leases until every client and unload is done."""
-        limit = 4 * len(self._clients) + 4 * len(self._unloads) + 20
-        for _ in range(limit):
-            self.settle()
-            if self._all_done():
-                return
-            acted = False
-            for model in self._startable():
-                self.processes[model].mark_ready()
-                acted = True
-            for client in self._clients:
-                if client.holding and not client.release.done():
-                    client.release.set_result(None)
-                    acted = True
-            if not acted:
-                when_next = self.loop.next_timer()
-                if when_next is None:
-                    raise AssertionError(f"deadlock {when}: {self._describe_waiting()}")
-                self.loop.now = max(self.loop.now, when_next)
-        raise AssertionError(f"no progress {when} after {limit} rounds: {self._describe_waiting()}")
-
-    def _all_done(self) -> bool:
-        return (
-            not self._swapping
-            and all(c.task is None or c.task.done() for c in self._clients)
-            and all(t.done() for t in self._unloads)
-        )
-
-    def _describe_waiting(self) -> str:
-        waiting = [c for c in self._clients if c.task is not None and not c.task.done()]
-        return f"clients still waiting {waiting}; router {self.router.snapshot()}"
-
-    def _shutdown(self) -> None:
-        self._shutting_down = True
-        task = self.loop.create_task(self.router.shutdown())
-        for _ in range(100):
-            self.settle()
-            if task.done():
-                task.result()
-                return
-            when_next = self.loop.next_timer()
-            if when_next is None:
-                break
-            self.loop.now = max(self.loop.now, when_next)
-        raise AssertionError(f"shutdown() did not return: {self.router.snapshot()}")
-
-    def _check_resolved(self) -> None:
-        submitted = 0
-        for client in self._clients:
-            assert client.task is not None and client.task.done(), client
-            if client.started:
-                submitted += 1
-                assert client.outcome is not None, f"{client} never got an outcome"
-        assert len(self._outcomes) == submitted, (
-            f"{submitted} requests submitted, {len(self._outcomes)} outcome events"
-        )
-        # A client cancelled after its grant or error was set, before it resumed,
-        # sees CancelledError: the router's outcome stands (a grant is given back).
-        clients = collections.Counter(c.outcome or "" for c in self._clients if c.started)
-        events = self._outcome_counts
-        for outcome, count in clients.items():
-            if outcome != "cancelled":
-                assert events[outcome] >= count, f"{count} clients {outcome}, events: {events}"
-        assert events["cancelled"] <= clients["cancelled"], f"clients {clients}, events {events}"
-        for task in self._unloads:
-            error = task.result()
-            assert error is None or isinstance(error, RouterShutdown), f"unload raised {error!r}"
-
-    def _check_idle(self) -> None:
-        self._raise_violations()
-        snapshot = self.router.snapshot()
-        assert snapshot.queue == (), f"still queued: {snapshot.queue}"
-        for model, view in snapshot.models.items():
-            assert (view.in_flight, view.queued, view.waiting, view.swapping) == (
-                0,
-                0,
-                0,
-                False,
-            ), f"{model!r} not idle at the end: {view}"
-        for name in ("in_flight", "admitted"):
-            count = self._scheduler_count(name)
-            if count is not None:
-                for model in self.models:
-                    assert count(model) == 0, f"scheduler {name}({model!r}) = {count(model)}"
-
-    def _close_loop(self) -> None:
-        logging.getLogger("swapcore").removeHandler(self._error_log)
-        loop = self.loop
-        if loop.is_closed():
-            return
-        try:
-            for _ in range(10):
-                tasks = asyncio.all_tasks(loop)
-                if not tasks:
-                    break
-                for task in tasks:
-                    task.cancel()
-                self.run_turns(5)
-        finally:
-            loop.close()
-
-    # -- clients, unloads and callbacks ---------------------------------------------
-
-    def _new_client(self, model: str, priority: int | None) -> _Client:
-        client = _Client(len(self._clients), model, priority, self.loop.create_future())
-        client.task = self.loop.create_task(self._serve(client))
-        self._clients.append(client)
-        return client
-
-    async def _serve(self, client: _Client) -> None:
-        client.started = True
-        self._pending[client.model] += 1
-        try:
-            acquire = self.router.acquire(
-                client.model, priority=client.priority, on_position=self._on_position
-            )
-            async with acquire as lease:
-                self._granted(client, lease)
-                try:
-                    await client.release
-                finally:
-                    self._held[lease.model] -= 1
-                    client.holding = False
-        except RoutingError as exc:
-            self._resolve(client, type(exc).__name__)
-        except asyncio.CancelledError:
-            if client.outcome is None:
-                self._resolve(client, "cancelled")
-            raise
-        except Exception as exc:
-            self._violations.append(f"acquire({client.model!r}) raised {exc!r}")
-
-    def _granted(self, client: _Client, lease: Lease) -> None:
-        self._resolve(client, "granted")
-        client.holding = True
-        self._held[lease.model] += 1
-
-    def _resolve(self, client: _Client, outcome: str) -> None:
-        if client.outcome is not None:
-            self._violations.append(f"{client} resolved twice: then {outcome}")
-            return
-        client.outcome = outcome
-        self._pending[client.model] -= 1
-
-    def _on_position(self, position: int) -> None:
-        if position < 1:
-            self._violations.append(f"queue position {position} reported (1-based)")
-
-    async def _run_unload(
-        self, models: tuple[str, ...], targets: tuple[str, ...], timeout: float | None
-    ) -> BaseException | None:
-        before = {m: self._stops_done[m] for m in targets}
-        try:
-            await self.router.unload(*models, timeout=timeout)
-        except RoutingError as exc:
-            return exc
-        finally:
-            self._unloading.subtract(targets)
-        for model in targets:  # "returns once they are stopped"
-            if self._stops_done[model] == before[model]:
-                self._violations.append(f"unload{models} returned before {model!r} stopped")
-        return None
-
-    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """An unhandled error reached the event loop (a task's unretrieved exception...)."""
-        error = context.get("exception")
-        self._violations.append(f"event loop: {context.get('message')} {error!r}")
-
-    def _on_stopped(self, model: str) -> None:
-        self._stops_done[model] += 1
-
-    def _on_stop(self, model: str) -> None:
-        """A process is asked to stop: a busy one only by an unload or the shutdown."""
-        if self._shutting_down or self._unloading[model] > 0:
-            return
-        in_flight = self.router.snapshot().models[model].in_flight
-        if in_flight:
-            self._violations.append(
-                f"{model!r} was stopped with {in_flight} requests in flight "
-                f"(swaps in flight: {self._swapping})"
-            )
-
-    def _on_event(self, event: RouterEvent) -> None:
-        if isinstance(event, (RequestGranted, RequestRejected, RequestCancelled)):
-            self._on_outcome(event)
-        elif isinstance(event, SwapStarted):
-            snapshot = self.router.snapshot()
-            for victim in event.evict:
-                busy = snapshot.models[victim].in_flight
-                if busy:
-                    self._violations.append(
-                        f"swap to {event.model!r} evicts {victim!r} with {busy} in flight"
-                    )
-            self._swapping[event.model] = event.evict
-            # REFERENCE §5: a caller that left must never trigger a load. (A caller
-            # cancelled from inside this very handler cannot be withdrawn in time.)
-            waiting = [c for c in self._clients if c.model == event.model and c.waiting]
-            if (
-                self.forbid_loads_for_cancelled
-                and waiting
-                and all(c.cancelled and not c.in_handler for c in waiting)
-            ):
-                self._violations.append(
-                    f"swap to {event.model!r} started for cancelled callers only: {waiting}"
-                )
-        elif isinstance(event, SwapFinished):
-            self._swapping.pop(event.model, None)
-
-    def _on_outcome(self, event: RequestGranted | RequestRejected | RequestCancelled) -> None:
-        if isinstance(event, RequestGranted):
-            outcome = "granted"
-            fake = self.processes[event.model]
-            state = fake.state
-            crashed = state is _STOPPED and self._crashed_ready.get(event.model) == fake.ready_count
-            if state is not _READY and not crashed:
-                self._violations.append(
-                    f"request {event.request_id} granted {event.model!r} while {state.value}"
-                )
-            if event.model in self._traps:
-                self._traps.discard(event.model)
-                for client in self._clients:
-                    if client.model == event.model and client.outcome is None:
-                        client.in_handler = True
-                        client.cancel()
-        elif isinstance(event, RequestRejected):
-            outcome = type(event.error).__name__
-        else:
-            outcome = "cancelled"
-        previous = self._outcomes.get(event.request_id)
-        if previous is not None:
-            self._violations.append(
-                f"request {event.request_id} resolved twice: {previous}, then {outcome}"
-            )
-            return
-        self._outcomes[event.request_id] = outcome
-        self._outcome_counts[outcome] += 1
-
-    def _guarded(self, action: Callable[..., None], *args: Any) -> None:
-        """Run ``action``; a failure marks the machine failed (teardown then only cleans up)."""
-        try:
-            action(*args)
-        except BaseException:
-            self._failed = True
-            raise
