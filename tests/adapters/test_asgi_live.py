@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shlex
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -32,16 +31,10 @@ from swapcore.adapters.asgi import GatewayApp
 from swapcore.adapters.subprocess import SubprocessProcess
 from swapcore.config import build_processes, build_router, load_config
 from swapcore.router import BaseRouter
+from system_helpers import free_port
 
 BOUND = 60.0  # seconds any one wait may take on a busy shared machine
 CHAT = [{"role": "user", "content": "hello there"}]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def eventually(predicate: Callable[[], bool], what: str, timeout: float = BOUND) -> None:

@@ -22,6 +22,7 @@ import httpx
 
 from swapcore import ConfigError
 from swapcore.fakemodel import CRASH_EXIT_CODE, FakeModel, main
+from system_helpers import free_port
 
 BASE = "http://fake"
 
@@ -288,13 +289,6 @@ def test_main_rejects_bad_arguments(argv: list[str]) -> None:
 
 
 # ------------------------------------------------------------- real server
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def start_fake(port: int, *args: str) -> asyncio.subprocess.Process:

@@ -7,7 +7,6 @@ import logging
 import os
 import pickle
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,18 +22,12 @@ import httpx
 from swapcore import ConfigError, Process, ProcessState, SwapcoreError
 from swapcore.adapters._outputlog import OutputLog
 from swapcore.adapters.subprocess import ProcessStartError, SubprocessProcess
+from system_helpers import free_port
 
 S = ProcessState
 READY_TIMEOUT = 30.0  # generous: the machine is shared; no test asserts a duration
 STOP_TIMEOUT = 10.0
 LOGGER = "swapcore.adapters.subprocess"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def fake_cmd(load: float = 0.1, *extra: str) -> list[str]:

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from system_helpers import alive, free_port, pids_with, port_block
+
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
@@ -33,48 +35,6 @@ pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc 
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_block(count: int) -> int:
-    """The first of ``count`` consecutive free ports (for ``startPort``)."""
-    for _ in range(200):
-        start = free_port()
-        if start + count >= 65535:
-            continue
-        free = True
-        for port in range(start, start + count):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    free = False
-                    break
-        if free:
-            return start
-    raise RuntimeError("no block of free ports")
-
-
-def pids_with(marker: str) -> set[int]:
-    """PIDs of live processes whose command line contains ``marker``."""
-    found = set()
-    needle = marker.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline:
-            found.add(int(entry))
-    return found
 
 
 def children_of(pid: int) -> set[int]:
@@ -100,14 +60,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "X"  # a zombie ('Z') still counts: nobody reaped it
 
 
 def fake_config(marker: str, start_port: int, *, load: float = 0.2, extra: str = "") -> str:

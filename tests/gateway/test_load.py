@@ -25,7 +25,6 @@ import os
 import random
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from system_helpers import alive, free_port, pids_with, port_block
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
@@ -56,51 +57,6 @@ DOCUMENTED = {429, 502, 503}
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_block(count: int) -> int:
-    for _ in range(200):
-        start = free_port()
-        if start + count >= 65535:
-            continue
-        ok = True
-        for port in range(start, start + count):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return start
-    raise RuntimeError("no block of free ports")
-
-
-def pids_with(marker: str) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    found.add(int(entry))
-            except OSError:
-                continue
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "X"
 
 
 def write_config(path: Path, marker: str, max_wait: float | None = None) -> None:
