@@ -16,7 +16,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant
 from test_fifo_doubles import READY, STOPPED, Clock, OneAtATime, finish_swap, req
-from test_fifo_properties import MODELS, SETUP, AnyScheduler, CheckingEffects, FIFOMachine
+from test_fifo_properties import SETUP, AnyScheduler, CheckingEffects, FIFOMachine
 
 from swapcore import (
     ArrivalOrderScheduler,
@@ -78,25 +78,13 @@ class CostAwareMachine(FIFOMachine):
             **self.knobs,
         )
 
-    def teardown(self) -> None:
-        """FIFO's teardown, but time passes (the driver ticks) while a hold keeps work queued."""
-        if not hasattr(self, "scheduler"):
-            return
-        for _ in range(1000):
-            if self.unloads:
-                self.unload_done()
-            elif any(self.outstanding.values()):
-                self._finish_swap(next(m for m in MODELS if self.outstanding[m]), True)
-            elif +self.serving:
-                model = min(+self.serving)
-                self.serving[model] -= 1
-                self.scheduler.on_serve_done(model)
-            elif self.scheduler.queued and (deadline := self.scheduler.next_deadline()):
-                self.clock.now = max(self.clock.now, deadline)
-                self.scheduler.on_tick()
-            else:
-                break
-        super().teardown()
+    def _let_time_pass(self) -> bool:
+        """Time passes (the driver ticks) while a hold keeps work queued."""
+        if self.scheduler.queued and (deadline := self.scheduler.next_deadline()):
+            self.clock.now = max(self.clock.now, deadline)
+            self.scheduler.on_tick()
+            return True
+        return False
 
 
 class HeadOfLineEffects(CheckingEffects):
