@@ -1,25 +1,33 @@
-"""The simulator's virtual server: virtual processes, a heap of timed events, the records.
+"""The simulator's virtual server: the Effects, the event loop, the per-request records.
 
 :class:`VirtualServer` implements :class:`~swapcore.scheduling.effects.Effects`
 for the scheduler under simulation: its processes (STOPPED, STARTING, READY,
-STOPPING) stop and load in the seconds their
-:class:`~swapcore.sim.profiles.ModelProfile` says, and :meth:`VirtualServer.run`
-makes time pass until nothing is left to happen (see
-:mod:`swapcore.sim.engine` for the order of events at equal times).
+STOPPING, see ``swapcore.sim._processes``) stop and load in the seconds their
+:class:`~swapcore.sim.profiles.ModelProfile` says and unload after their idle
+TTL, and :meth:`VirtualServer.run` makes time pass until nothing is left to
+happen (see :mod:`swapcore.sim.engine` for the order of events at equal times).
 """
 
 from __future__ import annotations
 
 import heapq
-import types
 from collections.abc import Mapping, Sequence
-
-import attrs
 
 from swapcore.errors import ConcurrencyLimitExceeded, ModelNotFound, RoutingError
 from swapcore.process import ProcessState
 from swapcore.scheduling.effects import Scheduler
 from swapcore.scheduling.requests import Request
+from swapcore.sim._processes import (
+    _PROCESS,
+    _READY,
+    _SERVE,
+    _STARTING,
+    _STOPPED,
+    _TICK,
+    _UNLOAD,
+    VirtualProcesses,
+    _SwapRun,
+)
 from swapcore.sim.profiles import ModelProfile
 from swapcore.sim.report import (
     FAILED,
@@ -27,7 +35,6 @@ from swapcore.sim.report import (
     REJECTED,
     SERVED,
     UNFINISHED,
-    LoadInterval,
     SimReport,
     build_report,
 )
@@ -36,55 +43,21 @@ from swapcore.sim.traces import Arrival
 __all__ = ["VirtualServer"]
 
 
-_STOPPED = ProcessState.STOPPED
-_STARTING = ProcessState.STARTING
-_READY = ProcessState.READY
-_STOPPING = ProcessState.STOPPING
-
-# Event kinds double as their order among events at equal times.
-_PROCESS = 0  # a stop or a load finished
-_SERVE = 1  # a granted request finished
-_TICK = 2  # the scheduler's next_deadline() came
-# Arrivals come last (order 3); they are merged from the sorted trace, not heaped.
-
-
-@attrs.define(eq=False, slots=True)
-class _SwapRun:
-    target: str
-    pending_stops: int
-
-
-class VirtualServer:
-    """The virtual server: implements Effects, owns the event heap and the records."""
+class VirtualServer(VirtualProcesses):
+    """The virtual server: implements Effects, runs the events and keeps the records."""
 
     def __init__(self, profiles: Mapping[str, ModelProfile], arrivals: Sequence[Arrival]) -> None:
-        self.now = 0.0
+        super().__init__(profiles)
         self.events = 0
-        self._profiles = profiles
         self._arrivals = arrivals
-        self._states: dict[str, ProcessState] = dict.fromkeys(profiles, _STOPPED)
-        self._running: dict[str, ProcessState] = {}
-        self._running_view = types.MappingProxyType(self._running)
-        self._heap: list[tuple[float, int, int, str, _SwapRun | None]] = []
-        self._seq = 0
-        self._swaps: dict[str, _SwapRun] = {}
-        self._in_flight: dict[str, int] = {}
         # Per-request outcome, indexed by Request.id (= position in the trace).
         count = len(arrivals)
         self._started: list[float | None] = [None] * count
         self._finished: list[float | None] = [None] * count
         self._outcome: list[str] = [UNFINISHED] * count
         self._errors: dict[int, str] = {}
-        # Per-model accounting.
-        self._loads: dict[str, int] = dict.fromkeys(profiles, 0)
         self._busy: dict[str, float] = dict.fromkeys(profiles, 0.0)
         self._busy_since: dict[str, float] = {}
-        self._open: dict[str, list[float | None]] = {}  # model -> [start, ready, stop_began]
-        self._timeline: list[LoadInterval] = []
-        sizes = [p.size for p in profiles.values()]
-        self._sized = bool(sizes) and all(size is not None for size in sizes)
-        self._memory = 0.0
-        self._peak_memory = 0.0
 
     def clock(self) -> float:
         """The virtual clock handed to the scheduler."""
@@ -106,20 +79,19 @@ class VirtualServer:
             raise RuntimeError(f"the scheduler started a second swap to {model!r}")
         if model not in self._states:
             raise RuntimeError(f"the scheduler started a swap to unknown model {model!r}")
-        swap = _SwapRun(model, 0)
+        swap = _SwapRun(model, tuple(evict), 0)
         self._swaps[model] = swap
-        for victim in evict:
+        if self._ttl_armed:  # as the router, a swap cancels its models' idle timers
+            for name in (model, *swap.evict):
+                self._ttl_armed.pop(name, None)
+        for victim in swap.evict:
             state = self._states.get(victim)
             if self._in_flight.get(victim):
                 raise RuntimeError(
                     f"the swap to {model!r} evicts {victim!r}, which has requests in flight"
                 )
             if state is _READY:
-                self._states[victim] = _STOPPING
-                self._running[victim] = _STOPPING
-                opened = self._open.get(victim)
-                if opened is not None:
-                    opened[2] = self.now
+                self._begin_stop(victim)
                 swap.pending_stops += 1
                 self._push(self.now + self._profiles[victim].stop, _PROCESS, victim, swap)
             elif state is not _STOPPED:
@@ -146,6 +118,8 @@ class VirtualServer:
         end = now + self._arrivals[index].service
         self._finished[index] = end
         self._outcome[index] = SERVED
+        if self._ttl and model in self._ttl:
+            self._resolved(model)
         count = self._in_flight.get(model, 0)
         if not count:
             self._busy_since[model] = now
@@ -167,50 +141,13 @@ class VirtualServer:
         self._outcome[index] = outcome
         self._finished[index] = self.now
         self._errors[index] = f"{type(error).__name__}: {error}"
+        model = request.model
+        if self._ttl and model in self._ttl:
+            self._resolved(model)
+            self._arm_ttl(model)
 
     def report_position(self, request: Request, position: int) -> None:
         """Queue positions are not simulated; ignored."""
-
-    # -- processes -------------------------------------------------------------
-
-    def _push(self, at: float, kind: int, model: str, swap: _SwapRun | None) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (at, kind, self._seq, model, swap))
-
-    def _begin_load(self, swap: _SwapRun) -> None:
-        model = swap.target
-        state = self._states[model]
-        if state is _READY:  # nothing to load: the swap only stopped models
-            self._push(self.now, _PROCESS, model, None)
-            return
-        if state is not _STOPPED:
-            raise RuntimeError(f"the swap to {model!r} found it {state.value}")
-        self._states[model] = _STARTING
-        self._running[model] = _STARTING
-        self._loads[model] += 1
-        self._open[model] = [self.now, None, None]
-        if self._sized:
-            self._memory += self._profiles[model].size or 0.0
-            self._peak_memory = max(self._peak_memory, self._memory)
-        self._push(self.now + self._profiles[model].load, _PROCESS, model, None)
-
-    def _stopped(self, model: str, swap: _SwapRun) -> None:
-        self._states[model] = _STOPPED
-        del self._running[model]
-        self._close(model, self.now)
-        if self._sized:
-            self._memory -= self._profiles[model].size or 0.0
-        swap.pending_stops -= 1
-        if not swap.pending_stops:
-            self._begin_load(swap)
-
-    def _close(self, model: str, end: float) -> None:
-        opened = self._open.pop(model, None)
-        if opened is None:
-            return
-        start, ready, stop_began = opened
-        assert start is not None
-        self._timeline.append(LoadInterval(model, start, ready, end, stop_began))
 
     # -- the event loop --------------------------------------------------------
 
@@ -229,12 +166,13 @@ class VirtualServer:
         states = self._states
         running = self._running
         in_flight = self._in_flight
+        ttl = self._ttl
         count = len(arrivals)
         position = 0
         events = 0
         while True:
             if heap and (position >= count or heap[0][0] <= arrivals[position].at):
-                at, kind, _, model, swap = pop(heap)
+                at, kind, seq, model, swap = pop(heap)
                 self.now = at
                 if kind == _SERVE:
                     left = in_flight[model] - 1
@@ -244,8 +182,12 @@ class VirtualServer:
                         del in_flight[model]
                         self._busy[model] += at - self._busy_since.pop(model)
                     on_serve_done(model)
+                    if not left and ttl:
+                        self._arm_ttl(model)
                 elif kind == _PROCESS:
-                    if swap is not None:
+                    if swap is _UNLOAD:
+                        self._unloaded(model, scheduler)
+                    elif swap is not None:
                         self._stopped(model, swap)
                     else:
                         if states[model] is _STARTING:
@@ -256,13 +198,20 @@ class VirtualServer:
                                 opened[1] = at
                         del self._swaps[model]
                         on_swap_done(model, None)
-                else:
+                        if ttl:
+                            self._arm_ttl(model)
+                elif kind == _TICK:
                     ticks.discard(at)
                     assert on_tick is not None
                     on_tick()
+                elif not self._ttl_fired(model, seq, scheduler):
+                    continue  # a cancelled timer is no event
             elif position < count:
                 arrival = arrivals[position]
                 self.now = arrival.at
+                if ttl and arrival.model in ttl:  # as the router: count it, cancel the timer
+                    self._waiting[arrival.model] = self._waiting.get(arrival.model, 0) + 1
+                    self._ttl_armed.pop(arrival.model, None)
                 on_request(
                     Request(
                         arrival.model, id=position, arrived=arrival.at, priority=arrival.priority
@@ -301,6 +250,7 @@ class VirtualServer:
             busy=self._busy,
             timeline=self._timeline,
             peak_memory=self._peak_memory if self._sized else None,
+            ttl_unloads=self._ttl_unloads,
             scheduler=scheduler,
             planner=planner,
             events=self.events,

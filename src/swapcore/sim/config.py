@@ -55,7 +55,7 @@ __all__ = [
 DEFAULT_LOAD = 10.0
 """Load seconds assumed for a llama-swap model without ``metadata.swapcore.load``."""
 
-_MODEL_KEYS = ("load", "stop", "size", "priority", "concurrency_limit")
+_MODEL_KEYS = ("load", "stop", "size", "ttl", "priority", "concurrency_limit")
 _TOP_KEYS = ("models", "planner", "scheduler")
 
 
@@ -97,7 +97,9 @@ def load_sim_config(
     :func:`swapcore.config.load_config`. ``loads`` overrides load seconds
     per model (the CLI's ``--load``); ``default_load`` is assumed for
     llama-swap models without ``metadata.swapcore.load`` (listed in
-    ``notes``). ``.json`` files are parsed as JSON, others as YAML (needs
+    ``notes``). Idle TTLs come from a simulator model's ``ttl`` or a
+    llama-swap model's ``ttl`` (``globalTTL`` when unset), as the gateway
+    reads them. ``.json`` files are parsed as JSON, others as YAML (needs
     PyYAML). Raises :class:`~swapcore.ConfigError` naming the file and key.
     """
     name = os.fspath(path)
@@ -162,8 +164,12 @@ def _sim_config(data: Mapping[str, Any], source: str, loads: Mapping[str, float]
             load = _number(loads.get(model, fields["load"]), f"{where}.load")
             stop = _number(fields.get("stop", 0), f"{where}.stop")
             size = fields.get("size")
+            ttl = fields.get("ttl")
             models[model] = ModelProfile(
-                load, stop, None if size is None else _number(size, f"{where}.size", strict=True)
+                load,
+                stop,
+                None if size is None else _number(size, f"{where}.size", strict=True),
+                None if ttl is None else _number(ttl, f"{where}.ttl"),
             )
             if fields.get("priority") is not None:
                 priority[model] = _integer(fields["priority"], f"{where}.priority")
@@ -191,10 +197,12 @@ def _sim_config(data: Mapping[str, Any], source: str, loads: Mapping[str, float]
 
 
 def _llama_swap_config(source: str, loads: Mapping[str, float], default_load: float) -> SimConfig:
-    from swapcore.config import build_planner, load_config
+    from swapcore.config import build_planner, load_config, router_kwargs
     from swapcore.config.schema import DEFAULT_CONCURRENCY_LIMIT
 
     config = load_config(source)
+    # The gateway's own idle_ttl: each model's ttl, globalTTL when unset, 0 = never.
+    idle_ttl = router_kwargs(config)["idle_ttl"] or {}
     models: dict[str, ModelProfile] = {}
     assumed: list[str] = []
     for model_id, model in config.models.items():
@@ -214,6 +222,7 @@ def _llama_swap_config(source: str, loads: Mapping[str, float], default_load: fl
             load,
             _number(fields.get("stop", 0), f"{where}.stop"),
             None if size is None else _number(size, f"{where}.size", strict=True),
+            idle_ttl.get(model_id),
         )
     notes = []
     if assumed:

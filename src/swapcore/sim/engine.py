@@ -6,13 +6,17 @@ implements :class:`~swapcore.scheduling.effects.Effects` with virtual
 processes (STOPPED, STARTING, READY, STOPPING) whose stops and loads take the
 seconds their :class:`ModelProfile` says, and a heap of timed events. Nothing
 of the scheduler's or the planner's logic is copied here: every decision is
-theirs, the engine only makes time pass.
+theirs, the engine only makes time pass. A model with an idle TTL
+(``ModelProfile.ttl``) is unloaded as the router's ``idle_ttl`` unloads it:
+through the scheduler's ``on_unload`` and ``on_unload_done``.
 
 Events at equal times run in this order: process transitions (a stop or a
-load finishing), then serve completions, then ``max_wait`` ticks, then
-arrivals; events of one kind in the order they were scheduled (arrivals in
-trace order). So a model that frees up at ``t`` is free for a request that
-arrives at ``t``. The same inputs always give the same report.
+load finishing), then serve completions, then ``max_wait`` ticks, then idle
+TTL timers, then arrivals; events of one kind in the order they were
+scheduled (arrivals in trace order). So a model that frees up at ``t`` is
+free for a request that arrives at ``t``, and a model whose TTL ends at
+``t`` is unloaded before a request arriving at ``t``. The same inputs always
+give the same report.
 
 The pieces live in their own modules and are importable from here as well:
 :class:`ModelProfile` (:mod:`swapcore.sim.profiles`), the scheduler recipes
@@ -71,7 +75,10 @@ def simulate(
     ``planner=lambda: MaxLoadedPlanner(2)``, to compare several runs).
     ``models`` maps every model the simulated server handles to its
     :class:`ModelProfile` (a bare number is the load seconds); a trace
-    request for any other model is recorded as ``not_found``.
+    request for any other model is recorded as ``not_found``. A profile's
+    ``ttl`` unloads its model after that many idle seconds (nothing in
+    flight or waiting), exactly when :class:`~swapcore.BaseRouter` with
+    ``idle_ttl`` would; the run goes on until the last such unload.
 
     ``scheduler`` is None (:class:`~swapcore.FIFOScheduler` with its
     defaults), a :class:`SimScheduler` recipe such as ``fifo(max_wait=30)``,

@@ -150,7 +150,9 @@ class ModelUsage:
 
     ``busy`` counts the seconds with at least one request in flight; ``idle``
     the seconds ready with none (``ready`` - ``busy``). ``requests`` counts
-    the model's arrivals, ``served`` those served.
+    the model's arrivals, ``served`` those served. ``ttl_unloads`` counts
+    the unloads its idle TTL caused (:attr:`ModelProfile.ttl
+    <swapcore.sim.profiles.ModelProfile.ttl>`).
     """
 
     loads: int
@@ -160,6 +162,7 @@ class ModelUsage:
     idle: float
     requests: int
     served: int
+    ttl_unloads: int = 0
 
 
 def _records(value: Sequence[RequestRecord]) -> tuple[RequestRecord, ...]:
@@ -208,6 +211,11 @@ class SimReport:
         return self.outcomes[REJECTED]
 
     @property
+    def ttl_unloads(self) -> int:
+        """How many unloads the models' idle TTLs caused, in total."""
+        return sum(usage.ttl_unloads for usage in self.usage.values())
+
+    @property
     def busy(self) -> Mapping[str, float]:
         """Seconds each model had a request in flight."""
         return {model: usage.busy for model, usage in self.usage.items()}
@@ -253,6 +261,7 @@ def build_report(
     scheduler: str,
     planner: str,
     events: int,
+    ttl_unloads: Mapping[str, int] | None = None,
 ) -> SimReport:
     """Assemble a :class:`SimReport` from the engine's per-request and per-model records."""
     records: list[RequestRecord] = []
@@ -304,6 +313,7 @@ def build_report(
             idle=max(0.0, ready[model] - busy[model]),
             requests=arrived_per_model[model],
             served=len(waits[model]),
+            ttl_unloads=ttl_unloads.get(model, 0) if ttl_unloads else 0,
         )
         for model in loads
     }
@@ -365,7 +375,8 @@ def format_report(report: SimReport) -> str:
     """The report as a plain-text table: a header, then one row per model and a total row.
 
     Columns: requests, served, loads, wait p50/p95/p99/max (served requests)
-    and the seconds each model spent loading, busy and idle.
+    and the seconds each model spent loading, busy and idle. The header
+    gives the peak memory when known and the idle-TTL unloads when any.
     """
     header = [
         "model",
@@ -420,7 +431,8 @@ def format_report(report: SimReport) -> str:
         f"planner:   {report.planner}",
         f"requests:  {_outcome_text(report)}",
         f"makespan:  {_num(report.makespan)} s"
-        + (f"   peak memory: {report.peak_memory:g}" if report.peak_memory is not None else ""),
+        + (f"   peak memory: {report.peak_memory:g}" if report.peak_memory is not None else "")
+        + (f"   ttl unloads: {report.ttl_unloads:,}" if report.ttl_unloads else ""),
         "",
         _table(header, rows),
         "(waits and times in seconds; waits over served requests)",
@@ -431,8 +443,9 @@ def format_report(report: SimReport) -> str:
 def format_comparison(reports: Mapping[str, SimReport]) -> str:
     """Several runs side by side: one column per run (keyed by label), one row per figure.
 
-    Rows: loads, wait p50/p95/p99/max/mean, makespan, request outcomes, then
-    per model its loads, p99 and max wait.
+    Rows: loads, idle-TTL unloads (when any run has one), wait
+    p50/p95/p99/max/mean, makespan, request outcomes, then per model its
+    loads, p99 and max wait.
     """
     labels = list(reports)
     runs = list(reports.values())
@@ -442,6 +455,8 @@ def format_comparison(reports: Mapping[str, SimReport]) -> str:
         rows.append([name, *cells])
 
     add("loads", [_count(r.total_loads) for r in runs])
+    if any(r.ttl_unloads for r in runs):
+        add("ttl unloads", [_count(r.ttl_unloads) for r in runs])
     for field in ("p50", "p95", "p99", "max", "mean"):
         add(f"wait {field}", [_num(getattr(r.waits, field)) for r in runs])
     add("makespan", [_num(r.makespan) for r in runs])

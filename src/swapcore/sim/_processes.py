@@ -1,0 +1,192 @@
+"""The virtual server's processes: the event heap, stops, loads, idle TTL unloads, accounting.
+
+:class:`VirtualProcesses` is the base of :class:`~swapcore.sim._server.VirtualServer`:
+it holds the virtual process states (STOPPED, STARTING, READY, STOPPING),
+the heap of timed events, the records of every load (the timeline, memory)
+and the idle TTL timers. The TTL follows the router's own rules
+(``swapcore._router_swaps``: ``_maybe_arm_ttl``, ``_on_ttl_event``,
+``_begin_unload``) step for step, so the simulated unloads are the ones the
+router would make.
+"""
+
+from __future__ import annotations
+
+import heapq
+import types
+from collections.abc import Mapping
+
+import attrs
+
+from swapcore.process import ProcessState
+from swapcore.scheduling.effects import Scheduler
+from swapcore.sim.profiles import ModelProfile
+from swapcore.sim.report import LoadInterval
+
+__all__ = ["VirtualProcesses"]
+
+_STOPPED = ProcessState.STOPPED
+_STARTING = ProcessState.STARTING
+_READY = ProcessState.READY
+_STOPPING = ProcessState.STOPPING
+_RUNNING_STATES = frozenset({_STARTING, _READY, _STOPPING})
+
+# Event kinds double as their order among events at equal times.
+_PROCESS = 0  # a stop or a load finished
+_SERVE = 1  # a granted request finished
+_TICK = 2  # the scheduler's next_deadline() came
+_TTL = 3  # an idle TTL timer came
+# Arrivals come last (order 4); they are merged from the sorted trace, not heaped.
+
+
+@attrs.define(eq=False, slots=True)
+class _SwapRun:
+    target: str
+    evict: tuple[str, ...]
+    pending_stops: int
+
+
+# The "swap" of a _PROCESS event that ends an idle TTL unload.
+_UNLOAD = _SwapRun("", (), 0)
+
+_Event = tuple[float, int, int, str, _SwapRun | None]
+
+
+class VirtualProcesses:
+    """Virtual processes on a heap of timed events, with idle TTL timers as the router's."""
+
+    def __init__(self, profiles: Mapping[str, ModelProfile]) -> None:
+        self.now = 0.0
+        self._profiles = profiles
+        self._states: dict[str, ProcessState] = dict.fromkeys(profiles, _STOPPED)
+        self._running: dict[str, ProcessState] = {}
+        self._running_view = types.MappingProxyType(self._running)
+        self._heap: list[_Event] = []
+        self._seq = 0
+        self._swaps: dict[str, _SwapRun] = {}
+        self._in_flight: dict[str, int] = {}
+        # Idle TTL, as the router keeps it: the models with a TTL, their requests
+        # not yet resolved, the armed timer (the heap event's seq: arming again
+        # or cancelling replaces or drops it, so an older event is stale) and
+        # the models whose TTL stop is in progress.
+        self._ttl = {m: p.ttl for m, p in profiles.items() if p.ttl is not None}
+        self._waiting: dict[str, int] = {}
+        self._ttl_armed: dict[str, int] = {}
+        self._unloading: set[str] = set()
+        self._ttl_unloads: dict[str, int] = dict.fromkeys(profiles, 0)
+        # Per-model accounting.
+        self._loads: dict[str, int] = dict.fromkeys(profiles, 0)
+        self._open: dict[str, list[float | None]] = {}  # model -> [start, ready, stop_began]
+        self._timeline: list[LoadInterval] = []
+        sizes = [p.size for p in profiles.values()]
+        self._sized = bool(sizes) and all(size is not None for size in sizes)
+        self._memory = 0.0
+        self._peak_memory = 0.0
+
+    def _push(self, at: float, kind: int, model: str, swap: _SwapRun | None) -> int:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, kind, self._seq, model, swap))
+        return self._seq
+
+    # -- stops and loads ---------------------------------------------------------
+
+    def _begin_stop(self, model: str) -> None:
+        """READY -> STOPPING: the model's load interval stops being ready now."""
+        self._states[model] = _STOPPING
+        self._running[model] = _STOPPING
+        opened = self._open.get(model)
+        if opened is not None:
+            opened[2] = self.now
+
+    def _leave(self, model: str) -> None:
+        """STOPPING -> STOPPED: close the model's load interval and free its memory."""
+        self._states[model] = _STOPPED
+        del self._running[model]
+        self._close(model, self.now)
+        if self._sized:
+            self._memory -= self._profiles[model].size or 0.0
+
+    def _begin_load(self, swap: _SwapRun) -> None:
+        model = swap.target
+        state = self._states[model]
+        if state is _READY:  # nothing to load: the swap only stopped models
+            self._push(self.now, _PROCESS, model, None)
+            return
+        if state is not _STOPPED:
+            raise RuntimeError(f"the swap to {model!r} found it {state.value}")
+        self._states[model] = _STARTING
+        self._running[model] = _STARTING
+        self._loads[model] += 1
+        self._open[model] = [self.now, None, None]
+        if self._sized:
+            self._memory += self._profiles[model].size or 0.0
+            self._peak_memory = max(self._peak_memory, self._memory)
+        self._push(self.now + self._profiles[model].load, _PROCESS, model, None)
+
+    def _stopped(self, model: str, swap: _SwapRun) -> None:
+        self._leave(model)
+        swap.pending_stops -= 1
+        if not swap.pending_stops:
+            self._begin_load(swap)
+
+    def _close(self, model: str, end: float) -> None:
+        opened = self._open.pop(model, None)
+        if opened is None:
+            return
+        start, ready, stop_began = opened
+        assert start is not None
+        self._timeline.append(LoadInterval(model, start, ready, end, stop_began))
+
+    # -- idle TTL (the router's _maybe_arm_ttl, _on_ttl_event, _begin_unload) --------
+
+    def _resolved(self, model: str) -> None:
+        """A request for ``model`` (which has a TTL) was granted or failed."""
+        count = self._waiting[model] - 1
+        if count:
+            self._waiting[model] = count
+        else:
+            del self._waiting[model]
+
+    def _arm_ttl(self, model: str) -> None:
+        """Arm (or re-arm) the idle timer of an idle, running model with a TTL."""
+        ttl = self._ttl.get(model)
+        if (
+            ttl is None
+            or model in self._in_flight
+            or model in self._waiting
+            or model in self._swaps
+            or model in self._unloading
+            or self._states[model] not in _RUNNING_STATES
+        ):
+            return
+        self._ttl_armed[model] = self._push(self.now + ttl, _TTL, model, None)
+
+    def _ttl_fired(self, model: str, seq: int, scheduler: Scheduler) -> bool:
+        """The timer ``seq`` came: unload the model if it is still idle; False when stale."""
+        if self._ttl_armed.get(model) != seq:
+            return False  # cancelled by an arrival or a swap, or armed again since
+        del self._ttl_armed[model]
+        if (
+            model in self._in_flight
+            or model in self._waiting
+            or model in self._swaps
+            or model in self._unloading
+            or any(model in swap.evict for swap in self._swaps.values())
+            or self._states[model] not in _RUNNING_STATES
+        ):
+            return True
+        state = self._states[model]
+        if state is not _READY:  # a STARTING model is always a swap's target
+            raise RuntimeError(f"the idle TTL of {model!r} found it {state.value}")
+        # The router tells the scheduler first, then commits to the stop.
+        scheduler.on_unload((model,))
+        self._unloading.add(model)
+        self._ttl_unloads[model] += 1
+        self._begin_stop(model)
+        self._push(self.now + self._profiles[model].stop, _PROCESS, model, _UNLOAD)
+        return True
+
+    def _unloaded(self, model: str, scheduler: Scheduler) -> None:
+        """The TTL stop finished: the model is stopped; the scheduler re-examines its queue."""
+        self._unloading.discard(model)
+        self._leave(model)
+        scheduler.on_unload_done((model,))
