@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import hashlib
 import itertools
 import json
 import math
@@ -41,31 +40,34 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
+from swapcore._fake_payloads import (
+    _embedding,
+    _embedding_inputs,
+    _include_usage,
+    _reply_tokens,
+    _text,
+    _usage,
+)
+from swapcore._fake_wire import (
+    _SSE,
+    _BadRequest,
+    _lifespan,
+    _read_json,
+    _Receive,
+    _Scope,
+    _Send,
+    _send_error,
+    _send_json,
+)
 from swapcore.errors import ConfigError
 
 __all__ = ["CRASH_EXIT_CODE", "FakeModel", "main"]
 
 CRASH_EXIT_CODE = 70
 """Exit status of a deliberate crash (``/fake/crash``, ``crash_after_tokens``)."""
-
-_Scope = MutableMapping[str, Any]
-_Message = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[_Message]]
-_Send = Callable[[_Message], Awaitable[None]]
-
-_MAX_BODY = 16 * 1024 * 1024
-_JSON = [(b"content-type", b"application/json")]
-_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-
-
-class _BadRequest(Exception):
-    def __init__(self, message: str, *, param: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.param = param
-        self.status = status
 
 
 def _crash_now() -> NoReturn:
@@ -307,112 +309,6 @@ _ROUTES: dict[tuple[str, str], _Handler] = {
     ("POST", "/fake/crash"): FakeModel._fake_crash,
 }
 _ROUTES_BY_PATH = frozenset(path for _, path in _ROUTES)
-
-
-def _reply_tokens(prompt: str, count: int) -> list[str]:
-    """``count`` tokens that repeat the prompt: "You said: <prompt> You said: ..."."""
-    words = ["You", "said:", *prompt.split()] if prompt.split() else ["You", "said", "nothing."]
-    return [("" if i == 0 else " ") + words[i % len(words)] for i in range(count)]
-
-
-def _text(content: object) -> str:
-    """The text of a message content: a string, or the text parts of a list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = (p.get("text") for p in content if isinstance(p, dict))
-        return " ".join(p for p in parts if isinstance(p, str))
-    return ""
-
-
-def _embedding_inputs(raw: object) -> list[str]:
-    if isinstance(raw, str):
-        return [raw]
-    if isinstance(raw, list) and raw:
-        if all(isinstance(x, str) for x in raw):
-            return list(raw)
-        if all(isinstance(x, int) for x in raw):
-            return [" ".join(map(str, raw))]
-        if all(isinstance(x, list) and all(isinstance(i, int) for i in x) for x in raw):
-            return [" ".join(map(str, x)) for x in raw]
-    raise _BadRequest(
-        "'input' must be a string, a list of strings or a list of token arrays", param="input"
-    )
-
-
-def _embedding(text: str, dim: int) -> list[float]:
-    """A unit vector of ``dim`` float32-exact values derived from sha256 of ``text``."""
-    values: list[float] = []
-    for block in itertools.count():
-        digest = hashlib.sha256(f"{block}:{text}".encode()).digest()
-        values += [int.from_bytes(digest[i : i + 4], "big") / 2**31 - 1.0 for i in range(0, 32, 4)]
-        if len(values) >= dim:
-            break
-    values = values[:dim]
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    # Round through float32 so the float and base64 encodings carry the same numbers.
-    packed = struct.pack(f"<{dim}f", *(v / norm for v in values))
-    return list(struct.unpack(f"<{dim}f", packed))
-
-
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
-def _include_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and bool(options.get("include_usage"))
-
-
-async def _read_json(receive: _Receive) -> dict[str, Any]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _BadRequest("client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > _MAX_BODY:
-            raise _BadRequest("request body too large", status=413)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    try:
-        body = json.loads(b"".join(chunks) or b"{}")  # no body: no fields
-    except ValueError as exc:
-        raise _BadRequest(f"invalid JSON body: {exc}") from None
-    if not isinstance(body, dict):
-        raise _BadRequest("the request body must be a JSON object")
-    return body
-
-
-async def _send_json(send: _Send, status: int, body: object) -> None:
-    data = json.dumps(body).encode()
-    headers = [*_JSON, (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
-
-
-async def _send_error(
-    send: _Send, status: int, message: str, kind: str, param: str | None = None
-) -> None:
-    error = {"message": message, "type": kind, "param": param, "code": status}
-    await _send_json(send, status, {"error": error})
-
-
-async def _lifespan(receive: _Receive, send: _Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def _check_number(field: str, value: object, *, minimum: float) -> None:
