@@ -81,6 +81,7 @@ PUBLIC = [
     "RequestGranted",
     "RequestQueued",
     "RequestRejected",
+    "RequestReleased",
     "RouterEvent",
     "RouterNotRunning",
     "RouterShutdown",

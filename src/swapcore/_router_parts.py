@@ -81,7 +81,15 @@ class Ticket(asyncio.Future[Lease]):
     swap for a request whose caller is gone.
     """
 
-    __slots__ = ("granted", "on_position", "position", "request", "router", "status")
+    __slots__ = (
+        "granted",
+        "granted_at",
+        "on_position",
+        "position",
+        "request",
+        "router",
+        "status",
+    )
 
     def __init__(
         self,
@@ -98,6 +106,7 @@ class Ticket(asyncio.Future[Lease]):
         self.granted = (
             ""  # the model granted (the request's model unless a scheduler says otherwise)
         )
+        self.granted_at = 0.0  # when it was granted, kept only for on_event
 
     def cancel(self, msg: object = None) -> bool:
         """Cancel the wait; a request still pending is withdrawn from the scheduler."""

@@ -8,7 +8,8 @@ ignores any exception the callback raises.
 
 For one request, exactly one of :class:`RequestGranted`,
 :class:`RequestRejected` and :class:`RequestCancelled` is emitted, possibly
-after one :class:`RequestQueued`.
+after one :class:`RequestQueued`; a granted request gets one
+:class:`RequestReleased` when its lease is released while the router runs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "RequestGranted",
     "RequestQueued",
     "RequestRejected",
+    "RequestReleased",
     "RouterEvent",
     "SwapFinished",
     "SwapStarted",
@@ -91,6 +93,15 @@ class RequestGranted(RouterEvent):
     model: str
     request_id: int
     waited: float
+
+
+@attrs.frozen
+class RequestReleased(RouterEvent):
+    """The caller of request ``request_id`` released ``model`` after holding it ``held`` seconds."""
+
+    model: str
+    request_id: int
+    held: float
 
 
 @attrs.frozen

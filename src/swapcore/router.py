@@ -40,6 +40,7 @@ from swapcore.events import (
     RequestGranted,
     RequestQueued,
     RequestRejected,
+    RequestReleased,
     RouterEvent,
 )
 from swapcore.planners.base import SwapPlanner
@@ -358,7 +359,16 @@ class BaseRouter(_SwapDriver):
 
     def _release(self, ticket: Ticket) -> None:
         ticket.status = RELEASED
-        self._post(self._on_serve_done_event, ticket.granted)
+        if self._on_event is None:
+            self._post(self._on_serve_done_event, ticket.granted)
+        else:
+            self._post(self._on_released_event, ticket)
+
+    def _on_released_event(self, ticket: Ticket) -> None:
+        now = clock()
+        model = ticket.granted
+        self._emit(RequestReleased(now, model, ticket.request.id, now - ticket.granted_at))
+        self._on_serve_done_event(model)
 
     def _on_request_event(self, ticket: Ticket) -> None:
         request = ticket.request
@@ -426,6 +436,7 @@ class BaseRouter(_SwapDriver):
         ticket.set_result(lease)
         if self._on_event is not None:
             now = clock()
+            ticket.granted_at = now
             self._emit(RequestGranted(now, model, request.id, now - request.arrived))
         return True
 

@@ -442,3 +442,47 @@ def test_demo_option_needs_no_config(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().err == (
         "swapcore serve: error: --demo: only without CONFIG (it selects the built-in demo)\n"
     )
+
+
+def test_serve_records_a_trace_that_simulate_replays(
+    marker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swapcore.cli import main
+    from swapcore.sim import read_trace
+
+    config = tmp_path / "config.yaml"
+    config.write_text(fake_config(marker, port_block(3)))
+    trace = tmp_path / "trace.jsonl"
+    serve = Serve(tmp_path, str(config), "--record-trace", str(trace))
+    try:
+        serve.wait_healthy()
+        for model in ("a", "b", "a"):
+            chat(serve.url, model)
+        # Each record is flushed at its release: all three are there before the stop.
+        wait_until(lambda: len(trace.read_text().splitlines()) == 3, 10, "three records")
+    finally:
+        status = serve.stop()
+    assert status == 0, serve.stderr
+    assert "recorded 3 served requests to" in serve.stderr
+    arrivals = read_trace(trace)
+    assert [arrival.model for arrival in arrivals] == ["a", "b", "a"]
+    assert all(arrival.service >= 0 for arrival in arrivals)
+    # The recorded demand replays against the same config.
+    capsys.readouterr()
+    assert main(["simulate", str(config), str(trace), "--load", "a=1,b=1,c=1"]) == 0
+    assert "3 requests" in capsys.readouterr().out
+
+
+def test_record_trace_to_an_unwritable_path_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swapcore.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("models:\n  a: {cmd: 'true --port ${PORT}'}\n")
+    target = tmp_path / "missing" / "trace.jsonl"
+    argv = ["serve", str(config), "--port", str(free_port()), "--record-trace", str(target)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("swapcore serve: error: cannot write the trace to ")
+    assert str(target) in err and "Traceback" not in err

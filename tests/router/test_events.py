@@ -15,6 +15,7 @@ from swapcore.events import (
     RequestGranted,
     RequestQueued,
     RequestRejected,
+    RequestReleased,
     RouterEvent,
     SwapFinished,
     SwapStarted,
@@ -32,12 +33,15 @@ async def test_a_swap_reports_start_finish_and_grant_in_order() -> None:
         async with router.acquire("b"):
             pass
         await bounded(router.unload("b"))
-    started, finished, granted, unloaded = events[:4]
+    started, finished, granted, released, unloaded = events[:5]
     assert started == SwapStarted(started.at, "b", ("a",))
     assert isinstance(finished, SwapFinished)
     assert (finished.model, finished.evict, finished.error) == ("b", ("a",), None)
     assert finished.duration >= 0
     assert isinstance(granted, RequestGranted) and granted.model == "b" and granted.waited >= 0
+    assert isinstance(released, RequestReleased)
+    assert (released.model, released.request_id) == ("b", granted.request_id)
+    assert released.held == released.at - granted.at
     assert unloaded == ModelsUnloaded(unloaded.at, ("b",), "unload")
     assert [e.at for e in events] == sorted(e.at for e in events)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):

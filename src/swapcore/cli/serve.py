@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from swapcore.errors import ConfigError, SwapcoreError
 
 if TYPE_CHECKING:
+    from swapcore.adapters.asgi import GatewayApp
     from swapcore.config import GatewayConfig
 
 __all__ = ["load_serve_config", "register", "serve"]
@@ -91,6 +93,12 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="on shutdown, how long open requests may take to finish "
         f"(default {DEFAULT_GRACEFUL_TIMEOUT})",
+    )
+    parser.add_argument(
+        "--record-trace",
+        metavar="PATH",
+        help="record every served request to PATH as a JSON Lines trace "
+        "(replay it with swapcore simulate; the file is replaced)",
     )
     parser.set_defaults(handler=_run)
 
@@ -190,6 +198,7 @@ async def serve(
     verbose: int = 0,
     graceful_timeout: int = DEFAULT_GRACEFUL_TIMEOUT,
     on_started: Callable[[str], None] | None = None,
+    record_trace: str | os.PathLike[str] | None = None,
 ) -> int:
     """Serve ``config`` until the server is told to exit; return the exit status.
 
@@ -201,13 +210,47 @@ async def serve(
     runs here rather than in uvicorn's lifespan so that the models are
     stopped even when uvicorn skips the lifespan shutdown (a second Ctrl-C).
     Status 0 after a requested shutdown, 1 when the server could not start.
+    ``record_trace``: a path where every served request is written as a
+    trace record (:class:`~swapcore.sim.record.TraceRecorder`).
     """
-    import uvicorn
-
     from swapcore.adapters.asgi import GatewayApp
     from swapcore.config import build_router
+    from swapcore.sim.record import TraceRecorder
 
-    app = GatewayApp(build_router(config), config=config)
+    recorder = None if record_trace is None else TraceRecorder(record_trace)
+    try:
+        overrides = {} if recorder is None else {"on_event": recorder}
+        router = build_router(config, **overrides)
+        return await _serve_app(
+            GatewayApp(router, config=config),
+            host=host,
+            port=port,
+            verbose=verbose,
+            graceful_timeout=graceful_timeout,
+            on_started=on_started,
+        )
+    finally:
+        if recorder is not None:
+            recorder.close()
+            logger.info(
+                "recorded %d served requests to %s (%d not served)",
+                len(recorder.arrivals),
+                os.fspath(record_trace or ""),
+                recorder.not_served,
+            )
+
+
+async def _serve_app(
+    app: GatewayApp,
+    *,
+    host: str,
+    port: int,
+    verbose: int,
+    graceful_timeout: int,
+    on_started: Callable[[str], None] | None,
+) -> int:
+    import uvicorn
+
     uv_config = uvicorn.Config(
         app,
         host=host,
@@ -289,5 +332,6 @@ def _run(args: argparse.Namespace) -> int:
             verbose=int(args.verbose),
             graceful_timeout=args.graceful_timeout,
             on_started=banner,
+            record_trace=args.record_trace,
         )
     )

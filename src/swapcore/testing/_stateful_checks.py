@@ -19,6 +19,7 @@ from swapcore.events import (
     RequestCancelled,
     RequestGranted,
     RequestRejected,
+    RequestReleased,
     RouterEvent,
     SwapFinished,
     SwapStarted,
@@ -86,6 +87,7 @@ class RouterChecks(ClientBooks):
         self.processes: dict[str, FakeProcess] = {}
         self._shutting_down = False
         self._outcomes: dict[int, str] = {}  # request id -> outcome event
+        self._released: set[int] = set()  # request ids with a RequestReleased
         self._outcome_counts: collections.Counter[str] = collections.Counter()
         self._swapping: dict[str, tuple[str, ...]] = {}
         self._traps: set[str] = set()
@@ -225,6 +227,14 @@ class RouterChecks(ClientBooks):
                 )
         elif isinstance(event, SwapFinished):
             self._swapping.pop(event.model, None)
+        elif isinstance(event, RequestReleased):
+            rid = event.request_id
+            if self._outcomes.get(rid) != "granted" or rid in self._released or event.held < 0:
+                self._violations.append(
+                    f"request {rid} released {event.model!r} (held {event.held}) after "
+                    f"outcome {self._outcomes.get(rid)}, released before: {rid in self._released}"
+                )
+            self._released.add(rid)
 
     def _on_outcome(self, event: RequestGranted | RequestRejected | RequestCancelled) -> None:
         if isinstance(event, RequestGranted):

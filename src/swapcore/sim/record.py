@@ -1,0 +1,115 @@
+"""Record a running router's traffic as a trace, to replay it in the simulator.
+
+:class:`TraceRecorder` is an ``on_event`` callback for
+:class:`~swapcore.BaseRouter` (``swapcore serve --record-trace PATH`` installs
+one): each request that was granted and then released becomes an
+:class:`~swapcore.sim.traces.Arrival` whose ``at`` is its arrival time, in
+seconds since the recorder was built, and whose ``service`` is how long its
+caller held the model. Replaying the file with ``swapcore simulate`` then shows
+what other configs or schedulers would have done with the same demand.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import IO
+
+from swapcore.errors import ConfigError
+from swapcore.events import (
+    RequestCancelled,
+    RequestGranted,
+    RequestRejected,
+    RequestReleased,
+    RouterEvent,
+)
+from swapcore.sim.traces import Arrival, write_trace
+
+__all__ = ["TraceRecorder"]
+
+
+class TraceRecorder:
+    """An ``on_event`` callback that turns served requests into trace arrivals.
+
+    ``TraceRecorder(out=None, *, clock=time.monotonic)``. ``out`` is a path
+    (created or replaced, UTF-8), an open text stream, or None to keep the
+    arrivals in memory only. With ``out``, each arrival is written as one
+    JSON Lines record (the :func:`~swapcore.sim.traces.write_trace` format)
+    and flushed as soon as its request is released, so a gateway stopped
+    abruptly loses at most the requests still in flight. Records are written
+    in release order; :func:`~swapcore.sim.traces.read_trace` sorts them.
+
+    ``clock`` must be the router's clock (``time.monotonic``, which the
+    router stamps events with); times are recorded relative to the moment the
+    recorder is built. A request's ``at`` is its arrival (the grant time minus
+    its wait) and ``service`` the seconds from its grant to its release; the
+    model recorded is the model granted. Requests that were rejected or whose
+    caller left before the grant are not recorded (their service time is
+    unknown); :attr:`not_served` counts them. Events of other kinds are
+    ignored, so the recorder can share a router with other listeners (call
+    it from your own ``on_event``).
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str] | IO[str] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._origin = clock()
+        self._granted: dict[int, tuple[str, float]] = {}  # request id -> (model, arrived)
+        self._arrivals: list[Arrival] = []
+        self.not_served = 0
+        """Requests rejected or cancelled before their grant (not recorded)."""
+        self._owned = False
+        self._stream: IO[str] | None = None
+        if isinstance(out, (str, os.PathLike)):
+            try:
+                self._stream = open(out, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot write the trace to {os.fspath(out)!r}: {exc.strerror}"
+                ) from None
+            self._owned = True
+        elif out is not None:
+            self._stream = out
+
+    @property
+    def arrivals(self) -> list[Arrival]:
+        """The arrivals recorded so far, sorted by time (a fresh list)."""
+        return sorted(self._arrivals, key=lambda arrival: arrival.at)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests granted and not yet released (not recorded yet)."""
+        return len(self._granted)
+
+    def __call__(self, event: RouterEvent) -> None:
+        """Take one router event; a release completes an arrival."""
+        if isinstance(event, RequestGranted):
+            self._granted[event.request_id] = (event.model, event.at - event.waited)
+        elif isinstance(event, RequestReleased):
+            granted = self._granted.pop(event.request_id, None)
+            if granted is None:
+                return  # granted before the recorder was attached
+            model, arrived = granted
+            arrival = Arrival(max(0.0, arrived - self._origin), model, max(0.0, event.held))
+            self._arrivals.append(arrival)
+            if self._stream is not None:
+                write_trace([arrival], self._stream)
+                self._stream.flush()
+        elif isinstance(event, (RequestRejected, RequestCancelled)):
+            self.not_served += 1
+
+    def close(self) -> None:
+        """Close the file the recorder opened (a stream passed in is left open)."""
+        if self._owned and self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def __enter__(self) -> TraceRecorder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
