@@ -12,6 +12,9 @@ models a, b, c loading in 8, 15 and 30 s, one model at a time):
   poisson / cost-aware    CostAwareScheduler (load times from the profiles)
   overload / fifo         Poisson mix 0.5/0.3/0.2 req/s: more than one model at a time
                           can serve, so many requests are rejected at the limit of 10
+  overload / fifo+patience=30
+                          same, every caller gives up after 30 s without a grant
+                          (simulate(patience=30): about 40% give up, each an on_cancel)
   round-robin / fifo      a b c a b c ... every 0.5 s, 0.2 s service (constant churn)
   dominant / fifo         a at 2 req/s, b and c every 60 s, 4 s service, limit 1000
 
@@ -90,14 +93,18 @@ def dominant_trace(requests: int) -> list[Arrival]:
     )
 
 
-CASES: list[tuple[str, Callable[[int], list[Arrival]], Callable[[], SimScheduler]]] = [
-    ("poisson / fifo", poisson_trace, fifo),
-    ("poisson / fifo+max_wait=30", poisson_trace, lambda: fifo(max_wait=30.0)),
-    ("poisson / arrival", poisson_trace, arrival_order),
-    ("poisson / cost-aware", poisson_trace, cost_aware),
-    ("overload / fifo", overload_trace, fifo),
-    ("round-robin / fifo", round_robin_trace, fifo),
-    ("dominant / fifo", dominant_trace, lambda: fifo(default_concurrency_limit=1000)),
+Case = tuple[str, Callable[[int], list[Arrival]], Callable[[], SimScheduler], float | None]
+"""name, trace, scheduler, and the callers' patience (None: they wait forever)."""
+
+CASES: list[Case] = [
+    ("poisson / fifo", poisson_trace, fifo, None),
+    ("poisson / fifo+max_wait=30", poisson_trace, lambda: fifo(max_wait=30.0), None),
+    ("poisson / arrival", poisson_trace, arrival_order, None),
+    ("poisson / cost-aware", poisson_trace, cost_aware, None),
+    ("overload / fifo", overload_trace, fifo, None),
+    ("overload / fifo+patience=30", overload_trace, fifo, 30.0),
+    ("round-robin / fifo", round_robin_trace, fifo, None),
+    ("dominant / fifo", dominant_trace, lambda: fifo(default_concurrency_limit=1000), None),
 ]
 
 
@@ -105,6 +112,7 @@ def run_case(
     name: str,
     make_trace: Callable[[int], list[Arrival]],
     make_scheduler: Callable[[], SimScheduler],
+    patience: float | None,
     requests: int,
     repeat: int,
 ) -> dict[str, object]:
@@ -115,7 +123,11 @@ def run_case(
         gc.collect()
         start = time.perf_counter()
         report = simulate(
-            trace, planner=lambda: MaxLoadedPlanner(1), models=MODELS, scheduler=make_scheduler()
+            trace,
+            planner=lambda: MaxLoadedPlanner(1),
+            models=MODELS,
+            scheduler=make_scheduler(),
+            patience=patience,
         )
         best = min(best, time.perf_counter() - start)
     assert report is not None
@@ -123,6 +135,7 @@ def run_case(
         "case": name,
         "requests": len(trace),
         "served": report.served,
+        "abandoned": report.abandoned,
         "loads": report.total_loads,
         "events": report.events,
         "seconds": round(best, 3),
@@ -141,12 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     requests, repeat = (10_000, 1) if args.quick else (args.requests, args.repeat)
     if args.profile:
-        name, make_trace, make_scheduler = CASES[0]
+        name, make_trace, make_scheduler, patience = CASES[0]
         trace = make_trace(requests)
         profiler = cProfile.Profile()
         profiler.enable()
         simulate(
-            trace, planner=lambda: MaxLoadedPlanner(1), models=MODELS, scheduler=make_scheduler()
+            trace,
+            planner=lambda: MaxLoadedPlanner(1),
+            models=MODELS,
+            scheduler=make_scheduler(),
+            patience=patience,
         )
         profiler.disable()
         print(f"cProfile of {name}, {len(trace):,} requests")
@@ -154,12 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     rows = [run_case(*case, requests=requests, repeat=repeat) for case in CASES]
     print(
-        f"{'case':<28} {'requests':>9} {'served':>8} {'loads':>7} {'events':>9}"
+        f"{'case':<28} {'requests':>9} {'served':>8} {'abandoned':>9} {'loads':>7} {'events':>9}"
         f" {'seconds':>8} {'events/s':>10} {'requests/s':>11}"
     )
     for row in rows:
         print(
-            f"{row['case']:<28} {row['requests']:>9,} {row['served']:>8,} {row['loads']:>7,}"
+            f"{row['case']:<28} {row['requests']:>9,} {row['served']:>8,}"
+            f" {row['abandoned']:>9,} {row['loads']:>7,}"
             f" {row['events']:>9,} {row['seconds']:>8.3f} {row['events_per_second']:>10,}"
             f" {row['requests_per_second']:>11,}"
         )

@@ -328,6 +328,7 @@ def test_concurrency_limit_rejections_and_unknown_models_are_recorded() -> None:
         "rejected": 3,
         "not_found": 1,
         "failed": 0,
+        "abandoned": 0,
         "unfinished": 0,
     }
     assert report.rejected == 3

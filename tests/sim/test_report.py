@@ -90,7 +90,7 @@ def test_format_comparison_puts_runs_side_by_side() -> None:
 
 @pytest.mark.parametrize(("value", "shown"), [(3.0, "3.0"), (1234.5, "1,234"), (0.04, "0.0")])
 def test_numbers_in_tables(value: float, shown: str) -> None:
-    from swapcore.sim.report import _num
+    from swapcore.sim._tables import _num
 
     assert _num(value) == shown
 

@@ -125,7 +125,7 @@ BAD_LINES = [
     ('{"at": 1, "at": 2, "model": "a", "service": 1}', 'duplicate field "at"'),
     (
         '{"at": 1, "model": "a", "service": 1, "servce": 2}',
-        'unknown field "servce" (expected at, model, service, priority)',
+        'unknown field "servce" (expected at, model, service, priority, patience)',
     ),
     ('{"model": "a", "service": 1}', 'missing "at"'),
     ('{"at": 1, "service": 1}', 'missing "model"'),

@@ -4,7 +4,8 @@ Reads a simulator configuration or a llama-swap ``config.yaml``
 (:func:`swapcore.sim.config.load_sim_config`) and a JSON Lines trace (or
 generates one with ``--generate``), runs the simulator once per scheduler x
 planner, and prints the report as a table (several runs side by side).
-``--json`` writes the reports, ``--plot`` a timeline picture.
+``--patience`` makes callers give up after waiting that long. ``--json``
+writes the reports, ``--plot`` a timeline picture.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ examples:
   swapcore simulate config.yaml trace.jsonl --compare fifo,arrival,cost-aware,'fifo:max_wait=30'
   swapcore simulate sim.yaml trace.jsonl --planner max-loaded:n=1 --planner max-loaded:n=2
   swapcore simulate sim.yaml trace.jsonl --plot timeline.png --json report.json
+  swapcore simulate sim.yaml trace.jsonl --patience 60    # callers give up after 60 s
 
 schedulers: fifo, arrival, cost-aware; options after ':' separated by ';'
   (fifo:max_wait=30;default_concurrency_limit=4; max_wait=none removes the bound)
@@ -77,6 +79,11 @@ def register(subparsers: Any) -> None:
         default=None,
         help="load seconds assumed for llama-swap models without one (default 10)",
     )
+    parser.add_argument(
+        "--patience",
+        metavar="SECONDS",
+        help="callers not granted within SECONDS give up (arrivals without their own patience)",
+    )
     parser.add_argument("--json", metavar="PATH", help="write the report(s) as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a timeline picture (matplotlib)")
     parser.add_argument(
@@ -105,6 +112,18 @@ def _loads(values: list[str]) -> dict[str, float]:
                 raise ConfigError(f"--load: expected MODEL=SECONDS (seconds >= 0), got {part!r}")
             loads[model.strip()] = number
     return loads
+
+
+def _patience(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"--patience: expected a number of seconds > 0, got {text!r}")
+    return seconds
 
 
 def _range(text: str | None) -> tuple[float | None, float | None]:
@@ -151,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either a TRACE file or --generate SPEC (exactly one)")
     if args.scheduler is not None and args.compare is not None:
         raise ConfigError("--scheduler and --compare are exclusive (put it in --compare)")
+    patience = _patience(args.patience)
     plot_range = _range(args.plot_range)
     width, height = _size(args.plot_size)
     default_load = DEFAULT_LOAD if args.default_load is None else args.default_load
@@ -203,12 +223,18 @@ def run(args: argparse.Namespace) -> int:
             if label in reports:
                 raise ConfigError(f"--compare: {label!r} is given twice")
             reports[label] = simulate(
-                trace, planner=planner, models=config.models, scheduler=scheduler
+                trace,
+                planner=planner,
+                models=config.models,
+                scheduler=scheduler,
+                patience=patience,
             )
 
     span = trace[-1].at - trace[0].at if trace else 0.0
     print(f"trace:  {trace_name}: {len(trace)} requests over {span:.1f} s")
     print(f"config: {config.source} ({config.kind}; {len(config.models)} models)")
+    if patience is not None:
+        print(f"patience: {patience:g} s (callers not granted by then give up)")
     if len(reports) == 1:
         print(format_report(next(iter(reports.values()))))
     else:
@@ -218,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         data = {
             "config": config.source,
             "trace": trace_name,
+            "patience": patience,
             "runs": [{"label": label, **r.to_dict()} for label, r in reports.items()],
         }
         with open(args.json, "w", encoding="utf-8") as stream:

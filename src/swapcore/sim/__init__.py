@@ -6,7 +6,8 @@ see ``docs/simulator.md``. Traces (what arrives when) live in
 :mod:`swapcore.sim.traces`: the :class:`Arrival` record, the JSON Lines
 reader and writer, and seeded generators for the classic workloads (round
 robin, Poisson mix, bursts, one dominant model); the format is described in
-``docs/traces.md``. :mod:`swapcore.sim.config` reads simulator
+``docs/traces.md``. :class:`TraceRecorder` records a live router's traffic
+as a trace. :mod:`swapcore.sim.config` reads simulator
 configurations and the CLI's scheduler, planner and generator specs;
 :func:`plot_timeline` draws timelines (needs matplotlib, the ``plot`` extra,
 imported only when a picture is drawn).
@@ -21,6 +22,7 @@ from swapcore.sim.engine import (
     simulate,
 )
 from swapcore.sim.plot import plot_timeline
+from swapcore.sim.record import TraceRecorder
 from swapcore.sim.report import (
     LoadInterval,
     ModelUsage,
@@ -48,6 +50,7 @@ __all__ = [
     "RequestRecord",
     "SimReport",
     "SimScheduler",
+    "TraceRecorder",
     "WaitStats",
     "arrival_order",
     "bursts",

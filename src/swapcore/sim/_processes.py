@@ -1,6 +1,7 @@
 """The virtual server's processes: the event heap, stops, loads, idle TTL unloads, accounting.
 
-:class:`VirtualProcesses` is the base of :class:`~swapcore.sim._server.VirtualServer`:
+:class:`VirtualProcesses` is the base of :class:`~swapcore.sim._server.VirtualServer`
+(through ``swapcore.sim._callers.VirtualCallers``):
 it holds the virtual process states (STOPPED, STARTING, READY, STOPPING),
 the heap of timed events, the records of every load (the timeline, memory)
 and the idle TTL timers. The TTL follows the router's own rules
@@ -31,11 +32,12 @@ _STOPPING = ProcessState.STOPPING
 _RUNNING_STATES = frozenset({_STARTING, _READY, _STOPPING})
 
 # Event kinds double as their order among events at equal times.
-_PROCESS = 0  # a stop or a load finished
-_SERVE = 1  # a granted request finished
-_TICK = 2  # the scheduler's next_deadline() came
-_TTL = 3  # an idle TTL timer came
-# Arrivals come last (order 4); they are merged from the sorted trace, not heaped.
+_GIVE_UP = 0  # a waiting request's patience ran out (first: the router's cancels jump the queue)
+_PROCESS = 1  # a stop or a load finished
+_SERVE = 2  # a granted request finished
+_TICK = 3  # the scheduler's next_deadline() came
+_TTL = 4  # an idle TTL timer came
+# Arrivals come last (order 5); they are merged from the sorted trace, not heaped.
 
 
 @attrs.define(eq=False, slots=True)
@@ -160,10 +162,15 @@ class VirtualProcesses:
             return
         self._ttl_armed[model] = self._push(self.now + ttl, _TTL, model, None)
 
-    def _ttl_fired(self, model: str, seq: int, scheduler: Scheduler) -> bool:
-        """The timer ``seq`` came: unload the model if it is still idle; False when stale."""
+    def _ttl_fired(self, model: str, seq: int, at: float, scheduler: Scheduler) -> bool:
+        """The timer ``seq`` came at ``at``: unload the model if it is still idle.
+
+        False when the timer is stale; the clock then stays where it was (a
+        stale timer is no event: it must not stretch the end of the run).
+        """
         if self._ttl_armed.get(model) != seq:
             return False  # cancelled by an arrival or a swap, or armed again since
+        self.now = at
         del self._ttl_armed[model]
         if (
             model in self._in_flight

@@ -1,4 +1,4 @@
-"""The simulator's virtual server: the Effects, the event loop, the per-request records.
+"""The simulator's virtual server: the Effects and the event loop.
 
 :class:`VirtualServer` implements :class:`~swapcore.scheduling.effects.Effects`
 for the scheduler under simulation: its processes (STOPPED, STARTING, READY,
@@ -6,6 +6,9 @@ STOPPING, see ``swapcore.sim._processes``) stop and load in the seconds their
 :class:`~swapcore.sim.profiles.ModelProfile` says and unload after their idle
 TTL, and :meth:`VirtualServer.run` makes time pass until nothing is left to
 happen (see :mod:`swapcore.sim.engine` for the order of events at equal times).
+The per-request records, failures, give-ups (a caller whose patience ran
+out, withdrawn with ``on_cancel`` as the router withdraws a cancelled caller)
+and the report are ``swapcore.sim._callers``'s.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 
-from swapcore.errors import ConcurrencyLimitExceeded, ModelNotFound, RoutingError
 from swapcore.process import ProcessState
 from swapcore.scheduling.effects import Scheduler
 from swapcore.scheduling.requests import Request
+from swapcore.sim._callers import VirtualCallers
 from swapcore.sim._processes import (
     _PROCESS,
     _READY,
@@ -24,40 +27,17 @@ from swapcore.sim._processes import (
     _STARTING,
     _STOPPED,
     _TICK,
+    _TTL,
     _UNLOAD,
-    VirtualProcesses,
     _SwapRun,
 )
-from swapcore.sim.profiles import ModelProfile
-from swapcore.sim.report import (
-    FAILED,
-    NOT_FOUND,
-    REJECTED,
-    SERVED,
-    UNFINISHED,
-    SimReport,
-    build_report,
-)
-from swapcore.sim.traces import Arrival
+from swapcore.sim.report import SERVED, UNFINISHED
 
 __all__ = ["VirtualServer"]
 
 
-class VirtualServer(VirtualProcesses):
-    """The virtual server: implements Effects, runs the events and keeps the records."""
-
-    def __init__(self, profiles: Mapping[str, ModelProfile], arrivals: Sequence[Arrival]) -> None:
-        super().__init__(profiles)
-        self.events = 0
-        self._arrivals = arrivals
-        # Per-request outcome, indexed by Request.id (= position in the trace).
-        count = len(arrivals)
-        self._started: list[float | None] = [None] * count
-        self._finished: list[float | None] = [None] * count
-        self._outcome: list[str] = [UNFINISHED] * count
-        self._errors: dict[int, str] = {}
-        self._busy: dict[str, float] = dict.fromkeys(profiles, 0.0)
-        self._busy_since: dict[str, float] = {}
+class VirtualServer(VirtualCallers):
+    """The virtual server: implements Effects and runs the events (records: VirtualCallers)."""
 
     def clock(self) -> float:
         """The virtual clock handed to the scheduler."""
@@ -106,7 +86,7 @@ class VirtualServer(VirtualProcesses):
         """Serve the request on ``model`` for its service seconds; always taken."""
         index = request.id
         if self._outcome[index] is not UNFINISHED:
-            raise RuntimeError(f"request {index} for {request.model!r} was resolved twice")
+            raise RuntimeError(self._resolved_twice(request, "granted"))
         if self._states.get(model) is not _READY or model != request.model:
             state = self._states.get(model)
             raise RuntimeError(
@@ -127,25 +107,6 @@ class VirtualServer(VirtualProcesses):
         self._push(end, _SERVE, model, None)
         return True
 
-    def grant_error(self, request: Request, error: RoutingError) -> None:
-        """Record the request's failure and its reason."""
-        index = request.id
-        if self._outcome[index] is not UNFINISHED:
-            raise RuntimeError(f"request {index} for {request.model!r} was resolved twice")
-        if isinstance(error, ConcurrencyLimitExceeded):
-            outcome = REJECTED
-        elif isinstance(error, ModelNotFound):
-            outcome = NOT_FOUND
-        else:
-            outcome = FAILED
-        self._outcome[index] = outcome
-        self._finished[index] = self.now
-        self._errors[index] = f"{type(error).__name__}: {error}"
-        model = request.model
-        if self._ttl and model in self._ttl:
-            self._resolved(model)
-            self._arm_ttl(model)
-
     def report_position(self, request: Request, position: int) -> None:
         """Queue positions are not simulated; ignored."""
 
@@ -156,7 +117,9 @@ class VirtualServer(VirtualProcesses):
         heap = self._heap
         arrivals = self._arrivals
         pop = heapq.heappop
-        on_request = scheduler.on_request
+        # With patience, each arrival's give-up is scheduled after its on_request;
+        # without, the loop runs exactly as before (no per-arrival check).
+        on_request = self._patient(scheduler.on_request)
         on_swap_done = scheduler.on_swap_done
         on_serve_done = scheduler.on_serve_done
         next_deadline = getattr(scheduler, "next_deadline", None)
@@ -173,8 +136,8 @@ class VirtualServer(VirtualProcesses):
         while True:
             if heap and (position >= count or heap[0][0] <= arrivals[position].at):
                 at, kind, seq, model, swap = pop(heap)
-                self.now = at
                 if kind == _SERVE:
+                    self.now = at
                     left = in_flight[model] - 1
                     if left:
                         in_flight[model] = left
@@ -185,6 +148,7 @@ class VirtualServer(VirtualProcesses):
                     if not left and ttl:
                         self._arm_ttl(model)
                 elif kind == _PROCESS:
+                    self.now = at
                     if swap is _UNLOAD:
                         self._unloaded(model, scheduler)
                     elif swap is not None:
@@ -201,11 +165,15 @@ class VirtualServer(VirtualProcesses):
                         if ttl:
                             self._arm_ttl(model)
                 elif kind == _TICK:
+                    self.now = at
                     ticks.discard(at)
                     assert on_tick is not None
                     on_tick()
-                elif not self._ttl_fired(model, seq, scheduler):
-                    continue  # a cancelled timer is no event
+                elif kind == _TTL:
+                    if not self._ttl_fired(model, seq, at, scheduler):
+                        continue  # a cancelled timer is no event
+                elif not self._give_up(seq, at, scheduler):
+                    continue  # the request was granted or failed before: no event
             elif position < count:
                 arrival = arrivals[position]
                 self.now = arrival.at
@@ -228,30 +196,3 @@ class VirtualServer(VirtualProcesses):
                     ticks.add(deadline)
                     self._push(deadline, _TICK, "", None)
         self.events = events
-
-    # -- the report ------------------------------------------------------------
-
-    def report(self, scheduler: str, planner: str) -> SimReport:
-        """Close the open intervals at the end of the simulation and build the report."""
-        end = self.now
-        for model in list(self._open):
-            self._close(model, end)
-        for model, since in self._busy_since.items():
-            self._busy[model] += end - since
-        self._timeline.sort(key=lambda interval: (interval.start, interval.model))
-        return build_report(
-            arrivals=self._arrivals,
-            started=self._started,
-            finished=self._finished,
-            outcomes=self._outcome,
-            errors=self._errors,
-            end=end,
-            loads=self._loads,
-            busy=self._busy,
-            timeline=self._timeline,
-            peak_memory=self._peak_memory if self._sized else None,
-            ttl_unloads=self._ttl_unloads,
-            scheduler=scheduler,
-            planner=planner,
-            events=self.events,
-        )

@@ -8,21 +8,37 @@ seconds their :class:`ModelProfile` says, and a heap of timed events. Nothing
 of the scheduler's or the planner's logic is copied here: every decision is
 theirs, the engine only makes time pass. A model with an idle TTL
 (``ModelProfile.ttl``) is unloaded as the router's ``idle_ttl`` unloads it:
-through the scheduler's ``on_unload`` and ``on_unload_done``.
+through the scheduler's ``on_unload`` and ``on_unload_done``. A request with
+a patience (``Arrival.patience``, or ``simulate``'s default) that is still
+waiting ``patience`` seconds after its arrival gives up: the engine calls
+the scheduler's ``on_cancel``, as the router does for a cancelled caller.
 
-Events at equal times run in this order: process transitions (a stop or a
-load finishing), then serve completions, then ``max_wait`` ticks, then idle
-TTL timers, then arrivals; events of one kind in the order they were
-scheduled (arrivals in trace order). So a model that frees up at ``t`` is
-free for a request that arrives at ``t``, and a model whose TTL ends at
-``t`` is unloaded before a request arriving at ``t``. The same inputs always
-give the same report.
+Events at equal times run in this order: give-ups, then process transitions
+(a stop or a load finishing), then serve completions, then ``max_wait``
+ticks, then idle TTL timers, then arrivals; events of one kind in the order
+they were scheduled (arrivals in trace order, give-ups in the order of their
+arrivals). So a model that frees up at ``t`` is free for a request that
+arrives at ``t``, and a model whose TTL ends at ``t`` is unloaded before a
+request arriving at ``t``.
+
+Give-ups come first because the router puts a cancelled caller first: its
+``Ticket.cancel`` posts ``_on_cancel_event`` ahead of the events already
+waiting (``_router_parts.Ticket.cancel``, ``_post(..., first=True)``), so a
+serve or swap completion at the same instant cannot grant it, and a grant
+the router makes anyway finds the caller gone (``BaseRouter._grant_serve``:
+``if ticket.done()``) or is given back (``_Acquisition.__aenter__``). So at
+``t = arrived + patience`` the caller gives up even if its model becomes
+ready at ``t``: a served request started strictly before ``arrived +
+patience``. A timer that no longer applies (an idle TTL timer cancelled by a
+request or a swap, the give-up of a request granted before) is no event: it
+is not counted and does not move the clock, so it cannot stretch the end of
+the run. The same inputs always give the same report.
 
 The pieces live in their own modules and are importable from here as well:
 :class:`ModelProfile` (:mod:`swapcore.sim.profiles`), the scheduler recipes
 :class:`SimScheduler`, :func:`fifo`, :func:`arrival_order` and
 :func:`cost_aware` (:mod:`swapcore.sim.schedulers`) and the virtual server
-(``swapcore.sim._server``).
+(``swapcore.sim._server``, over ``_callers`` and ``_processes``).
 """
 
 from __future__ import annotations
@@ -45,7 +61,7 @@ from swapcore.sim.schedulers import (
     cost_aware,
     fifo,
 )
-from swapcore.sim.traces import Arrival
+from swapcore.sim.traces import Arrival, _positive_or_none
 
 __all__ = [
     "ModelProfile",
@@ -63,6 +79,7 @@ def simulate(
     planner: SwapPlanner | Callable[[], SwapPlanner],
     models: Mapping[str, ModelProfile | float],
     scheduler: SimScheduler | SimSchedulerFactory | None = None,
+    patience: float | None = None,
 ) -> SimReport:
     """Replay ``trace`` with the real scheduler and planner on a virtual clock.
 
@@ -89,6 +106,18 @@ def simulate(
     scheduler has ``next_deadline()`` and ``on_tick()`` (``max_wait``), the
     engine calls ``on_tick`` at each deadline.
 
+    ``patience`` is the seconds a caller waits for its grant, for every
+    arrival without its own ``Arrival.patience`` (None: they wait forever;
+    otherwise a finite number > 0, else :class:`~swapcore.ConfigError`). A
+    request not granted (nor failed) within its patience gives up at
+    ``arrived + patience``: the engine calls the scheduler's ``on_cancel``,
+    as :class:`~swapcore.BaseRouter` does for a caller cancelled while
+    waiting. It leaves the queue, or the swap it waits on (the swap goes
+    on, its load counted), never causes a load, and is recorded as
+    ``abandoned`` with ``wait`` = its patience; waits are reported over the
+    served requests only. At ``arrived + patience`` exactly, the give-up
+    comes before any grant (see the module's order of events).
+
     The scheduler calls ``planner.on_serve`` itself on each grant
     (:class:`~swapcore.FIFOScheduler` does), so the engine does not. Every
     arrival yields exactly one :class:`~swapcore.sim.report.RequestRecord`,
@@ -99,6 +128,7 @@ def simulate(
     Deterministic: the same inputs give the same report.
     """
     profiles = _profiles(models)
+    default_patience = _positive_or_none("patience", patience)
     arrivals = list(trace)
     for index, arrival in enumerate(arrivals):
         if not isinstance(arrival, Arrival):
@@ -117,7 +147,7 @@ def simulate(
         raise ConfigError(
             f"planner must be a SwapPlanner or a factory, got {type(planner).__name__}"
         )
-    engine = VirtualServer(profiles, arrivals)
+    engine = VirtualServer(profiles, arrivals, default_patience)
     if scheduler is None:
         scheduler = fifo()
     if isinstance(scheduler, SimScheduler):

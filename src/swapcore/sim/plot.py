@@ -3,8 +3,10 @@
 One panel per run, one lane per model. Each load is a bar: light while
 loading, solid while ready, grey while stopping. Above the bar, a red line
 spans each served request's wait (arrival to grant); a black ``x`` marks a
-request that was refused or failed. matplotlib is imported only when a
-picture is drawn, through its object-oriented API (no pyplot global state).
+request that was refused or failed. A request whose caller gave up
+(abandoned) has a grey line from its arrival to the give-up, where its ``x``
+is. matplotlib is imported only when a picture is drawn, through its
+object-oriented API (no pyplot global state).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from swapcore.sim.report import SERVED, SimReport
+from swapcore.sim.report import ABANDONED, SERVED, SimReport
 
 __all__ = ["plot_timeline"]
 
@@ -79,9 +81,11 @@ def plot_timeline(
     axes = figure.subplots(len(runs), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (label, report) in zip(axes, runs.items(), strict=True):
         _draw(ax, report, label, lanes, left, right, line_collection)
+    gave_up = any(report.abandoned for report in runs.values())
     axes[-1].set_xlabel(
         "time (s)    bars: loading (light), ready (solid), stopping (grey);  "
-        "red: request waits;  x: refused or failed",
+        "red: request waits;  x: refused or failed"
+        + (";  grey line and x: gave up" if gave_up else ""),
         fontsize=8,
     )
     figure.savefig(os.fspath(path), dpi=dpi)
@@ -121,6 +125,7 @@ def _draw(
             if w > 0:
                 ax.broken_barh([(x, w)], (y - 0.3, 0.45), facecolors=face, alpha=alpha)
     waits = []
+    gave_up = []
     refused_x: list[float] = []
     refused_y: list[float] = []
     for record in report.requests:
@@ -128,6 +133,13 @@ def _draw(
         if lane is None or record.arrived > right:
             continue
         y = lane
+        if record.outcome == ABANDONED and record.finished is not None:
+            level = y + 0.24 + 0.06 * (record.id % 4)
+            gave_up.append([(record.arrived, level), (record.finished, level)])
+            if left <= record.finished <= right:
+                refused_x.append(record.finished)
+                refused_y.append(y + 0.33)
+            continue
         if record.outcome != SERVED:
             if record.arrived >= left:
                 refused_x.append(record.arrived)
@@ -139,6 +151,8 @@ def _draw(
             waits.append([(record.arrived, level), (record.started, level)])
     if waits:
         ax.add_collection(line_collection(waits, colors="#C00000", linewidths=1.0, alpha=0.5))
+    if gave_up:
+        ax.add_collection(line_collection(gave_up, colors="#808080", linewidths=1.0, alpha=0.6))
     if refused_x:
         ax.scatter(refused_x, refused_y, marker="x", s=12, color="black", linewidths=0.8)
     ax.set_yticks(range(len(lanes)), labels=list(lanes))

@@ -4,9 +4,10 @@
 are frozen attrs classes: :class:`WaitStats` (nearest-rank percentiles),
 :class:`RequestRecord` (one per arrival, whatever its outcome),
 :class:`LoadInterval` (one per load) and :class:`ModelUsage` (per model
-loads, loading, ready, busy and idle seconds). :func:`format_report` and
-:func:`format_comparison` render plain-text tables; :meth:`SimReport.to_dict`
-gives JSON-ready data.
+loads, loading, ready, busy and idle seconds, abandoned requests).
+:func:`format_report` and :func:`format_comparison` render plain-text tables
+(they live in ``swapcore.sim._tables``); :meth:`SimReport.to_dict` gives
+JSON-ready data.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any
 
 import attrs
 
+from swapcore.sim._tables import format_comparison, format_report
 from swapcore.sim.traces import Arrival
 
 __all__ = [
+    "ABANDONED",
     "FAILED",
     "NOT_FOUND",
     "OUTCOMES",
@@ -45,9 +48,11 @@ NOT_FOUND = "not_found"
 """Outcome: the model has no profile in the simulation (HTTP 404)."""
 FAILED = "failed"
 """Outcome: any other routing error (a failed swap, an unload, a shutdown)."""
+ABANDONED = "abandoned"
+"""Outcome: the caller gave up, not granted within its patience (``Arrival.patience``)."""
 UNFINISHED = "unfinished"
 """Outcome: still waiting when nothing was left to happen (a scheduler that stalls)."""
-OUTCOMES = (SERVED, REJECTED, NOT_FOUND, FAILED, UNFINISHED)
+OUTCOMES = (SERVED, REJECTED, NOT_FOUND, FAILED, ABANDONED, UNFINISHED)
 """Every outcome, in report order."""
 
 
@@ -99,9 +104,11 @@ class RequestRecord:
     is one of :data:`OUTCOMES`. For a served request ``started`` is the
     grant time, ``finished`` = ``started`` + ``service`` and ``wait`` =
     ``started`` - ``arrived``. For a failed one ``started`` is None,
-    ``finished`` the time of the error and ``wait`` the time until it; an
-    unfinished one has ``finished`` None and ``wait`` up to the end of the
-    simulation. ``error`` is the error's type and message, or None.
+    ``finished`` the time of the error and ``wait`` the time until it. An
+    abandoned one (its caller gave up) has ``started`` None, ``finished``
+    the give-up time ``arrived + patience`` and ``wait`` exactly the
+    patience. An unfinished one has ``finished`` None and ``wait`` up to the
+    end of the simulation. ``error`` is the error's type and message, or None.
     """
 
     id: int
@@ -152,7 +159,8 @@ class ModelUsage:
     the seconds ready with none (``ready`` - ``busy``). ``requests`` counts
     the model's arrivals, ``served`` those served. ``ttl_unloads`` counts
     the unloads its idle TTL caused (:attr:`ModelProfile.ttl
-    <swapcore.sim.profiles.ModelProfile.ttl>`).
+    <swapcore.sim.profiles.ModelProfile.ttl>`); ``abandoned`` the requests
+    whose callers gave up (``Arrival.patience``).
     """
 
     loads: int
@@ -163,6 +171,7 @@ class ModelUsage:
     requests: int
     served: int
     ttl_unloads: int = 0
+    abandoned: int = 0
 
 
 def _records(value: Sequence[RequestRecord]) -> tuple[RequestRecord, ...]:
@@ -177,9 +186,10 @@ def _intervals(value: Sequence[LoadInterval]) -> tuple[LoadInterval, ...]:
 class SimReport:
     """The result of one simulation run.
 
-    ``waits`` covers the served requests; ``waits_by_model`` has an entry
-    for every model with a profile or an arrival. ``makespan`` is the clock
-    value at which the last request finished (or failed). ``timeline`` lists
+    ``waits`` covers the served requests only (a request that failed or
+    gave up has no wait to count); ``waits_by_model`` has an entry for
+    every model with a profile or an arrival. ``makespan`` is the clock
+    value at which the last request finished (or failed, or gave up). ``timeline`` lists
     every load in start order. ``outcomes`` counts requests per outcome
     (every outcome present, 0 when none). ``peak_memory`` is the largest
     total size of loaded models (loading, ready or stopping), or None when a
@@ -209,6 +219,11 @@ class SimReport:
     def rejected(self) -> int:
         """How many requests the concurrency limit refused."""
         return self.outcomes[REJECTED]
+
+    @property
+    def abandoned(self) -> int:
+        """How many requests were given up by their callers (not granted within their patience)."""
+        return self.outcomes[ABANDONED]
 
     @property
     def ttl_unloads(self) -> int:
@@ -262,12 +277,18 @@ def build_report(
     planner: str,
     events: int,
     ttl_unloads: Mapping[str, int] | None = None,
+    patience: Sequence[float | None] | None = None,
 ) -> SimReport:
-    """Assemble a :class:`SimReport` from the engine's per-request and per-model records."""
+    """Assemble a :class:`SimReport` from the engine's per-request and per-model records.
+
+    ``patience`` is each arrival's effective patience (None: nobody has one);
+    an abandoned request's ``wait`` is its patience exactly.
+    """
     records: list[RequestRecord] = []
     all_waits: list[float] = []
     waits: dict[str, list[float]] = {model: [] for model in loads}
     arrived_per_model: dict[str, int] = dict.fromkeys(loads, 0)
+    abandoned: dict[str, int] = {}
     counts = dict.fromkeys(OUTCOMES, 0)
     makespan = 0.0
     for index, arrival in enumerate(arrivals):
@@ -284,6 +305,11 @@ def build_report(
         else:
             wait = (done if done is not None else end) - arrival.at
             waits.setdefault(model, [])
+            if outcome == ABANDONED:
+                abandoned[model] = abandoned.get(model, 0) + 1
+                given = patience[index] if patience is not None else None
+                if given is not None:  # exact: at + patience - at may differ in the last bit
+                    wait = given
         if done is not None and done > makespan:
             makespan = done
         records.append(
@@ -314,6 +340,7 @@ def build_report(
             requests=arrived_per_model[model],
             served=len(waits[model]),
             ttl_unloads=ttl_unloads.get(model, 0) if ttl_unloads else 0,
+            abandoned=abandoned.get(model, 0),
         )
         for model in loads
     }
@@ -331,157 +358,4 @@ def build_report(
         outcomes=counts,
         peak_memory=peak_memory,
         events=events,
-    )
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def _num(value: float) -> str:
-    """Seconds for a table: 1 decimal under 1,000, whole seconds above."""
-    if value >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.1f}"
-
-
-def _count(value: int | None) -> str:
-    """A count for a table, with thousands separators."""
-    return "-" if value is None else f"{value:,}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in header]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest]).rstrip()
-
-    out = [line(header), line(["-" * w for w in widths])]
-    out.extend(line(row) for row in rows)
-    return "\n".join(out)
-
-
-def _outcome_text(report: SimReport) -> str:
-    parts = [
-        f"{count} {name.replace('_', ' ')}" for name, count in report.outcomes.items() if count
-    ]
-    return ", ".join(parts) or "no requests"
-
-
-def format_report(report: SimReport) -> str:
-    """The report as a plain-text table: a header, then one row per model and a total row.
-
-    Columns: requests, served, loads, wait p50/p95/p99/max (served requests)
-    and the seconds each model spent loading, busy and idle. The header
-    gives the peak memory when known and the idle-TTL unloads when any.
-    """
-    header = [
-        "model",
-        "requests",
-        "served",
-        "loads",
-        "wait p50",
-        "p95",
-        "p99",
-        "max",
-        "loading",
-        "busy",
-        "idle",
-    ]
-    rows: list[list[str]] = []
-    for model, stats in report.waits_by_model.items():
-        usage = report.usage.get(model)
-        requests = sum(1 for r in report.requests if r.model == model) if usage is None else None
-        rows.append(
-            [
-                model,
-                _count(usage.requests if usage is not None else requests),
-                _count(stats.count),
-                _count(usage.loads) if usage is not None else "-",
-                _num(stats.p50),
-                _num(stats.p95),
-                _num(stats.p99),
-                _num(stats.max),
-                _num(usage.loading) if usage is not None else "-",
-                _num(usage.busy) if usage is not None else "-",
-                _num(usage.idle) if usage is not None else "-",
-            ]
-        )
-    total = report.waits
-    rows.append(
-        [
-            "(all)",
-            _count(len(report.requests)),
-            _count(total.count),
-            _count(report.total_loads),
-            _num(total.p50),
-            _num(total.p95),
-            _num(total.p99),
-            _num(total.max),
-            _num(sum(u.loading for u in report.usage.values())),
-            _num(sum(u.busy for u in report.usage.values())),
-            _num(sum(u.idle for u in report.usage.values())),
-        ]
-    )
-    lines = [
-        f"scheduler: {report.scheduler}",
-        f"planner:   {report.planner}",
-        f"requests:  {_outcome_text(report)}",
-        f"makespan:  {_num(report.makespan)} s"
-        + (f"   peak memory: {report.peak_memory:g}" if report.peak_memory is not None else "")
-        + (f"   ttl unloads: {report.ttl_unloads:,}" if report.ttl_unloads else ""),
-        "",
-        _table(header, rows),
-        "(waits and times in seconds; waits over served requests)",
-    ]
-    return "\n".join(lines)
-
-
-def format_comparison(reports: Mapping[str, SimReport]) -> str:
-    """Several runs side by side: one column per run (keyed by label), one row per figure.
-
-    Rows: loads, idle-TTL unloads (when any run has one), wait
-    p50/p95/p99/max/mean, makespan, request outcomes, then per model its
-    loads, p99 and max wait.
-    """
-    labels = list(reports)
-    runs = list(reports.values())
-    rows: list[list[str]] = []
-
-    def add(name: str, cells: Sequence[str]) -> None:
-        rows.append([name, *cells])
-
-    add("loads", [_count(r.total_loads) for r in runs])
-    if any(r.ttl_unloads for r in runs):
-        add("ttl unloads", [_count(r.ttl_unloads) for r in runs])
-    for field in ("p50", "p95", "p99", "max", "mean"):
-        add(f"wait {field}", [_num(getattr(r.waits, field)) for r in runs])
-    add("makespan", [_num(r.makespan) for r in runs])
-    for outcome in OUTCOMES:
-        if any(r.outcomes[outcome] for r in runs):
-            add(outcome.replace("_", " "), [_count(r.outcomes[outcome]) for r in runs])
-    models: dict[str, None] = {}
-    for r in runs:
-        models.update(dict.fromkeys(r.waits_by_model))
-    for model in models:
-        add(f"{model}: loads", [_count(r.loads_per_model.get(model, 0)) for r in runs])
-        for field in ("p99", "max"):
-            add(
-                f"{model}: wait {field}",
-                [
-                    _num(getattr(r.waits_by_model[model], field))
-                    if model in r.waits_by_model
-                    else "-"
-                    for r in runs
-                ],
-            )
-    planners = {r.planner for r in runs}
-    head = [f"planner: {runs[0].planner}"] if len(planners) == 1 and runs else []
-    return "\n".join(
-        [*head, "", _table(["", *labels], rows), "(waits and times in seconds)"]
-        if head
-        else [_table(["", *labels], rows), "(waits and times in seconds)"]
     )

@@ -31,7 +31,7 @@ __all__ = [
     "write_trace",
 ]
 
-_FIELDS = ("at", "model", "service", "priority")
+_FIELDS = ("at", "model", "service", "priority", "patience")
 
 
 def _time(name: str, value: object) -> float:
@@ -46,12 +46,30 @@ def _time(name: str, value: object) -> float:
     raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
+def _positive_or_none(name: str, value: object) -> float | None:
+    """``value`` as a float > 0, or None; ConfigError naming ``name`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number) and number > 0:
+            return number
+    raise ConfigError(f"{name} must be a finite number > 0 or None, got {value!r}")
+
+
 def _convert_at(value: float) -> float:
     return _time("Arrival.at", value)
 
 
 def _convert_service(value: float) -> float:
     return _time("Arrival.service", value)
+
+
+def _convert_patience(value: float | None) -> float | None:
+    return _positive_or_none("Arrival.patience", value)
 
 
 def _check_model(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
@@ -72,14 +90,19 @@ class Arrival:
 
     ``at`` and ``service`` are seconds on the simulator's clock, finite and
     >= 0, stored as floats. ``priority`` overrides the model's priority for
-    this request when not None (higher is served first). Invalid values
-    raise :class:`~swapcore.ConfigError` naming the field.
+    this request when not None (higher is served first). ``patience`` is
+    how long the caller waits for its grant: a request not granted within
+    ``patience`` seconds of ``at`` gives up (finite, > 0, stored as a float;
+    None waits forever, or takes :func:`~swapcore.sim.simulate`'s
+    ``patience``). Invalid values raise :class:`~swapcore.ConfigError`
+    naming the field.
     """
 
     at: float = attrs.field(converter=_convert_at)
     model: str = attrs.field(validator=_check_model)
     service: float = attrs.field(converter=_convert_service)
     priority: int | None = attrs.field(default=None, validator=_check_priority)
+    patience: float | None = attrs.field(default=None, converter=_convert_patience)
 
 
 # --------------------------------------------------------------------------- JSONL
@@ -122,8 +145,14 @@ def _parse_line(text: str) -> Arrival:
         raise _FieldError(f'"model" must be a non-empty string, got {_dump(model)}')
     if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
         raise _FieldError(f'"priority" must be an integer or null, got {_dump(priority)}')
+    patience = raw.get("patience")
+    if patience is not None:
+        if not isinstance(patience, (int, float)) or isinstance(patience, bool):
+            raise _FieldError(f'"patience" must be a number > 0 or null, got {_dump(patience)}')
+        if not _finite_non_negative(patience) or patience == 0:
+            raise _FieldError(f'"patience" must be a finite number > 0, got {_dump(patience)}')
     assert isinstance(at, (int, float)) and isinstance(service, (int, float))
-    return Arrival(at, model, service, priority)
+    return Arrival(at, model, service, priority, patience)
 
 
 def _finite_non_negative(value: float) -> bool:
@@ -161,8 +190,9 @@ def read_trace(
     ``source`` is a path (``str`` or path-like) to a UTF-8 file, or any other
     iterable of lines (an open text file, a list of strings). Each line holds
     one JSON object ``{"at": ..., "model": ..., "service": ..., "priority":
-    ...}`` (``priority`` optional or null); blank lines and lines starting
-    with ``#`` are skipped. Arrivals with equal ``at`` keep their file order.
+    ..., "patience": ...}`` (``priority`` and ``patience`` optional or null);
+    blank lines and lines starting with ``#`` are skipped. Arrivals with
+    equal ``at`` keep their file order.
 
     Any problem raises :class:`~swapcore.ConfigError` whose message is
     ``<name>:<line>: <problem>``, the problem naming the field, e.g.
@@ -204,6 +234,8 @@ def _to_json(arrival: Arrival) -> str:
     }
     if arrival.priority is not None:
         record["priority"] = arrival.priority
+    if arrival.patience is not None:
+        record["patience"] = arrival.patience
     return json.dumps(record, ensure_ascii=False)
 
 
@@ -211,9 +243,10 @@ def write_trace(arrivals: Iterable[Arrival], path: str | os.PathLike[str] | IO[s
     """Write ``arrivals`` as JSON Lines, one object per line, in the given order.
 
     ``path`` is a file path (created or replaced, UTF-8) or an open text
-    stream. Keys come in the order ``at, model, service, priority``;
-    ``priority`` is left out when None. Floats are written with ``repr``
-    precision, so :func:`read_trace` gives back equal arrivals (sorted).
+    stream. Keys come in the order ``at, model, service, priority,
+    patience``; ``priority`` and ``patience`` are left out when None.
+    Floats are written with ``repr`` precision, so :func:`read_trace` gives
+    back equal arrivals (sorted).
     """
     text = "".join(_to_json(a) + "\n" for a in arrivals)
     if isinstance(path, (str, os.PathLike)):
