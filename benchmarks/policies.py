@@ -1,6 +1,6 @@
 """Regenerate the policy comparison of docs/policies.md with the ``swapcore simulate`` CLI.
 
-Usage: python benchmarks/policies.py [--img DIR] [--json PATH] [--no-plots]
+Usage: python benchmarks/policies.py [--img DIR] [--json PATH] [--no-plots] [--grid]
 
 Writes the simulator configuration of docs/policies.md to a temporary
 directory, runs ``swapcore simulate`` on the collation example and the four
@@ -366,12 +366,84 @@ def seed_sweep(results: list[tuple[bool, str]]) -> dict[str, dict[str, list[int]
     return counts
 
 
+# -- the parameter grid -------------------------------------------------------------
+
+GRID = {
+    "round-robin": [
+        f"round-robin:models=a,b,c;rounds=20;interval={interval};service={service}"
+        for interval in (0.5, 1, 2, 4, 8, 15)
+        for service in (1, 2, 5)
+    ],
+    "poisson": [
+        f"poisson:rates=a:{a},b:{b},c:{c};duration=1800;service={service};seed={{seed}}"
+        for a, b, c in ((0.3, 0.15, 0.05), (0.1, 0.1, 0.1), (0.05, 0.02, 0.01), (0.5, 0.1, 0.02))
+        for service in (1, 2, 5)
+    ],
+    "bursts": [
+        f"bursts:models=a,b,c;burst_size={size};bursts=30;gap={gap};spacing={spacing};"
+        "service=2;seed={seed}"
+        for gap in (0, 2, 5, 10, 20, 40)
+        for size in (2, 4, 8)
+        for spacing in (0.2, 1, 3)
+    ],
+    "dominant": [
+        f"dominant:model=a;rare=b,c;duration=1800;rate={rate};rare_every={every};"
+        f"service={service};seed={{seed}}"
+        for rate in (0.5, 1, 2)
+        for every in (20, 60, 180)
+        for service in (1, 4)
+    ],
+}
+GRID_SEEDS = range(5)
+
+
+def _verdict(ours: tuple[int, float, float], theirs: tuple[int, float, float]) -> str:
+    """W: fewer loads or a lower p99 and neither worse; M: one better, one worse;
+    T: the same loads and p99; L: worse only; X: a max wait above FIFO's + 10%."""
+    if ours[2] > 1.1 * theirs[2] + 1e-9:
+        return "X"
+    better = ours[0] < theirs[0] or ours[1] < theirs[1] - 1e-9
+    worse = ours[0] > theirs[0] or ours[1] > theirs[1] + 1e-9
+    return "M" if better and worse else "W" if better else "L" if worse else "T"
+
+
+def parameter_grid() -> dict[str, dict[str, dict[str, int]]]:
+    """Every generator over a grid of its parameters (5 seeds each where seeded)."""
+    print("## parameter grid: cost-aware against FIFO with the same max_wait\n\n```")
+    heads = " ".join(f"{k:>4}" for k in "WMTLX")
+    print(f"{'workload':12} {'runs':>5}  {'cost-aware':34} {heads}")
+    found: dict[str, dict[str, dict[str, int]]] = {}
+    for bound in (None, MAX_WAIT):
+        for name, specs in GRID.items():
+            for label, options in (("", {}), (f"({HOLD})", {"hold": "auto"})):
+                if bound is not None:
+                    label = f"({label[1:-1] + ', ' if label else ''}max_wait={bound:g})"
+                counts = dict.fromkeys("WMTLX", 0)
+                for spec in specs:
+                    for seed in GRID_SEEDS if "{seed}" in spec else (0,):
+                        concrete = spec.format(seed=seed)
+                        ours = _figures(concrete, cost_aware(max_wait=bound, **options))
+                        counts[_verdict(ours, _figures(concrete, fifo(max_wait=bound)))] += 1
+                found.setdefault(name, {})[f"cost-aware{label}"] = counts
+                runs = sum(counts.values())
+                cells = " ".join(f"{counts[k]:>4}" for k in "WMTLX")
+                print(f"{name:12} {runs:>5}  {'cost-aware' + label:34} {cells}")
+    print(
+        "(W fewer loads or lower p99, neither worse; M one better, one worse; "
+        "T the same; L worse; X max wait > FIFO's + 10%)\n```\n"
+    )
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     root = Path(__file__).resolve().parents[1]
     parser.add_argument("--img", type=Path, default=root / "docs" / "img")
     parser.add_argument("--json", type=Path, help="write every run's summary here")
     parser.add_argument("--no-plots", action="store_true", help="tables and checks only")
+    parser.add_argument(
+        "--grid", action="store_true", help="also run every generator over a parameter grid"
+    )
     args = parser.parse_args(argv)
     results: list[tuple[bool, str]] = []
     summary: dict[str, dict[str, Any]] = {}
@@ -385,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.chdir(home)
     offline_bounds(summary, results)
     sweep = seed_sweep(results)
+    grid = parameter_grid() if args.grid else None
     collation = summary["collation"]
     check(results, collation["fifo"]["loads"] == 3, "A B C x4: FIFO 3 loads")
     check(results, collation["arrival"]["loads"] == 12, "A B C x4: arrival order 12 loads")
@@ -425,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for ok, claim in results:
         print(f"{'PASS' if ok else 'FAIL'}  {claim}")
     if args.json:
-        args.json.write_text(json.dumps({**summary, "seeds": sweep}, indent=1) + "\n")
+        args.json.write_text(json.dumps({**summary, "seeds": sweep, "grid": grid}, indent=1) + "\n")
     return 0 if all(ok for ok, _ in results) else 1
 
 
