@@ -159,7 +159,10 @@ class CostAwareScheduler(_BaseScheduler):
     after another (with ``max_wait`` below the budget, ``max_wait`` is the
     budget). A new request for the held model takes the fast path and ends the
     hold, as does a request reaching ``max_wait``. With a hold the driver must
-    call :meth:`on_tick` at :meth:`next_deadline`.
+    call :meth:`on_tick` at :meth:`next_deadline`. Use a hold together with
+    ``max_wait``: the budget is absolute, so on light traffic, where FIFO's own
+    waits are short, a hold alone can raise the maximum wait well above FIFO's
+    (``docs/policies.md`` measures it).
 
     The clock is read once per drain that has two or more models to rank,
     and as in FIFO when ``max_wait`` is set or the planner records serves;
