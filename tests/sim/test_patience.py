@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import io
 import json
 import math
@@ -13,10 +11,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from replay_helpers import router_run
 
 from swapcore import (
     ArrivalOrderScheduler,
-    BaseRouter,
     ConfigError,
     FIFOScheduler,
     MaxLoadedPlanner,
@@ -38,8 +36,6 @@ from swapcore.sim import (
     write_trace,
 )
 from swapcore.sim.report import ABANDONED, OUTCOMES, SERVED
-from swapcore.testing._virtual_loop import VirtualTimeLoop
-from swapcore.testing.fakes import FakeProcess
 
 Models = Mapping[str, ModelProfile | float]
 SchedulerClass = type[FIFOScheduler] | type[ArrivalOrderScheduler]
@@ -324,45 +320,6 @@ def test_every_arrival_has_one_outcome_and_nobody_waits_past_their_patience(
 
 
 # --------------------------------------------------------------------------- the real router
-
-
-def router_run(
-    trace: list[Arrival], models: dict[str, ModelProfile], n: int, scheduler: SchedulerClass
-) -> tuple[dict[str, int], list[float | None]]:
-    """The scenario through BaseRouter on a virtual clock; a caller out of patience cancels."""
-    loop = VirtualTimeLoop()
-    loop.now = t0 = 1024.0  # a round origin: sums of the trace's times stay exact
-    procs = {m: FakeProcess(m, start_delay=p.load, stop_delay=p.stop) for m, p in models.items()}
-    ttl = {m: p.ttl for m, p in models.items() if p.ttl is not None}
-    started: list[float | None] = [None] * len(trace)
-
-    async def client(router: BaseRouter, index: int, arrival: Arrival) -> None:
-        await asyncio.sleep(arrival.at)
-        if arrival.patience is not None:  # what a user's timeout does: cancel if not started
-            task = asyncio.current_task()
-            assert task is not None
-            loop.call_later(arrival.patience, lambda: started[index] is None and task.cancel())
-        async with router.acquire(arrival.model):
-            started[index] = loop.time() - t0
-            await asyncio.sleep(arrival.service)
-
-    async def main() -> None:
-        factory = functools.partial(scheduler, clock=loop.time)
-        async with BaseRouter(procs, MaxLoadedPlanner(n), scheduler=factory, idle_ttl=ttl) as r:
-            clients = (client(r, i, arrival) for i, arrival in enumerate(trace))
-            await asyncio.gather(*clients, return_exceptions=True)
-            await asyncio.sleep(max(ttl.values(), default=0) + 1)
-
-    task = loop.create_task(main())
-    try:
-        while not task.done():
-            loop.settle()
-            when = loop.next_timer()
-            loop.now = max(loop.now, when if when is not None else loop.now)
-        task.result()
-    finally:
-        loop.close()
-    return {m: p.starts for m, p in procs.items()}, started
 
 
 @pytest.mark.parametrize(

@@ -101,13 +101,8 @@ def live_run(
         ) as router:
             await asyncio.gather(*(client(router, arrival) for arrival in trace))
 
-    task = loop.create_task(main())
     try:
-        while not task.done():
-            loop.settle()
-            when = loop.next_timer()
-            loop.now = max(loop.now, when if when is not None else loop.now)
-        task.result()
+        loop.run_virtual(main())
     finally:
         loop.close()
     return recorder, {m: p.starts for m, p in procs.items()}

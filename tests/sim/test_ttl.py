@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import itertools
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,8 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from replay_helpers import router_run
 
-from swapcore import BaseRouter, ConfigError, FIFOScheduler, MaxLoadedPlanner
+from swapcore import ConfigError, FIFOScheduler, MaxLoadedPlanner
 from swapcore.sim import (
     Arrival,
     LoadInterval,
@@ -27,8 +26,6 @@ from swapcore.sim import (
     simulate,
 )
 from swapcore.sim.config import load_sim_config
-from swapcore.testing._virtual_loop import VirtualTimeLoop
-from swapcore.testing.fakes import FakeProcess
 
 
 def run(
@@ -184,40 +181,6 @@ def test_loads_never_overlap_and_every_request_is_served(
 # --------------------------------------------------------------------------- the real router
 
 
-def router_run(
-    trace: list[Arrival], models: dict[str, ModelProfile], n: int
-) -> tuple[dict[str, int], list[float]]:
-    """The same scenario through BaseRouter with FakeProcess on a virtual-time loop."""
-    loop = VirtualTimeLoop()
-    t0 = loop.now
-    procs = {m: FakeProcess(m, start_delay=p.load, stop_delay=p.stop) for m, p in models.items()}
-    ttl = {m: p.ttl for m, p in models.items() if p.ttl is not None}
-    started = [0.0] * len(trace)
-
-    async def client(router: BaseRouter, index: int, arrival: Arrival) -> None:
-        await asyncio.sleep(arrival.at)
-        async with router.acquire(arrival.model):
-            started[index] = loop.time() - t0
-            await asyncio.sleep(arrival.service)
-
-    async def main() -> None:
-        scheduler = functools.partial(FIFOScheduler, clock=loop.time)
-        async with BaseRouter(procs, MaxLoadedPlanner(n), scheduler=scheduler, idle_ttl=ttl) as r:
-            await asyncio.gather(*(client(r, i, arrival) for i, arrival in enumerate(trace)))
-            await asyncio.sleep(max(ttl.values(), default=0) + 1)
-
-    task = loop.create_task(main())
-    try:
-        while not task.done():
-            loop.settle()
-            when = loop.next_timer()
-            loop.now = max(loop.now, when if when is not None else loop.now)
-        task.result()
-    finally:
-        loop.close()
-    return {m: p.starts for m, p in procs.items()}, started
-
-
 @pytest.mark.parametrize(
     ("trace", "n"),
     [
@@ -234,7 +197,7 @@ def test_the_simulator_matches_the_router(trace: list[Arrival], n: int) -> None:
         "b": ModelProfile(3, 0.5, ttl=4),
         "c": ModelProfile(1, 0.5),
     }
-    loads, started = router_run(trace, models, n)
+    loads, started = router_run(trace, models, n, FIFOScheduler)
     report = simulate(trace, planner=lambda: MaxLoadedPlanner(n), models=models)
     assert dict(report.loads_per_model) == loads
     assert [r.started for r in report.requests] == pytest.approx(started)
