@@ -5,6 +5,8 @@
 Scenarios (one always-ready FakeProcess unless stated):
 
 - ``sequential``: one task, ``async with router.acquire("a"): pass`` in a loop.
+  ``sequential-recorded`` is the same with a ``TraceRecorder`` writing every
+  request to a file (``swapcore serve --record-trace``).
 - ``concurrent-100``: 100 tasks, each holding its lease across one
   ``await asyncio.sleep(0)``; ``loop-only-100`` is the same loop without the
   router, so the difference is the router's cost.
@@ -28,6 +30,7 @@ import platform
 import pstats
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -35,8 +38,9 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from swapcore import BaseRouter, SwapPlanner
+from swapcore import BaseRouter, RouterEvent, SwapPlanner
 from swapcore.scheduling.fifo import FIFOScheduler
+from swapcore.sim import TraceRecorder
 from swapcore.testing.fakes import FakeProcess
 
 T = TypeVar("T")
@@ -61,8 +65,10 @@ class InlineRouter(BaseRouter):
         pass
 
 
-async def sequential(router_class: type[BaseRouter], n: int) -> dict[str, float]:
-    async with router_class({"a": FakeProcess("a")}, OneAtATime()) as router:
+async def sequential(
+    router_class: type[BaseRouter], n: int, on_event: Callable[[RouterEvent], None] | None = None
+) -> dict[str, float]:
+    async with router_class({"a": FakeProcess("a")}, OneAtATime(), on_event=on_event) as router:
         await router.preload("a")
         start = time.perf_counter()
         for _ in range(n):
@@ -140,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, dict[str, float]] = {}
     results["sequential"] = run(lambda: sequential(BaseRouter, n))
     results["sequential-inline"] = run(lambda: sequential(InlineRouter, n))
+    with tempfile.TemporaryDirectory() as tmp:
+        recorder = TraceRecorder(Path(tmp) / "trace.jsonl")
+        results["sequential-recorded"] = run(lambda: sequential(BaseRouter, n, recorder))
+        recorder.close()
     results["loop-only-100"] = run(lambda: concurrent(None, n))
     results["concurrent-100"] = run(lambda: concurrent(BaseRouter, n))
     results["concurrent-100-inline"] = run(lambda: concurrent(InlineRouter, n))
