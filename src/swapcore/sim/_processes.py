@@ -148,19 +148,21 @@ class VirtualProcesses:
         else:
             del self._waiting[model]
 
-    def _arm_ttl(self, model: str) -> None:
-        """Arm (or re-arm) the idle timer of an idle, running model with a TTL."""
-        ttl = self._ttl.get(model)
-        if (
-            ttl is None
-            or model in self._in_flight
+    def _idle(self, model: str) -> bool:
+        """Running with nothing in flight or waiting, no swap to it and no TTL stop under way."""
+        return not (
+            model in self._in_flight
             or model in self._waiting
             or model in self._swaps
             or model in self._unloading
             or self._states[model] not in _RUNNING_STATES
-        ):
-            return
-        self._ttl_armed[model] = self._push(self.now + ttl, _TTL, model, None)
+        )
+
+    def _arm_ttl(self, model: str) -> None:
+        """Arm (or re-arm) the idle timer of an idle, running model with a TTL."""
+        ttl = self._ttl.get(model)
+        if ttl is not None and self._idle(model):
+            self._ttl_armed[model] = self._push(self.now + ttl, _TTL, model, None)
 
     def _ttl_fired(self, model: str, seq: int, at: float, scheduler: Scheduler) -> bool:
         """The timer ``seq`` came at ``at``: unload the model if it is still idle.
@@ -172,14 +174,7 @@ class VirtualProcesses:
             return False  # cancelled by an arrival or a swap, or armed again since
         self.now = at
         del self._ttl_armed[model]
-        if (
-            model in self._in_flight
-            or model in self._waiting
-            or model in self._swaps
-            or model in self._unloading
-            or any(model in swap.evict for swap in self._swaps.values())
-            or self._states[model] not in _RUNNING_STATES
-        ):
+        if not self._idle(model) or any(model in swap.evict for swap in self._swaps.values()):
             return True
         state = self._states[model]
         if state is not _READY:  # a STARTING model is always a swap's target
