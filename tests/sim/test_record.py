@@ -41,6 +41,7 @@ def test_a_release_completes_an_arrival_relative_to_the_recorder_start() -> None
     recorder = fed(TraceRecorder(clock=lambda: 90.0))
     assert recorder.arrivals == [Arrival(10.0, "a", 5.0), Arrival(15.5, "b", 2.0)]
     assert recorder.not_served == 2
+    assert recorder.recorded == 2
     assert recorder.in_flight == 0
 
 

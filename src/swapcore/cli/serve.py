@@ -234,7 +234,7 @@ async def serve(
             recorder.close()
             logger.info(
                 "recorded %d served requests to %s (%d not served)",
-                len(recorder.arrivals),
+                recorder.recorded,
                 os.fspath(record_trace or ""),
                 recorder.not_served,
             )

@@ -81,6 +81,11 @@ class TraceRecorder:
         return sorted(self._arrivals, key=lambda arrival: arrival.at)
 
     @property
+    def recorded(self) -> int:
+        """How many arrivals were recorded so far."""
+        return len(self._arrivals)
+
+    @property
     def in_flight(self) -> int:
         """Requests granted and not yet released (not recorded yet)."""
         return len(self._granted)
