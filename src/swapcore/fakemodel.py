@@ -22,6 +22,11 @@ Endpoints:
 - ``POST /fake/crash``: the server exits at once with ``CRASH_EXIT_CODE``,
   without answering. ``crash_after_tokens=N`` does the same after the N-th
   token of a completion (before replying, when not streaming).
+- Hangs: ``hang_after_tokens=N`` makes every completion stop after its N-th
+  token and send nothing more, keeping the connection open (a non-streamed
+  completion never answers); a prompt containing ``HANG_MARKER`` does the
+  same for that one request, after its first token. A hung request ends only
+  when its client disconnects or the server stops.
 
 A body that is not a JSON object, or lacks a required field, gets an
 OpenAI-style 400 error.
@@ -64,10 +69,12 @@ from swapcore._fake_wire import (
 )
 from swapcore.errors import ConfigError
 
-__all__ = ["CRASH_EXIT_CODE", "FakeModel", "main"]
+__all__ = ["CRASH_EXIT_CODE", "HANG_MARKER", "FakeModel", "main"]
 
 CRASH_EXIT_CODE = 70
 """Exit status of a deliberate crash (``/fake/crash``, ``crash_after_tokens``)."""
+HANG_MARKER = "[[fake-hang]]"
+"""In a prompt, makes that completion hang after its first token."""
 
 
 def _crash_now() -> NoReturn:
@@ -84,6 +91,7 @@ class FakeModel:
     ``model``, or this), ``load`` (seconds before ``/health`` turns 200),
     ``tokens`` (completion length), ``token_delay`` (seconds before each
     streamed token), ``embedding_dim``, ``crash_after_tokens`` (None: never),
+    ``hang_after_tokens`` (None: never),
     ``clock`` (monotonic seconds; inject one to control loading in tests) and
     ``crash`` (called for a deliberate crash; the default ends the process
     with ``os._exit``, so in-process tests inject one that raises).
@@ -101,6 +109,7 @@ class FakeModel:
         token_delay: float = 0.0,
         embedding_dim: int = 8,
         crash_after_tokens: int | None = None,
+        hang_after_tokens: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         crash: Callable[[], None] = _crash_now,
     ) -> None:
@@ -112,12 +121,15 @@ class FakeModel:
         _check_int("embedding_dim", embedding_dim, minimum=1)
         if crash_after_tokens is not None:
             _check_int("crash_after_tokens", crash_after_tokens, minimum=0)
+        if hang_after_tokens is not None:
+            _check_int("hang_after_tokens", hang_after_tokens, minimum=0)
         self.model_name = model_name
         self.load = float(load)
         self.tokens = tokens
         self.token_delay = float(token_delay)
         self.embedding_dim = embedding_dim
         self.crash_after_tokens = crash_after_tokens
+        self.hang_after_tokens = hang_after_tokens
         self._clock = clock
         self._crash = crash
         self._born = clock()
@@ -180,8 +192,11 @@ class FakeModel:
         usage = _usage(prompt_tokens, count)
         head = {"id": rid, "object": "chat.completion", "created": created, "model": model}
         head["system_fingerprint"] = "fake"
+        hang_at = self._hang_at(prompt)
         if not body.get("stream"):
             self._maybe_crash(count)
+            if hang_at is not None and hang_at < count:
+                await _hang()
             message = {"role": "assistant", "content": "".join(reply)}
             choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             await _send_json(
@@ -202,7 +217,7 @@ class FakeModel:
             events.append(
                 {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
             )
-        await self._stream(send, events, first_token=1, count=count)
+        await self._stream(send, events, first_token=1, count=count, hang_at=hang_at)
 
     async def _completions(self, body: dict[str, Any], send: _Send) -> None:
         raw = body.get("prompt", "")
@@ -215,8 +230,11 @@ class FakeModel:
         rid, created = f"cmpl-fake{next(self._ids)}", int(time.time())
         usage = _usage(sum(len(t.split()) for t in texts), count * len(texts))
         head = {"id": rid, "object": "text_completion", "created": created, "model": model}
+        hang_at = self._hang_at(" ".join(texts))
         if not body.get("stream"):
             self._maybe_crash(count)
+            if hang_at is not None and hang_at < count:
+                await _hang()
             choices = [
                 {"index": i, "text": "".join(reply), "logprobs": None, "finish_reason": finish}
                 for i, reply in enumerate(replies)
@@ -232,7 +250,7 @@ class FakeModel:
         events += [chunk(i, "", finish) for i in range(len(replies))]
         if _include_usage(body):
             events.append({**head, "choices": [], "usage": usage})
-        await self._stream(send, events, first_token=0, count=count * len(replies))
+        await self._stream(send, events, first_token=0, count=count * len(replies), hang_at=hang_at)
 
     async def _embeddings(self, body: dict[str, Any], send: _Send) -> None:
         inputs = _embedding_inputs(body.get("input"))
@@ -274,12 +292,24 @@ class FakeModel:
             raise _BadRequest("'max_tokens' must be a positive integer", param="max_tokens")
         return model, min(limit, self.tokens), "length" if limit < self.tokens else "stop"
 
+    def _hang_at(self, prompt: str) -> int | None:
+        """After how many tokens this completion hangs (None: it does not)."""
+        if HANG_MARKER in prompt:
+            return 1
+        return self.hang_after_tokens
+
     def _maybe_crash(self, count: int) -> None:
         if self.crash_after_tokens is not None and self.crash_after_tokens < count:
             self._crash()
 
     async def _stream(
-        self, send: _Send, events: list[dict[str, Any]], *, first_token: int, count: int
+        self,
+        send: _Send,
+        events: list[dict[str, Any]],
+        *,
+        first_token: int,
+        count: int,
+        hang_at: int | None = None,
     ) -> None:
         """Send ``events`` as SSE; events ``first_token .. first_token+count-1`` are tokens."""
         await send({"type": "http.response.start", "status": 200, "headers": _SSE})
@@ -290,6 +320,8 @@ class FakeModel:
                 if 0 <= token < count:
                     if crash_at is not None and token == crash_at:
                         self._crash()
+                    if hang_at is not None and token == hang_at:
+                        await _hang()
                     if self.token_delay:
                         await asyncio.sleep(self.token_delay)
                 data = b"data: " + json.dumps(event).encode() + b"\n\n"
@@ -297,6 +329,11 @@ class FakeModel:
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
         except OSError:
             return  # the client went away; nothing to clean up
+
+
+async def _hang() -> None:
+    """Wait until cancelled: a server that stopped sending but keeps the connection."""
+    await asyncio.Event().wait()
 
 
 _Handler = Callable[[FakeModel, dict[str, Any], _Send], Awaitable[None]]
@@ -345,6 +382,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"exit with code {CRASH_EXIT_CODE} after the N-th token of a completion",
     )
+    add(
+        "--hang-after-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop sending after the N-th token of every completion (keep the connection)",
+    )
     return parser
 
 
@@ -365,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             token_delay=args.token_delay,
             embedding_dim=args.embedding_dim,
             crash_after_tokens=args.crash_after_tokens,
+            hang_after_tokens=args.hang_after_tokens,
         )
     except ConfigError as exc:
         parser.error(str(exc))
