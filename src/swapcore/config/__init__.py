@@ -24,15 +24,20 @@ from swapcore.config.build import (
 from swapcore.config.demo import DEMO_VARIANTS, demo_config, demo_yaml
 from swapcore.config.loader import KNOWN_SCHEDULERS, load_config, parse_config
 from swapcore.config.schema import (
+    DEFAULT_MODEL_TIMEOUTS,
+    DEFAULT_PEER_TIMEOUTS,
     GatewayConfig,
     MatrixConfig,
     ModelConfig,
     PeerConfig,
     RoutingConfig,
     SwapcoreSettings,
+    UpstreamTimeouts,
 )
 
 __all__ = [
+    "DEFAULT_MODEL_TIMEOUTS",
+    "DEFAULT_PEER_TIMEOUTS",
     "DEMO_VARIANTS",
     "KNOWN_SCHEDULERS",
     "GatewayConfig",
@@ -41,6 +46,7 @@ __all__ = [
     "PeerConfig",
     "RoutingConfig",
     "SwapcoreSettings",
+    "UpstreamTimeouts",
     "build_planner",
     "build_processes",
     "build_router",

@@ -10,6 +10,7 @@ the invariants a hand-built configuration could break, naming the field.
 from __future__ import annotations
 
 import itertools
+import math
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -77,6 +78,41 @@ def _non_empty_str(instance: object, attribute: attrs.Attribute[Any], value: obj
         raise ConfigError(f"{type(instance).__name__}.{attribute.name}: must be a non-empty string")
 
 
+def _timeout(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name}: must be a positive number of seconds"
+            " or None"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamTimeouts:
+    """How long the gateway waits on one upstream (seconds; None = no limit).
+
+    ``connect``: to open a connection; ``response_header``: from sending the
+    request to the response headers; ``read``: the longest silence in the
+    middle of a response; ``keepalive``, ``tls_handshake``, ``idle_conn``,
+    ``expect_continue``: as llama-swap's ``timeouts`` keys.
+    """
+
+    connect: float | None = attrs.field(default=30.0, validator=_timeout)
+    response_header: float | None = attrs.field(default=None, validator=_timeout)
+    read: float | None = attrs.field(default=600.0, validator=_timeout)
+    keepalive: float | None = attrs.field(default=30.0, validator=_timeout)
+    tls_handshake: float | None = attrs.field(default=10.0, validator=_timeout)
+    idle_conn: float | None = attrs.field(default=90.0, validator=_timeout)
+    expect_continue: float | None = attrs.field(default=1.0, validator=_timeout)
+
+
+DEFAULT_MODEL_TIMEOUTS = UpstreamTimeouts()
+"""A local model's timeouts when its config sets none."""
+DEFAULT_PEER_TIMEOUTS = UpstreamTimeouts(response_header=60.0)
+"""A peer's timeouts when its config sets none."""
+
+
 @attrs.frozen(kw_only=True)
 class ModelConfig:
     """One local model: how to start, check, reach and stop its server.
@@ -113,6 +149,7 @@ class ModelConfig:
     metadata: Mapping[str, Any] = attrs.field(
         factory=dict, converter=_frozen_mapping, eq=True, hash=False
     )
+    timeouts: UpstreamTimeouts = DEFAULT_MODEL_TIMEOUTS
 
     @property
     def health_check_enabled(self) -> bool:
@@ -137,6 +174,7 @@ class PeerConfig:
     proxy: str = attrs.field(validator=_non_empty_str)
     api_key: str = ""
     models: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    timeouts: UpstreamTimeouts = DEFAULT_PEER_TIMEOUTS
 
 
 @attrs.frozen(kw_only=True)
