@@ -1,335 +1,45 @@
-"""GatewayApp in-process: FakeProcess models, in-memory upstreams, a hand-driven ASGI client.
+"""GatewayApp in-process: FakeProcess models, real upstreams on 127.0.0.1, an ASGI client.
 
-httpx.ASGITransport collects whole responses, so tests that watch a stream
-as it happens (loading progress, disconnects, failures mid-stream) drive the
-app through :class:`Call`, which plays the ASGI server.
+The harness (Bench, Call, configs) is in gateway_harness.py; the fixtures
+in conftest.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
+pytest.importorskip("uvicorn")
 
 import httpx
+from gateway_harness import (
+    BOUND,
+    CHAT,
+    Call,
+    Make,
+    Message,
+    chat_config,
+    content,
+    eventually,
+    fake_router,
+    reasoning,
+    sse_data,
+    state_of,
+)
+from upstream_servers import Echo, LiveUpstreams, Streaming
 
 from swapcore import BaseRouter, ConfigError, GroupPlanner, ProcessState
 from swapcore.adapters.asgi import GatewayApp
-from swapcore.config import GatewayConfig, PeerConfig, build_router, parse_config
+from swapcore.config import PeerConfig, UpstreamTimeouts, parse_config
 from swapcore.fakemodel import FakeModel
-from swapcore.scheduling.fifo import FIFOScheduler
 from swapcore.testing.fakes import FakeProcess
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
-]
-CHAT = {"messages": [{"role": "user", "content": "hello there"}]}
-BOUND = 10.0  # seconds any single wait may take; no test asserts a duration
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = BOUND) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
-def sse_data(text: str) -> list[Any]:
-    """The ``data:`` payloads of an event stream, JSON-decoded except ``[DONE]``."""
-    events = []
-    for line in text.splitlines():
-        if line.startswith("data: "):
-            data = line[len("data: ") :]
-            events.append(data if data == "[DONE]" else json.loads(data))
-    return events
-
-
-def reasoning(events: list[Any]) -> str:
-    return "".join(
-        e["choices"][0]["delta"].get("reasoning_content", "")
-        for e in events
-        if isinstance(e, dict) and e.get("choices")
-    )
-
-
-def content(events: list[Any]) -> str:
-    return "".join(
-        e["choices"][0]["delta"].get("content") or ""
-        for e in events
-        if isinstance(e, dict) and e.get("choices")
-    )
-
-
-# ----------------------------------------------------------------- upstreams
-
-
-class Echo:
-    """An upstream that answers every request with what it received."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.status = status
-        self.seen: list[dict[str, Any]] = []
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        try:
-            model = json.loads(body).get("model")
-        except ValueError:
-            model = None
-        record = {
-            "method": scope["method"],
-            "path": scope["path"],
-            "query": scope["query_string"].decode(),
-            "headers": headers,
-            "model": model,
-            "body": body,
-        }
-        self.seen.append(record)
-        data = json.dumps({**record, "body": body.decode("latin-1")}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status,
-                "headers": [(b"content-type", b"application/json"), (b"x-upstream", b"echo")],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
-
-
-class _Stream(httpx.AsyncByteStream):
-    def __init__(self, owner: Streaming) -> None:
-        self.owner = owner
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for index in itertools.count():
-            if self.owner.fail_after is not None and index == self.owner.fail_after:
-                raise httpx.ReadError("upstream connection reset")
-            if self.owner.chunks is not None and index == self.owner.chunks:
-                return
-            yield b'data: {"choices": [{"index": 0, "delta": {"content": "t"}}]}\n\n'
-            await asyncio.sleep(0.001)
-
-    async def aclose(self) -> None:
-        self.owner.closed += 1
-
-
-class Streaming(httpx.AsyncBaseTransport):
-    """An upstream transport that really streams: endless chunks, a failure, or N chunks."""
-
-    def __init__(
-        self,
-        *,
-        chunks: int | None = None,
-        fail_after: int | None = None,
-        content_type: bytes = b"text/event-stream",
-    ) -> None:
-        self.chunks = chunks
-        self.fail_after = fail_after
-        self.content_type = content_type
-        self.closed = 0
-        self.requests = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await request.aread()
-        self.requests += 1
-        return httpx.Response(
-            200, headers=[(b"content-type", self.content_type)], stream=_Stream(self)
-        )
-
-
-def by_host(apps: dict[str, ASGIApp]) -> ASGIApp:
-    async def app(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            await apps[scope["server"][0]](scope, receive, send)
-
-    return app
-
-
-# -------------------------------------------------------------- the harness
-
-
-class Call:
-    """Plays the ASGI server for one request: the body, then a disconnect when told."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        method: str,
-        path: str,
-        body: object = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        self.app = app
-        data = b"" if body is None else json.dumps(body).encode()
-        self.scope: Scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"content-type", b"application/json"), *(headers or [])],
-            "server": ("gw", 80),
-            "client": ("127.0.0.1", 1234),
-        }
-        self.body = data
-        self.messages: list[Message] = []
-        self._body_sent = False
-        self._gone = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> Call:
-        self.task = asyncio.ensure_future(self.app(self.scope, self.receive, self.send))
-        return self
-
-    async def receive(self) -> Message:
-        if not self._body_sent:
-            self._body_sent = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
-        await self._gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: Message) -> None:
-        self.messages.append(message)
-        if message["type"] == "http.response.body" and not message.get("more_body"):
-            self._gone.set()  # like uvicorn: a complete response reads as a disconnect
-
-    def disconnect(self) -> None:
-        self._gone.set()
-
-    async def done(self) -> None:
-        assert self.task is not None
-        await asyncio.wait_for(self.task, BOUND)
-
-    @property
-    def status(self) -> int | None:
-        starts = [m for m in self.messages if m["type"] == "http.response.start"]
-        return starts[0]["status"] if starts else None
-
-    @property
-    def text(self) -> str:
-        return b"".join(m.get("body", b"") for m in self.messages[1:]).decode()
-
-    @property
-    def complete(self) -> bool:
-        return any(
-            m["type"] == "http.response.body" and not m.get("more_body") for m in self.messages
-        )
-
-
-# ------------------------------------------------------------------ fixtures
-
-
-class Bench:
-    """A router over FakeProcesses, in-memory upstreams, a gateway and a client for it."""
-
-    def __init__(
-        self,
-        models: tuple[str, ...] = ("a", "b"),
-        *,
-        router: BaseRouter | None = None,
-        processes: dict[str, FakeProcess] | None = None,
-        upstream_apps: dict[str, ASGIApp] | None = None,
-        mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
-        limits: dict[str, int] | None = None,
-        own_client: bool = False,
-        **options: Any,
-    ) -> None:
-        self.processes = processes or {m: FakeProcess(m, start_delay=0.01) for m in models}
-        self.router = router or BaseRouter(
-            self.processes,
-            GroupPlanner({}, models=self.processes),
-            scheduler=functools.partial(FIFOScheduler, concurrency_limits=limits or {}),
-        )
-        apps = upstream_apps or {m: FakeModel(model_name=m, tokens=4) for m in self.processes}
-        self.upstream = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=by_host(apps)),
-            mounts={f"all://{host}": t for host, t in (mounts or {}).items()},
-        )
-        options.setdefault("upstreams", {m: f"http://{m}" for m in self.processes})
-        if not own_client:
-            options["http_client"] = self.upstream
-        self.app = GatewayApp(self.router, **options)
-        self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://gw"
-        )
-
-    async def close(self) -> None:
-        await self.client.aclose()
-        await self.app.shutdown()
-        await self.upstream.aclose()
-
-
-@pytest.fixture
-async def bench() -> AsyncIterator[Callable[..., Awaitable[Bench]]]:
-    benches: list[Bench] = []
-
-    async def make(*args: Any, start: bool = True, **kwargs: Any) -> Bench:
-        made = Bench(*args, **kwargs)
-        benches.append(made)
-        if start:
-            await made.app.startup()
-        return made
-
-    yield make
-    for made in benches:
-        await made.close()
-
-
-Make = Callable[..., Awaitable[Bench]]
-
-
-def state_of(process: FakeProcess) -> ProcessState:
-    """The state, read afresh (keeps mypy from narrowing it across awaits)."""
-    return process.state
-
-
-def chat_config(**extra: Any) -> GatewayConfig:
-    """A parsed config with models real (alias nick, useModelName), plain and hidden."""
-    models = {
-        "real": {
-            "cmd": "unused",
-            "proxy": "http://real",
-            "aliases": ["nick"],
-            "useModelName": "upstream-name",
-            "name": "Real",
-            "description": "The real one",
-            "metadata": {"size": 7},
-        },
-        "plain": {"cmd": "unused", "proxy": "http://plain", "aliases": ["plain-alias"]},
-        "hidden": {"cmd": "unused", "proxy": "http://hidden", "unlisted": True},
-    }
-    return parse_config({"models": models, **extra})
-
-
-def fake_router(config: GatewayConfig, **kwargs: Any) -> tuple[BaseRouter, dict[str, FakeProcess]]:
-    processes = {m: FakeProcess(m, **kwargs) for m in config.models}
-    return build_router(config, processes=processes), processes
-
 
 # ---------------------------------------------------------------- endpoints
 
@@ -382,7 +92,7 @@ async def test_chat_completions_and_any_v1_post(bench: Make) -> None:
     unknown = await b.client.post("/v1/rerank", json={"model": "a"})
     assert unknown.status_code == 404
     assert unknown.json()["error"]["message"] == "no route for /v1/rerank"
-    assert b.router.snapshot().models["a"].in_flight == 0
+    await eventually(lambda: b.router.snapshot().models["a"].in_flight == 0, "the release")
 
 
 async def test_streamed_chat_through_the_gateway(bench: Make) -> None:
@@ -455,14 +165,14 @@ async def test_websockets_are_refused(bench: Make) -> None:
 # ------------------------------------------------------- names and rewriting
 
 
-async def test_alias_and_use_model_name_rewrite_the_body(bench: Make) -> None:
-    config = chat_config()
-    router, processes = fake_router(config)
+async def test_alias_and_use_model_name_rewrite_the_body(bench: Make, live: LiveUpstreams) -> None:
     echo = Echo()
-    apps: dict[str, ASGIApp] = {m: echo for m in config.models}
+    url = await live.asgi(echo)
+    config = chat_config({m: url for m in ("real", "plain", "hidden")})
+    router, processes = fake_router(config)
     # upstreams=None: the config's proxies (a FakeProcess has no url).
     b = await bench(
-        router=router, processes=processes, config=config, upstream_apps=apps, upstreams=None
+        router=router, processes=processes, config=config, upstream_apps={}, upstreams=None
     )
 
     body = {"model": "nick", "temperature": 0.5, **CHAT}
@@ -482,6 +192,10 @@ async def test_alias_and_use_model_name_rewrite_the_body(bench: Make) -> None:
     raw = b'{"model":"plain",  "keep":"spacing"}'
     await b.client.post("/v1/chat/completions", content=raw)
     assert echo.seen[-1]["body"] == raw  # forwarded byte for byte when nothing is renamed
+    # Renaming replaces the model's value only; the rest stays byte for byte.
+    raw = b'{"x": "\\u00e9",  "model" : "nick", "y":[1, 2]}'
+    await b.client.post("/v1/chat/completions", content=raw)
+    assert echo.seen[-1]["body"] == raw.replace(b'"nick"', b'"upstream-name"')
 
     # Unlisted models are still served.
     await b.client.post("/v1/chat/completions", json={"model": "hidden", **CHAT})
@@ -497,7 +211,6 @@ async def test_multipart_model_field(bench: Make) -> None:
         processes=processes,
         config=config,
         upstream_apps={m: echo for m in config.models},
-        upstreams={m: f"http://{m}" for m in config.models},
     )
     audio = bytes(range(256)) * 4
     reply = await b.client.post(
@@ -578,11 +291,17 @@ async def test_unreachable_upstream_is_502(bench: Make) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # The app's own client, for a real refused connection.
-    b = await bench(upstreams={"a": f"http://127.0.0.1:{port}", "b": "http://b"}, own_client=True)
+    # A refused connection to a ready model is retried until connect runs out.
+    b = await bench(
+        upstreams={"a": f"http://127.0.0.1:{port}", "b": "http://b"},
+        timeouts=UpstreamTimeouts(connect=0.3),
+    )
     response = await b.client.post("/v1/chat/completions", json={"model": "a", **CHAT})
     assert response.status_code == 502
-    assert response.json()["error"]["code"] == "upstream_unreachable"
-    assert b.router.snapshot().models["a"].in_flight == 0
+    error = response.json()["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert error["message"] == "upstream of 'a' unreachable: connection refused"
+    await eventually(lambda: b.router.snapshot().models["a"].in_flight == 0, "the release")
 
 
 # ---------------------------------------------------------------------- auth
@@ -646,15 +365,18 @@ async def test_without_keys_client_auth_goes_upstream(bench: Make) -> None:
 # --------------------------------------------------------------------- peers
 
 
-async def test_peer_models_are_forwarded_with_the_peer_key(bench: Make) -> None:
+async def test_peer_models_are_forwarded_with_the_peer_key(
+    bench: Make, live: LiveUpstreams
+) -> None:
     echo = Echo()
+    peer_url = await live.asgi(echo)
     peers = {
-        "remote": PeerConfig(name="remote", proxy="http://peer/base", api_key="pk", models=("m",))
+        "remote": PeerConfig(name="remote", proxy=f"{peer_url}/base", api_key="pk", models=("m",))
     }
     b = await bench(
         peers=peers,
         api_keys=["client-key"],
-        upstream_apps={"a": FakeModel(model_name="a"), "b": FakeModel(), "peer": echo},
+        upstream_apps={"a": FakeModel(model_name="a"), "b": FakeModel()},
     )
     auth = {"authorization": "Bearer client-key"}
     for name in ("remote/m", "m"):  # exact, and bare when one peer serves it
@@ -674,16 +396,12 @@ async def test_peer_models_are_forwarded_with_the_peer_key(bench: Make) -> None:
     assert missing.status_code == 404
 
 
-async def test_peers_from_the_config(bench: Make) -> None:
-    config = chat_config(peers={"far": {"proxy": "http://peer", "apiKey": "fk", "models": ["x"]}})
-    router, processes = fake_router(config)
+async def test_peers_from_the_config(bench: Make, live: LiveUpstreams) -> None:
     echo = Echo()
-    b = await bench(
-        router=router,
-        processes=processes,
-        config=config,
-        upstream_apps={"peer": echo},
-    )
+    peer_url = await live.asgi(echo)
+    config = chat_config(peers={"far": {"proxy": peer_url, "apiKey": "fk", "models": ["x"]}})
+    router, processes = fake_router(config)
+    b = await bench(router=router, processes=processes, config=config, upstream_apps={})
     reply = await b.client.post("/v1/embeddings", json={"model": "far/x", "input": "hi"})
     assert reply.status_code == 200
     assert echo.seen[-1]["model"] == "x"
@@ -712,7 +430,7 @@ async def test_loading_progress_then_the_upstream_stream(bench: Make) -> None:
     first = events[0]
     assert first["object"] == "chat.completion.chunk"
     assert first["choices"][0]["delta"]["role"] == "assistant"
-    assert b.router.snapshot().models["a"].in_flight == 0
+    await eventually(lambda: b.router.snapshot().models["a"].in_flight == 0, "the release")
 
 
 async def test_loading_progress_reports_the_queue_position(bench: Make) -> None:
@@ -824,21 +542,21 @@ async def test_disconnect_while_loading_cancels_the_wait(bench: Make) -> None:
 
 async def test_disconnect_mid_stream_closes_the_upstream_and_releases(bench: Make) -> None:
     endless = Streaming()
-    b = await bench(upstreams={"a": "http://s", "b": "http://b"}, mounts={"s": endless})
+    b = await bench(raw={"a": endless})
     call = Call(b.app, "POST", "/v1/chat/completions", {"model": "a", "stream": True, **CHAT})
     call.start()
     await eventually(lambda: len(call.messages) >= 4, "a few chunks")
     assert b.router.snapshot().models["a"].in_flight == 1
     call.disconnect()
     await call.done()
-    assert endless.closed == 1
+    await eventually(lambda: endless.closed == 1, "the upstream connection closed")
     assert not call.complete
     await eventually(lambda: b.router.snapshot().models["a"].in_flight == 0, "the release")
 
 
 async def test_lease_is_held_until_the_body_is_sent(bench: Make) -> None:
     finite = Streaming(chunks=3)
-    b = await bench(upstreams={"a": "http://s", "b": "http://b"}, mounts={"s": finite})
+    b = await bench(raw={"a": finite})
     seen_in_flight: list[int] = []
     call = Call(b.app, "POST", "/v1/chat/completions", {"model": "a", "stream": True, **CHAT})
     original = call.send
@@ -857,7 +575,7 @@ async def test_lease_is_held_until_the_body_is_sent(bench: Make) -> None:
 
 async def test_upstream_failure_mid_event_stream_ends_with_an_error_event(bench: Make) -> None:
     failing = Streaming(fail_after=2)
-    b = await bench(upstreams={"a": "http://s", "b": "http://b"}, mounts={"s": failing})
+    b = await bench(raw={"a": failing})
     response = await b.client.post(
         "/v1/chat/completions", json={"model": "a", "stream": True, **CHAT}
     )
@@ -865,12 +583,12 @@ async def test_upstream_failure_mid_event_stream_ends_with_an_error_event(bench:
     events = sse_data(response.text)
     assert len(events) == 3
     assert events[-1]["error"]["code"] == "upstream_failed"
-    assert b.router.snapshot().models["a"].in_flight == 0
+    await eventually(lambda: b.router.snapshot().models["a"].in_flight == 0, "the release")
 
 
 async def test_upstream_failure_mid_plain_body_abandons_the_response(bench: Make) -> None:
     failing = Streaming(fail_after=2, content_type=b"application/json")
-    b = await bench(upstreams={"a": "http://s", "b": "http://b"}, mounts={"s": failing})
+    b = await bench(raw={"a": failing})
     call = Call(b.app, "POST", "/v1/chat/completions", {"model": "a", **CHAT}).start()
     await call.done()
     assert call.status == 200
@@ -888,11 +606,11 @@ async def test_running_and_unload(bench: Make) -> None:
         router=router,
         processes=processes,
         config=config,
-        upstreams={m: f"http://{m}" for m in config.models},
         upstream_apps={m: FakeModel(model_name=m) for m in config.models},
     )
     assert (await b.client.get("/running")).json() == {"running": []}
     await b.client.post("/v1/chat/completions", json={"model": "nick", **CHAT})
+    await eventually(lambda: b.router.snapshot().models["real"].in_flight == 0, "the release")
     running = (await b.client.get("/running")).json()["running"]
     assert running == [
         {
@@ -901,7 +619,7 @@ async def test_running_and_unload(bench: Make) -> None:
             "in_flight": 0,
             "queued": 0,
             "waiting": 0,
-            "proxy": "http://real",
+            "proxy": b.urls["real"],
             "ttl": 0,
             "name": "Real",
             "description": "The real one",
@@ -956,13 +674,10 @@ async def test_lifespan_protocol_runs_the_router_and_the_client() -> None:
     assert app.preload_task is not None
     await asyncio.wait_for(app.preload_task, BOUND)
     assert processes["a"].state is ProcessState.READY
-    client = app.http_client
-    assert client is not None and not client.is_closed
     await inbox.put({"type": "lifespan.shutdown"})
     await asyncio.wait_for(lifespan, BOUND)
     assert outbox[1] == {"type": "lifespan.shutdown.complete"}
     assert state_of(processes["a"]) is ProcessState.STOPPED
-    assert client.is_closed
 
 
 async def test_lifespan_reports_a_failed_startup() -> None:
@@ -983,7 +698,6 @@ async def test_lifespan_reports_a_failed_startup() -> None:
         await asyncio.wait_for(app({"type": "lifespan"}, receive, send), BOUND)
     assert outbox[0]["type"] == "lifespan.startup.failed"
     assert "RouterNotRunning" in outbox[0]["message"]
-    assert app.http_client is None  # the client it created was closed again
 
 
 async def test_manage_router_false_leaves_the_router_alone() -> None:
@@ -996,7 +710,7 @@ async def test_manage_router_false_leaves_the_router_alone() -> None:
     assert processes["a"].state is ProcessState.STOPPED
 
 
-async def test_mounted_in_starlette() -> None:
+async def test_mounted_in_starlette(live: LiveUpstreams) -> None:
     starlette = pytest.importorskip("starlette")
     from contextlib import asynccontextmanager
 
@@ -1007,10 +721,7 @@ async def test_mounted_in_starlette() -> None:
     assert starlette
     processes = {"a": FakeProcess("a")}
     router = BaseRouter(processes, GroupPlanner({}, models=processes))
-    upstream = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=by_host({"a": FakeModel(tokens=4)}))
-    )
-    gateway = GatewayApp(router, upstreams={"a": "http://a"}, http_client=upstream)
+    gateway = GatewayApp(router, upstreams={"a": await live.asgi(FakeModel(tokens=4))})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -1036,7 +747,6 @@ async def test_mounted_in_starlette() -> None:
         redirect = await client.get("/llm/upstream/a")
         assert redirect.headers["location"] == "a/"  # relative: stays under /llm
     assert processes["a"].state is ProcessState.STOPPED
-    await upstream.aclose()
 
 
 async def test_from_config_builds_the_router(bench: Make) -> None:
@@ -1060,7 +770,10 @@ async def test_from_config_builds_the_router(bench: Make) -> None:
         ({"max_body_size": 0}, "max_body_size"),
         ({"max_body_size": 1.5}, "max_body_size"),
         ({"loading_tick": 0}, "loading_tick"),
-        ({"connect_timeout": float("inf")}, "connect_timeout"),
+        ({"max_buffered_bytes": 0}, "max_buffered_bytes"),
+        ({"timeouts": {"zz": UpstreamTimeouts()}}, "timeouts"),
+        ({"timeouts": {"a": 5}}, r"timeouts\['a'\]"),
+        ({"timeouts": 5}, "timeouts"),
         ({"send_loading_state": "yes"}, "send_loading_state"),
         ({"preload": "a"}, "preload"),
         ({"http_client": object()}, "http_client"),

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from swapcore.adapters._outputlog import OutputLog
 
@@ -48,8 +49,8 @@ class _Protocol(asyncio.SubprocessProtocol):
         self.transport: asyncio.SubprocessTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self.transport = transport
+        # uvloop's process transport has the interface but not the base class.
+        self.transport = cast(asyncio.SubprocessTransport, transport)
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         self.output.feed(data.encode() if isinstance(data, str) else data)

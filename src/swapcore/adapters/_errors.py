@@ -27,6 +27,7 @@ __all__ = [
     "first_line",
     "model_not_found",
     "routing_error",
+    "shutting_down",
     "upstream_status_error",
 ]
 
@@ -88,6 +89,16 @@ def routing_error(exc: BaseException) -> GatewayHTTPError:
             code="not_started",
         )
     return GatewayHTTPError(503, message, kind="unavailable_error", code="routing_error")
+
+
+def shutting_down() -> GatewayHTTPError:
+    """503 ``shutting_down``: the gateway is going down and serves no more requests."""
+    return GatewayHTTPError(
+        503,
+        "the gateway is shutting down",
+        kind="unavailable_error",
+        code="shutting_down",
+    )
 
 
 def upstream_status_error(status: int, detail: bytes) -> GatewayHTTPError:

@@ -26,9 +26,7 @@ __all__ = [
     "forwardable_request_headers",
     "forwardable_response_headers",
     "header",
-    "read_body",
     "route_path",
-    "wait_for_disconnect",
 ]
 
 Scope: TypeAlias = MutableMapping[str, Any]
@@ -94,45 +92,6 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read the whole request body; raise 413 past ``limit`` bytes.
-
-    Raises :class:`ClientDisconnected` when the client leaves first.
-    """
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        kind = message["type"]
-        if kind == "http.disconnect":
-            raise ClientDisconnected
-        if kind != "http.request":
-            continue
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise GatewayHTTPError(
-                    413,
-                    f"request body larger than {limit} bytes",
-                    kind="invalid_request_error",
-                    code="body_too_large",
-                )
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def wait_for_disconnect(receive: Receive) -> None:
-    """Return once the client has disconnected (call after the body was read).
-
-    Note that ASGI servers also report ``http.disconnect`` once the response
-    is complete; callers tell the two apart.
-    """
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     """Header names listed in ``Connection``: hop-by-hop for this message only."""
     names: set[bytes] = set()
@@ -177,16 +136,19 @@ class Exchange:
 
     ``started``: the status line and headers went out; ``finished``: the
     last body message went out; ``sse``: the body is an event stream (so a
-    failure can still be reported in-band, as an ``error`` event).
+    failure can still be reported in-band, as an ``error`` event);
+    ``sending``: a body chunk is on its way (it stays True when that send
+    never returned: the client stopped reading).
     """
 
-    __slots__ = ("_send", "finished", "sse", "started", "status")
+    __slots__ = ("_send", "finished", "sending", "sse", "started", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
         self.finished = False
         self.sse = False
+        self.sending = False
         self.status = 0
 
     async def start(self, status: int, headers: Headers) -> None:
@@ -199,7 +161,9 @@ class Exchange:
 
     async def body(self, data: bytes) -> None:
         """Send one chunk of the body; more follows."""
+        self.sending = True
         await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        self.sending = False
 
     async def finish(self, data: bytes = b"") -> None:
         """Send the last chunk of the body; the response is complete."""

@@ -34,7 +34,7 @@ def boundary_of(content_type: str) -> bytes | None:
     return boundary
 
 
-def find_field(body: bytes, boundary: bytes, name: str) -> tuple[int, int] | None:
+def find_field(body: bytes | bytearray, boundary: bytes, name: str) -> tuple[int, int] | None:
     """The ``(start, end)`` byte span of text field ``name``'s value, or None if absent.
 
     The first field of that name wins. Raises :class:`MultipartError` when the
@@ -72,7 +72,7 @@ def find_field(body: bytes, boundary: bytes, name: str) -> tuple[int, int] | Non
         position = content_end + len(separator)
 
 
-def _is_field(headers: bytes, wanted: bytes) -> bool:
+def _is_field(headers: bytes | bytearray, wanted: bytes) -> bool:
     for line in headers.split(b"\r\n"):
         key, colon, value = line.partition(b":")
         if not colon or key.strip().lower() != b"content-disposition":

@@ -12,6 +12,16 @@ Guarantees:
 - **No buffering of responses.** Each chunk the upstream sends is passed on
   as one ASGI body message as soon as it arrives (request bodies are read
   whole: the model name is inside them).
+- **Bounded upstream time.** Connecting, waiting for response headers and
+  any silence mid-response are bounded per model (``timeouts``); when a bound
+  is hit the client gets a 504 (or an error event in a stream already
+  begun) and the model is released, so its swap group can swap.
+- **Bounded memory.** Request bodies count against a gateway-wide budget
+  (``max_buffered_bytes``); past it a request gets 503 with ``Retry-After``.
+  Bodies are never parsed into Python objects beyond the fields needed.
+- **A shutdown contract.** Once :meth:`GatewayApp.shutdown` starts, every
+  request still open ends with ``503 shutting_down`` (or an error event in
+  its stream); the ASGI server never sees an exception from the app.
 - **Disconnects cancel.** A client that disconnects while waiting withdraws
   its request (it never triggers a load); one that disconnects while being
   served closes the upstream request. Either way the lease is released.
@@ -34,9 +44,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 
 from swapcore.adapters._auth import KeyChecker
+from swapcore.adapters._body import BodyBudget, read_body
+from swapcore.adapters._calls import DISCONNECT, HEADER_TIMEOUT, READ_TIMEOUT, Call, Calls
 from swapcore.adapters._catalog import Catalog, Upstreams
 from swapcore.adapters._errors import (
     GatewayHTTPError,
@@ -44,6 +56,7 @@ from swapcore.adapters._errors import (
     first_line,
     model_not_found,
     routing_error,
+    shutting_down,
 )
 from swapcore.adapters._http import (
     ClientDisconnected,
@@ -52,23 +65,25 @@ from swapcore.adapters._http import (
     Scope,
     Send,
     header,
-    read_body,
     route_path,
 )
-from swapcore.adapters._proxy import relay, until_disconnect, upstream_headers, upstream_url
-from swapcore.adapters._requests import parse_body
+from swapcore.adapters._proxy import upstream_headers, upstream_url
+from swapcore.adapters._requests import needs_scan, parse_body, reject_encoding
 from swapcore.adapters._sse import LoadingReporter
+from swapcore.adapters._upstream import UpstreamClient, relay
+from swapcore.config.schema import DEFAULT_MODEL_TIMEOUTS, UpstreamTimeouts
 from swapcore.errors import ConfigError, RouterNotRunning, RoutingError
 from swapcore.process import ProcessState
 
 if TYPE_CHECKING:
+    from swapcore.adapters._requests import RequestBody
     from swapcore.config.schema import GatewayConfig, PeerConfig
     from swapcore.router import BaseRouter
 
 __all__ = [
-    "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_LOADING_TICK",
     "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_BUFFERED_BYTES",
     "INFERENCE_PATHS",
     "GatewayApp",
     "Upstreams",
@@ -78,10 +93,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 """Largest request body accepted (bytes); larger ones get HTTP 413."""
+DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
+"""Most request-body bytes held at once by one app; past it requests get 503."""
 DEFAULT_LOADING_TICK = 1.0
 """Seconds between keep-alive dots of the loading progress stream."""
-DEFAULT_CONNECT_TIMEOUT = 10.0
-"""Seconds to connect to an upstream once its model is ready."""
+_SHUTDOWN_GRACE = 5.0  # how long ended requests get to send their last words at shutdown
 INFERENCE_PATHS = frozenset({"/completion", "/infill", "/rerank", "/reranking"})
 """POST paths outside ``/v1/`` that are routed by their body's model (llama.cpp's own)."""
 
@@ -97,12 +113,18 @@ class GatewayApp:
     - ``config``: a loaded :class:`~swapcore.config.GatewayConfig`; supplies
       aliases, ``useModelName``, the ``/v1/models`` listing (``unlisted``,
       ``name``, ``description``, ``metadata``, ``includeAliasesInList``),
-      ``ttl`` for ``/running``, and the defaults of ``api_keys``, ``peers``,
-      ``send_loading_state`` (per model) and ``preload``.
+      ``ttl`` for ``/running``, each model's and peer's ``timeouts``, and
+      the defaults of ``api_keys``, ``peers``, ``send_loading_state`` (per
+      model) and ``preload``.
     - ``upstreams``: each model's base URL, as a mapping or a function of
       the model id. Models it does not cover use their process' ``url``
       attribute (as :class:`~swapcore.adapters.subprocess.SubprocessProcess`
       has), then the config's ``proxy``.
+    - ``timeouts``: how long to wait on upstreams
+      (:class:`~swapcore.config.UpstreamTimeouts`): one value for every
+      local model, or a mapping of model id to value. Models it does not
+      cover use their config's ``timeouts``, else the defaults. Peers use
+      their own config's.
     - ``api_keys``: when non-empty, every endpoint except ``/health``
       requires one of them (None: the config's ``apiKeys``).
     - ``peers``: other gateways, name -> :class:`~swapcore.config.PeerConfig`
@@ -113,15 +135,19 @@ class GatewayApp:
       requests that wait (None: per model from the config, else off).
     - ``preload``: models to load in the background once started (None: the
       config's ``hooks.on_startup.preload``).
-    - ``http_client``: the ``httpx.AsyncClient`` for upstream calls; the app
-      then never closes it. By default the app creates one at startup (no
-      read timeout, ``connect_timeout`` to connect, no proxy from the
-      environment, no pool limit) and closes it at shutdown.
+    - ``http_client``: an ``aiohttp.ClientSession`` for every upstream call;
+      the app then never closes it, and per-model connection settings
+      (``idle_conn``, ``keepalive``) are the session's own. By default the
+      app creates its sessions at startup (no proxy from the environment, no
+      pool limit, no decompression) and closes them at shutdown.
     - ``manage_router``: the app's startup enters the router
       (``async with router``) and its shutdown shuts it down. Pass False when
       the host application runs the router itself.
-    - ``max_body_size``, ``loading_tick``, ``connect_timeout``: see the
-      module constants.
+    - ``max_body_size``: the largest request body (bytes; 413 beyond).
+    - ``max_buffered_bytes``: the most request-body bytes held at once,
+      over all requests (None: no limit); a request that would pass it gets
+      503 with ``Retry-After``.
+    - ``loading_tick``: see :data:`DEFAULT_LOADING_TICK`.
 
     Invalid values raise :class:`~swapcore.ConfigError` naming the argument.
     The app runs its own lifespan when the server sends lifespan events
@@ -136,15 +162,16 @@ class GatewayApp:
         *,
         config: GatewayConfig | None = None,
         upstreams: Upstreams | None = None,
+        timeouts: UpstreamTimeouts | Mapping[str, UpstreamTimeouts] | None = None,
         api_keys: Iterable[str] | None = None,
         peers: Mapping[str, PeerConfig] | None = None,
         send_loading_state: bool | None = None,
         preload: Sequence[str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: aiohttp.ClientSession | None = None,
         manage_router: bool = True,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_buffered_bytes: int | None = DEFAULT_MAX_BUFFERED_BYTES,
         loading_tick: float = DEFAULT_LOADING_TICK,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         if api_keys is None:
             api_keys = config.api_keys if config is not None else ()
@@ -156,12 +183,11 @@ class GatewayApp:
             preload = config.preload if config is not None else ()
         if isinstance(preload, str) or not all(isinstance(m, str) for m in preload):
             raise ConfigError("preload: must be a sequence of model ids")
-        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
-            raise ConfigError("http_client: must be an httpx.AsyncClient")
-        if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
-            raise ConfigError(f"max_body_size: must be a positive int, got {max_body_size!r}")
-        if max_body_size < 1:
-            raise ConfigError(f"max_body_size: must be a positive int, got {max_body_size!r}")
+        if http_client is not None and not isinstance(http_client, aiohttp.ClientSession):
+            raise ConfigError("http_client: must be an aiohttp.ClientSession")
+        self._max_body = _positive_int("max_body_size", max_body_size)
+        if max_buffered_bytes is not None:
+            max_buffered_bytes = _positive_int("max_buffered_bytes", max_buffered_bytes)
         self._router = router
         self._config = config
         self._catalog = Catalog(
@@ -171,16 +197,18 @@ class GatewayApp:
             peers=peers,
             send_loading_state=send_loading_state,
         )
+        self._timeouts = _model_timeouts(router, config, timeouts)
         self._keys = KeyChecker(api_keys)
         self._preload = tuple(preload)
-        self._client = http_client
-        self._owns_client = False
+        self._given_client = http_client
+        self._client: UpstreamClient | None = None
         self._manage_router = bool(manage_router)
-        self._max_body = max_body_size
+        self._budget = BodyBudget(max_buffered_bytes)
         self._tick = _positive("loading_tick", loading_tick)
-        self._connect_timeout = _positive("connect_timeout", connect_timeout)
         self._state = _NEW
         self._preload_task: asyncio.Task[None] | None = None
+        self._calls: Calls | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(
@@ -216,9 +244,9 @@ class GatewayApp:
         return self._keys.enabled
 
     @property
-    def http_client(self) -> httpx.AsyncClient | None:
-        """The client for upstream calls: the one given, or the app's own once created."""
-        return self._client
+    def http_client(self) -> aiohttp.ClientSession | None:
+        """The ``aiohttp.ClientSession`` given to the constructor, if any."""
+        return self._given_client
 
     @property
     def preload(self) -> tuple[str, ...]:
@@ -230,26 +258,38 @@ class GatewayApp:
         """The background preload started by :meth:`startup`, or None."""
         return self._preload_task
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Request-body bytes the app holds right now."""
+        return self._budget.held
+
+    @property
+    def open_requests(self) -> int:
+        """HTTP requests the app is handling right now."""
+        return 0 if self._calls is None else len(self._calls)
+
+    def timeouts_for(self, model: str) -> UpstreamTimeouts:
+        """The upstream timeouts that apply to local ``model``."""
+        return self._timeouts.get(model, DEFAULT_MODEL_TIMEOUTS)
+
     # ------------------------------------------------------------- lifespan
 
     async def startup(self) -> None:
-        """Create the HTTP client, enter the router (if managed), start the preload.
+        """Enter the router (if managed) and start the preload.
 
         Idempotent. Preload failures are logged as warnings; they never fail
-        the startup. If entering the router fails, the client is closed
-        again and the error propagates.
+        the startup. If entering the router fails, the error propagates.
         """
         if self._state != _NEW:
             return
         self._state = _STARTED
-        created = self._ensure_client()
+        self._client = UpstreamClient(self._given_client)
         if self._manage_router:
             try:
                 await self._router.__aenter__()
             except BaseException:
                 self._state = _CLOSED
-                if created:
-                    await self._close_client()
+                await self._client.close()
                 raise
         if self._preload:
             self._preload_task = asyncio.get_running_loop().create_task(
@@ -257,12 +297,19 @@ class GatewayApp:
             )
 
     async def shutdown(self) -> None:
-        """Stop the preload, shut the router down (if managed), close the owned client.
+        """End every open request, shut the router down (if managed), close the client.
 
-        Idempotent. Returns once every model process has stopped (the
-        router's shutdown), so nothing the app started outlives it. Requests
-        still streaming see their upstream go away and end with an error.
+        Idempotent; concurrent calls wait for the first. Requests still open
+        end at once: those not yet answered get ``503 shutting_down``, event
+        streams get a last ``shutting_down`` error event. Returns once every
+        model process has stopped (the router's shutdown), so nothing the app
+        started outlives it. Cancelling the caller does not stop the shutdown.
         """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         if self._state == _CLOSED:
             return
         was_started = self._state == _STARTED
@@ -271,11 +318,20 @@ class GatewayApp:
         if task is not None:
             task.cancel()
             await asyncio.wait({task})
+        calls = list(self._calls or ())
+        for call in calls:
+            call.end("shutdown")
+        tasks = {call.task for call in calls if not call.task.done()}
+        if tasks:
+            await asyncio.wait(tasks, timeout=_SHUTDOWN_GRACE)
+        if self._calls is not None:
+            self._calls.stop()
         try:
             if self._manage_router and was_started:
                 await self._router.shutdown()
         finally:
-            await self._close_client()
+            if self._client is not None:
+                await self._client.close()
 
     async def __aenter__(self) -> GatewayApp:
         """:meth:`startup`, for use in a host application's lifespan."""
@@ -328,46 +384,100 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = Exchange(send)
+        task = asyncio.current_task()
+        assert task is not None
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = Calls(task.get_loop())
+        call = calls.open(task, exchange)
         method: str = scope["method"]
         path = route_path(scope)
         began = time.perf_counter()
-        label: str | None = None
         try:
-            label = await self._route(scope, receive, exchange, method, path)
-        except GatewayHTTPError as error:
-            await exchange.error(error)
-        except ClientDisconnected:
-            pass
-        except Exception as exc:
-            logger.exception("%s %s: internal error", method, path)
-            internal = GatewayHTTPError(
-                500,
-                f"internal gateway error: {type(exc).__name__}",
-                kind="server_error",
-                code="internal_error",
-            )
-            if not exchange.started:
+            try:
+                await self._route(scope, receive, call, method, path)
+            except asyncio.CancelledError:
+                await self._ended(call, call.absorb())
+            except GatewayHTTPError as error:
+                await exchange.error(error)
+            except ClientDisconnected:
+                pass
+            except Exception as exc:
+                logger.exception("%s %s: internal error", method, path)
+                internal = GatewayHTTPError(
+                    500,
+                    f"internal gateway error: {type(exc).__name__}",
+                    kind="server_error",
+                    code="internal_error",
+                )
                 await exchange.error(internal)
+        except asyncio.CancelledError:
+            call.absorb()  # cancelled again while answering: the server is going down
         finally:
+            calls.close(call)
             if logger.isEnabledFor(logging.DEBUG):
                 # The path only: a query string may carry credentials.
                 logger.debug(
-                    "%s %s -> %s model=%s %.1f ms",
+                    "%s %s -> %s model=%s %.1f ms%s",
                     method,
                     path,
                     exchange.status or "-",
-                    label or "-",
+                    call.label or "-",
                     (time.perf_counter() - began) * 1000,
+                    f" ({call.reason})" if call.reason else "",
                 )
 
+    async def _ended(self, call: Call, reason: str) -> None:
+        """Answer a request ended early, as its reason requires."""
+        exchange = call.exchange
+        label = call.label or "the model"
+        if reason == DISCONNECT:
+            return
+        if reason == HEADER_TIMEOUT:
+            logger.warning(
+                "upstream of %r sent no response headers within %g s; request ended",
+                label,
+                call.limit,
+            )
+            await exchange.error(
+                GatewayHTTPError(
+                    504,
+                    f"the upstream of {label!r} sent no response within {call.limit:g} s",
+                    kind="upstream_error",
+                    code="upstream_timeout",
+                )
+            )
+        elif reason == READ_TIMEOUT:
+            if exchange.sending:
+                logger.warning(
+                    "client of %r read nothing for %g s; response abandoned", label, call.limit
+                )
+                return  # the client does not read: another send would block as well
+            logger.warning(
+                "upstream of %r sent nothing for %g s mid-response; request ended",
+                label,
+                call.limit,
+            )
+            await exchange.error(
+                GatewayHTTPError(
+                    504,
+                    f"the upstream of {label!r} sent nothing for {call.limit:g} s",
+                    kind="upstream_error",
+                    code="upstream_timeout",
+                )
+            )
+        elif not exchange.sending:
+            await exchange.error(shutting_down())
+
     async def _route(
-        self, scope: Scope, receive: Receive, exchange: Exchange, method: str, path: str
-    ) -> str | None:
-        """Dispatch one request; returns the model it concerned, for the log line."""
+        self, scope: Scope, receive: Receive, call: Call, method: str, path: str
+    ) -> None:
+        """Dispatch one request."""
+        exchange = call.exchange
         if path == "/health":
             check_method(method, "GET", "HEAD")
             await exchange.text(200, "OK")
-            return None
+            return
         if not self._keys.allows(scope):
             raise GatewayHTTPError(
                 401,
@@ -379,60 +489,77 @@ class GatewayApp:
         if path == "/v1/models":
             check_method(method, "GET", "HEAD")
             await exchange.json(200, {"object": "list", "data": self._catalog.model_list()})
-            return None
+            return
         if path.startswith("/v1/models/"):
             check_method(method, "GET", "HEAD")
-            return await self._retrieve_model(exchange, path[len("/v1/models/") :])
+            await self._retrieve_model(call, path[len("/v1/models/") :])
+            return
         if path == "/running":
             check_method(method, "GET", "HEAD")
             await exchange.json(200, {"running": self._catalog.running()})
-            return None
+            return
         if path == "/unload":
             check_method(method, "POST", "GET")  # GET: llama-swap's own method for /unload
-            return await self._unload(exchange, None)
+            await self._unload(call, None)
+            return
         if path.startswith("/unload/"):
             check_method(method, "POST")
-            return await self._unload(exchange, urllib.parse.unquote(path[len("/unload/") :]))
+            await self._unload(call, urllib.parse.unquote(path[len("/unload/") :]))
+            return
         if path == "/upstream" or path.startswith("/upstream/"):
-            return await self._passthrough(scope, receive, exchange, method, path)
+            await self._passthrough(scope, receive, call, method, path)
+            return
         if path.startswith("/v1/") or path in INFERENCE_PATHS:
             check_method(method, "POST")
-            return await self._inference(scope, receive, exchange, path)
+            await self._inference(scope, receive, call, path)
+            return
         raise GatewayHTTPError(
             404, f"no route for {path}", kind="invalid_request_error", code="not_found"
         )
 
     # ------------------------------------------------------------ inference
 
-    async def _inference(
-        self, scope: Scope, receive: Receive, exchange: Exchange, path: str
-    ) -> str:
-        raw = await read_body(receive, self._max_body)
-        body = parse_body(header(scope, b"content-type") or "", raw)
-        catalog = self._catalog
-        local = catalog.resolve_local(body.model)
-        if local is not None:
-            use = catalog.use_model_name(local)
-            content = body.renamed(use) if use else raw
-            loading = (
-                body.stream and path == "/v1/chat/completions" and catalog.loads_visibly(local)
-            )
-            work = self._serve_local(
-                scope, exchange, local, "POST", path, content, loading=loading, shown=body.model
-            )
-            await until_disconnect(receive, exchange, work)
-            return local
-        found = catalog.resolve_peer(body.model)
-        if found is None:
-            raise model_not_found(body.model)
-        peer, model = found
-        work = self._serve_peer(scope, exchange, peer, path, body.renamed(model))
-        await until_disconnect(receive, exchange, work)
-        return f"{peer.name}/{model}"
+    async def _inference(self, scope: Scope, receive: Receive, call: Call, path: str) -> None:
+        if self._state == _CLOSED:
+            raise shutting_down()
+        reject_encoding(header(scope, b"content-encoding"))
+        read = await read_body(receive, scope, self._max_body, self._budget)
+        try:
+            body = await self._parse(header(scope, b"content-type") or "", read.data)
+            del read.data  # the body lives on as body.raw only
+            catalog = self._catalog
+            local = catalog.resolve_local(body.model)
+            if local is not None:
+                call.label = local
+                use = catalog.use_model_name(local)
+                content = body.renamed(use) if use else body.raw
+                loading = (
+                    body.stream and path == "/v1/chat/completions" and catalog.loads_visibly(local)
+                )
+                call.watch_disconnect(receive)
+                await self._serve_local(
+                    scope, call, local, "POST", path, content, loading=loading, shown=body.model
+                )
+                return
+            found = catalog.resolve_peer(body.model)
+            if found is None:
+                raise model_not_found(body.model)
+            peer, model = found
+            call.label = f"{peer.name}/{model}"
+            call.watch_disconnect(receive)
+            await self._serve_peer(scope, call, peer, path, body.renamed(model))
+        finally:
+            self._budget.give(read.held)
+
+    async def _parse(self, content_type: str, raw: bytearray) -> RequestBody:
+        """Parse the body; large JSON bodies are scanned in a worker thread."""
+        if needs_scan(content_type, raw):
+            return await asyncio.to_thread(parse_body, content_type, raw)
+        return parse_body(content_type, raw)
 
     async def _passthrough(
-        self, scope: Scope, receive: Receive, exchange: Exchange, method: str, path: str
-    ) -> str:
+        self, scope: Scope, receive: Receive, call: Call, method: str, path: str
+    ) -> None:
         """``/upstream/<model>/<rest>``: acquire the model, forward any method to ``/<rest>``."""
         segments = path[len("/upstream/") :].split("/")
         for count in range(1, len(segments) + 1):
@@ -448,6 +575,8 @@ class GatewayApp:
                 kind="invalid_request_error",
                 code="model_not_found",
             )
+        call.label = model
+        exchange = call.exchange
         if count == len(segments):
             # /upstream/<model> -> /upstream/<model>/, so relative links in pages resolve.
             location = segments[-1] + "/"
@@ -459,31 +588,37 @@ class GatewayApp:
                 [(b"location", location.encode()), (b"content-length", b"0")],
             )
             await exchange.finish()
-            return model
-        content = await read_body(receive, self._max_body)
-        work = self._serve_local(scope, exchange, model, method, rest, content, loading=False)
-        await until_disconnect(receive, exchange, work)
-        return model
+            return
+        if self._state == _CLOSED:
+            raise shutting_down()
+        reject_encoding(header(scope, b"content-encoding"))
+        read = await read_body(receive, scope, self._max_body, self._budget)
+        try:
+            call.watch_disconnect(receive)
+            await self._serve_local(scope, call, model, method, rest, read.data, loading=False)
+        finally:
+            self._budget.give(read.held)
 
     async def _serve_local(
         self,
         scope: Scope,
-        exchange: Exchange,
+        call: Call,
         model: str,
         method: str,
         path: str,
-        content: bytes,
+        content: bytes | bytearray,
         *,
         loading: bool,
         shown: str = "",
     ) -> None:
         """Acquire ``model``, relay the request upstream, release once the body is sent."""
+        exchange = call.exchange
         reporter: LoadingReporter | None = None
         on_position = None
         if loading:
             reporter = LoadingReporter(exchange, model=shown or model, tick=self._tick)
             on_position = reporter.position
-            # Advisory read (REFERENCE §2): it only decides whether to show progress.
+            # Advisory read: it only decides whether to show progress.
             if self._router.model_state(model) is not ProcessState.READY:
                 reporter.begin()
         try:
@@ -491,15 +626,18 @@ class GatewayApp:
                 async with self._router.acquire(model, on_position=on_position) as lease:
                     if reporter is not None:
                         await reporter.finish()
-                    base = self._catalog.upstream_base(model, lease.process)
+                    process = lease.process
+                    base = self._catalog.upstream_base(model, process)
                     await relay(
-                        self._client_for_request(),
-                        exchange,
+                        self._upstream_client(),
+                        call,
                         method=method,
                         url=upstream_url(base, path, scope.get("query_string", b"")),
                         headers=upstream_headers(scope, strip_auth=self._keys.enabled),
                         content=content,
                         label=repr(model),
+                        timeouts=self._timeouts.get(model, DEFAULT_MODEL_TIMEOUTS),
+                        ready=lambda: process.state is ProcessState.READY,
                     )
             except (RoutingError, RouterNotRunning) as exc:
                 if reporter is not None:
@@ -510,30 +648,31 @@ class GatewayApp:
                 await reporter.close()
 
     async def _serve_peer(
-        self, scope: Scope, exchange: Exchange, peer: PeerConfig, path: str, content: bytes
+        self, scope: Scope, call: Call, peer: PeerConfig, path: str, content: bytes | bytearray
     ) -> None:
         """Forward to a peer gateway: no local swap, the peer's key instead of the client's."""
         await relay(
-            self._client_for_request(),
-            exchange,
+            self._upstream_client(),
+            call,
             method="POST",
             url=upstream_url(peer.proxy, path, scope.get("query_string", b"")),
             headers=upstream_headers(scope, strip_auth=self._keys.enabled, api_key=peer.api_key),
             content=content,
             label=f"peer {peer.name!r}",
+            timeouts=peer.timeouts,
         )
 
     # ---------------------------------------------------------- management
 
-    async def _retrieve_model(self, exchange: Exchange, model_id: str) -> str:
+    async def _retrieve_model(self, call: Call, model_id: str) -> None:
         model_id = urllib.parse.unquote(model_id)
         for record in self._catalog.model_list():
             if record["id"] == model_id:
-                await exchange.json(200, record)
-                return model_id
+                await call.exchange.json(200, record)
+                return
         raise model_not_found(model_id)
 
-    async def _unload(self, exchange: Exchange, name: str | None) -> str | None:
+    async def _unload(self, call: Call, name: str | None) -> None:
         router = self._router
         if name is None:
             targets: tuple[str, ...] = ()
@@ -542,6 +681,7 @@ class GatewayApp:
             model = self._catalog.resolve_local(name)
             if model is None:
                 raise model_not_found(name)
+            call.label = model
             targets = (model,)
             unloaded = [model]
         try:
@@ -549,44 +689,22 @@ class GatewayApp:
         except (RoutingError, RouterNotRunning) as exc:
             raise routing_error(exc) from None
         except Exception as exc:
-            logger.warning("unload of %s failed: %s", name or "all models", exc)
+            logger.warning("unload of %s failed: %s", name or "all models", first_line(str(exc)))
             raise GatewayHTTPError(
                 500,
                 f"unload failed: {first_line(str(exc)) or type(exc).__name__}",
                 kind="server_error",
                 code="unload_failed",
             ) from None
-        await exchange.json(200, {"unloaded": unloaded})
-        return name
+        await call.exchange.json(200, {"unloaded": unloaded})
 
     # ------------------------------------------------------------- helpers
 
-    def _ensure_client(self) -> bool:
-        """Create the owned client if there is none; True if created."""
-        if self._client is not None:
-            return False
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=self._connect_timeout),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            trust_env=False,
-            follow_redirects=False,
-        )
-        self._owns_client = True
-        return True
-
-    def _client_for_request(self) -> httpx.AsyncClient:
+    def _upstream_client(self) -> UpstreamClient:
         if self._client is None:
             # Mounted without a lifespan: create it on first use (closed by shutdown()).
-            self._ensure_client()
-        assert self._client is not None
+            self._client = UpstreamClient(self._given_client)
         return self._client
-
-    async def _close_client(self) -> None:
-        client = self._client
-        if client is not None and self._owns_client:
-            self._client = None
-            self._owns_client = False
-            await client.aclose()
 
     async def _run_preload(self) -> None:
         for model in self._preload:
@@ -598,7 +716,37 @@ class GatewayApp:
                 logger.debug("preloaded %r", model)
 
 
+def _model_timeouts(
+    router: BaseRouter,
+    config: GatewayConfig | None,
+    given: UpstreamTimeouts | Mapping[str, UpstreamTimeouts] | None,
+) -> dict[str, UpstreamTimeouts]:
+    """Each local model's timeouts: the argument's, else the config's, else the defaults."""
+    result: dict[str, UpstreamTimeouts] = {}
+    if config is not None:
+        for entry in config.models.values():
+            result[entry.id] = entry.timeouts
+    if isinstance(given, UpstreamTimeouts):
+        return {model: given for model in router.models}
+    if given is not None:
+        if not isinstance(given, Mapping):
+            raise ConfigError("timeouts: must be an UpstreamTimeouts or a mapping of them")
+        for model, value in given.items():
+            if not isinstance(value, UpstreamTimeouts):
+                raise ConfigError(f"timeouts[{model!r}]: must be an UpstreamTimeouts")
+            if not router.handles(model):
+                raise ConfigError(f"timeouts: {model!r} is not a handled model")
+            result[model] = value
+    return result
+
+
 def _positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ConfigError(f"{name}: must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}: must be a positive int, got {value!r}")
+    return value
