@@ -24,9 +24,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from swapcore.errors import ConfigError, SwapcoreError
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from swapcore.adapters.asgi import GatewayApp
     from swapcore.config import GatewayConfig
 
-__all__ = ["load_serve_config", "register", "serve"]
+__all__ = ["load_serve_config", "register", "run_event_loop", "serve"]
 
 logger = logging.getLogger("swapcore.serve")
 
@@ -42,6 +42,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_GRACEFUL_TIMEOUT = 10
 _DEMO_START_PORT = 5800
+_SERVER_SLACK = 3600  # uvicorn's own cut-off, after ours (see _serve_app)
+_T = TypeVar("_T")
 
 _HELP = """\
 examples:
@@ -143,8 +145,18 @@ def load_serve_config(path: str | None, demo: str | None) -> GatewayConfig:
     return probe if start == probe.start_port else demo_config(variant, start_port=start)
 
 
-def _configure_logging(verbose: int) -> None:
-    """``swapcore.*`` at INFO by default (one line per swap); more with ``-v``."""
+def _configure_logging(verbose: int, config: GatewayConfig) -> None:
+    """``swapcore.*`` at INFO by default (one line per swap); more with ``-v``.
+
+    Every handler of the root logger gets a :class:`RedactingFilter` with the
+    configuration's secrets, so no query string, API key or secret option
+    reaches the log at any verbosity, whichever logger writes it.
+    """
+    from swapcore.adapters.redact import RedactingFilter, config_secrets
+
+    redacting = RedactingFilter(config_secrets(config))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redacting)
     swapcore_logger = logging.getLogger("swapcore")
     if verbose == 0:
         swapcore_logger.setLevel(logging.INFO)
@@ -251,6 +263,7 @@ async def _serve_app(
 ) -> int:
     import uvicorn
 
+    loop = asyncio.get_running_loop()
     uv_config = uvicorn.Config(
         app,
         host=host,
@@ -259,15 +272,39 @@ async def _serve_app(
         log_level=("warning", "info", "debug")[min(verbose, 2)],
         access_log=verbose > 0,
         lifespan="off",
-        timeout_graceful_shutdown=graceful_timeout,
+        # Ours ends every request at graceful_timeout; uvicorn's own cut-off (which
+        # would cancel requests and answer them with a plain-text 500) must come later.
+        timeout_graceful_shutdown=graceful_timeout + _SERVER_SLACK,
     )
-    server = uvicorn.Server(uv_config)
     stop_requested = False
+    ending: list[asyncio.Handle] = []
+    closing: list[asyncio.Task[None]] = []
+
+    def end_requests() -> None:
+        if not closing:
+            logger.info("ending the requests still open")
+            closing.append(loop.create_task(app.shutdown()))
+
+    def on_exit_signal() -> None:
+        """In the loop, after a signal: end what is still open once the graceful time is up."""
+        nonlocal stop_requested
+        if stop_requested:  # a second signal: end everything now
+            end_requests()
+            return
+        stop_requested = True
+        ending.append(loop.call_later(graceful_timeout, end_requests))
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            loop.call_soon_threadsafe(on_exit_signal)
+
+    server = Server(uv_config)
 
     def on_signal(signum: int) -> None:
-        nonlocal stop_requested
-        stop_requested = True
+        # Outside uvicorn's own handlers (before it serves, after it returns).
         server.should_exit = True
+        loop.call_soon_threadsafe(on_exit_signal)
 
     async def run_server() -> bool:
         try:
@@ -284,7 +321,11 @@ async def _serve_app(
             if server.started and on_started is not None:
                 on_started(f"http://{f'[{host}]' if ':' in host else host}:{port}")
             ok = await serving
+            for handle in ending:
+                handle.cancel()
             logger.info("stopping every model")
+        if closing:
+            await asyncio.wait(closing)
     if not ok:
         logger.error("the server could not start on %s:%s", host, port)
         return 1
@@ -292,10 +333,20 @@ async def _serve_app(
     return 0
 
 
+def run_event_loop(main: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``main`` on uvloop when it is installed (the ``gateway`` extra), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    result: _T = uvloop.run(main)
+    return result
+
+
 def _require_gateway_extra() -> None:
     """Fail with one line, not a traceback, when the ``gateway`` extra is missing."""
     missing = []
-    for module in ("yaml", "httpx", "uvicorn"):
+    for module in ("yaml", "aiohttp", "uvicorn"):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -317,14 +368,14 @@ def _run(args: argparse.Namespace) -> int:
     from swapcore.cli.check import check_commands
 
     check_commands(config)
-    _configure_logging(int(args.verbose))
+    _configure_logging(int(args.verbose), config)
     for warning in config.warnings:
         print(f"swapcore serve: warning: {warning}", file=sys.stderr)
 
     def banner(url: str) -> None:
         print(_banner(config, url), flush=True)
 
-    return asyncio.run(
+    return run_event_loop(
         serve(
             config,
             host=args.host,
