@@ -213,8 +213,12 @@ class Streaming:
                 await writer.drain()
                 sent += 1
                 await asyncio.wait({watcher}, timeout=self.interval)
+        except ConnectionError:
+            pass  # the client reset the connection while we wrote
         finally:
-            if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
-                self.closed += 1
+            if not watcher.done():
+                await asyncio.wait({watcher}, timeout=BOUND)
+            if watcher.done() and not watcher.cancelled():
+                self.closed += 1  # read() ended: b"" (closed) or an error (reset)
                 self.gone.set()
             watcher.cancel()
