@@ -160,7 +160,9 @@ async def test_a_refused_connection_to_a_ready_model_is_retried(
     assert attempts == [1]  # refused attempts never reached an upstream
 
 
-async def test_refusals_are_not_retried_once_the_model_is_down(bench: Make) -> None:
+async def test_a_model_that_went_down_before_the_request_reached_it_is_restarted(
+    bench: Make,
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -168,8 +170,22 @@ async def test_refusals_are_not_retried_once_the_model_is_down(bench: Make) -> N
     b = await bench(
         processes=processes,
         upstreams={"a": f"http://127.0.0.1:{port}", "b": "http://b"},
-        timeouts=UpstreamTimeouts(connect=BOUND * 10),
+        timeouts=UpstreamTimeouts(connect=BOUND),
     )
+    request = asyncio.ensure_future(
+        b.client.post("/v1/chat/completions", json={"model": "a", **CHAT})
+    )
+    await eventually(lambda: processes["a"].state is ProcessState.READY, "a ready")
+    processes["a"].crash()  # refused, and no longer ready: the request is routed again
+    await eventually(lambda: processes["a"].starts == 2, "a restarted")
+    server = await asyncio.start_server(_answer_ok, "127.0.0.1", port)
+    try:
+        response = await asyncio.wait_for(request, BOUND)
+    finally:
+        server.close()
+    assert response.status_code == 200
+    # Once more, and it stays down: then the request fails (after one reroute only).
+    processes["a"].fail_start = 1
     request = asyncio.ensure_future(
         b.client.post("/v1/chat/completions", json={"model": "a", **CHAT})
     )
@@ -177,7 +193,18 @@ async def test_refusals_are_not_retried_once_the_model_is_down(bench: Make) -> N
     processes["a"].crash()
     response = await asyncio.wait_for(request, BOUND)
     assert response.status_code == 502
-    assert response.json()["error"]["code"] == "upstream_unreachable"
+    assert response.json()["error"]["code"] == "swap_failed"
+
+
+async def _answer_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    body = b'{"ok": true}'
+    writer.write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    await writer.drain()
+    writer.close()
 
 
 # ------------------------------------------------------------------ shutdown
@@ -303,9 +330,7 @@ async def test_deeply_nested_json_is_400(bench: Make, scanned: bool) -> None:
 async def test_large_bodies_are_scanned_not_parsed(bench: Make, live: LiveUpstreams) -> None:
     echo = Echo()
     url = await live.asgi(echo)
-    config = parse_config(
-        {"models": {"a": {"cmd": "x", "proxy": url, "useModelName": "renamed"}}}
-    )
+    config = parse_config({"models": {"a": {"cmd": "x", "proxy": url, "useModelName": "renamed"}}})
     b = await bench(("a",), config=config, upstream_apps={}, upstreams={"a": url})
     text = "é" * (PARSE_LIMIT // 2 + 10)
     body = json.dumps({"messages": [{"role": "user", "content": text}], "model": "a"}).encode()

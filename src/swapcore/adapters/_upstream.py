@@ -31,7 +31,7 @@ from swapcore.adapters._http import NO_BUFFERING, forwardable_response_headers
 if TYPE_CHECKING:
     from swapcore.config.schema import UpstreamTimeouts
 
-__all__ = ["UpstreamClient", "relay"]
+__all__ = ["ModelDown", "UpstreamClient", "relay"]
 
 logger = logging.getLogger("swapcore.adapters.asgi")
 
@@ -40,6 +40,14 @@ _RETRY_FIRST, _RETRY_MAX = 0.05, 0.5  # backoff between retries of a refused con
 _RETRY_BUDGET = 30.0  # how long refusals are retried when connect has no limit
 # aiohttp would add these on its own; the gateway forwards only the client's.
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+class ModelDown(Exception):
+    """The model stopped before the request reached it: it may be routed again."""
+
+    def __init__(self, error: GatewayHTTPError) -> None:
+        super().__init__(error.message)
+        self.error = error  # the answer if it cannot be routed again
 
 
 def _keepalive_socket(idle: float | None) -> Callable[[object], socket.socket]:
@@ -131,7 +139,8 @@ async def relay(
     A connection failure before any response is a 502 ``upstream_unreachable``
     (504 ``upstream_timeout`` when connecting timed out); a refused
     connection is retried first while ``ready()`` says the model is up and
-    ``connect`` has not run out. Once the request is sent, ``call`` bounds
+    ``connect`` has not run out, and raises :class:`ModelDown` once
+    ``ready()`` says it is not (the request never reached it). Once the request is sent, ``call`` bounds
     the wait for headers (``response_header``) and then any silence
     (``read``); when one fires, the request's task is cancelled and the
     caller answers. When the response has already started (the loading
@@ -160,7 +169,9 @@ async def relay(
             )
             break
         except aiohttp.ClientConnectorError as exc:
-            if ready is None or not ready() or loop.time() + pause > retry_until:
+            if ready is not None and not ready():
+                raise ModelDown(_unreachable(label, exc)) from None
+            if ready is None or loop.time() + pause > retry_until:
                 raise _unreachable(label, exc) from None
             logger.debug("upstream of %s refused the connection; retrying", label)
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):

@@ -70,7 +70,7 @@ from swapcore.adapters._http import (
 from swapcore.adapters._proxy import upstream_headers, upstream_url
 from swapcore.adapters._requests import needs_scan, parse_body, reject_encoding
 from swapcore.adapters._sse import LoadingReporter
-from swapcore.adapters._upstream import UpstreamClient, relay
+from swapcore.adapters._upstream import ModelDown, UpstreamClient, relay
 from swapcore.config.schema import DEFAULT_MODEL_TIMEOUTS, UpstreamTimeouts
 from swapcore.errors import ConfigError, RouterNotRunning, RoutingError
 from swapcore.process import ProcessState
@@ -98,6 +98,7 @@ DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
 DEFAULT_LOADING_TICK = 1.0
 """Seconds between keep-alive dots of the loading progress stream."""
 _SHUTDOWN_GRACE = 5.0  # how long ended requests get to send their last words at shutdown
+_REROUTES = 1  # times a request is routed again when its model went down before reaching it
 INFERENCE_PATHS = frozenset({"/completion", "/infill", "/rerank", "/reranking"})
 """POST paths outside ``/v1/`` that are routed by their body's model (llama.cpp's own)."""
 
@@ -621,28 +622,41 @@ class GatewayApp:
             # Advisory read: it only decides whether to show progress.
             if self._router.model_state(model) is not ProcessState.READY:
                 reporter.begin()
+        headers = upstream_headers(scope, strip_auth=self._keys.enabled)
+        url_path = path, scope.get("query_string", b"")
         try:
-            try:
-                async with self._router.acquire(model, on_position=on_position) as lease:
-                    if reporter is not None:
-                        await reporter.finish()
-                    process = lease.process
-                    base = self._catalog.upstream_base(model, process)
-                    await relay(
-                        self._upstream_client(),
-                        call,
-                        method=method,
-                        url=upstream_url(base, path, scope.get("query_string", b"")),
-                        headers=upstream_headers(scope, strip_auth=self._keys.enabled),
-                        content=content,
-                        label=repr(model),
-                        timeouts=self._timeouts.get(model, DEFAULT_MODEL_TIMEOUTS),
-                        ready=lambda: process.state is ProcessState.READY,
+            for attempt in range(_REROUTES + 1):
+                try:
+                    async with self._router.acquire(model, on_position=on_position) as lease:
+                        if reporter is not None:
+                            await reporter.finish()
+                        process = lease.process
+                        base = self._catalog.upstream_base(model, process)
+                        await relay(
+                            self._upstream_client(),
+                            call,
+                            method=method,
+                            url=upstream_url(base, *url_path),
+                            headers=headers,
+                            content=content,
+                            label=repr(model),
+                            timeouts=self._timeouts.get(model, DEFAULT_MODEL_TIMEOUTS),
+                            ready=lambda: process.state is ProcessState.READY,
+                        )
+                    return
+                except ModelDown as down:
+                    # It stopped (a crash) before the request reached it: route it again,
+                    # which starts the model anew.
+                    if attempt == _REROUTES:
+                        raise down.error from None
+                    logger.info(
+                        "model %r went down before the request reached it; rerouting", model
                     )
-            except (RoutingError, RouterNotRunning) as exc:
-                if reporter is not None:
-                    await reporter.stop()
-                await exchange.error(routing_error(exc))
+                except (RoutingError, RouterNotRunning) as exc:
+                    if reporter is not None:
+                        await reporter.stop()
+                    await exchange.error(routing_error(exc))
+                    return
         finally:
             if reporter is not None:
                 await reporter.close()
