@@ -1,27 +1,33 @@
 """Gateway overhead: the same fake upstream called directly and through ``swapcore serve``.
 
     python benchmarks/bench_gateway.py [--json PATH] [--quick]
-        [--requests N] [--concurrency M] [--concurrent-requests K] [--tokens T]
 
-Starts ``swapcore serve`` (uvicorn) in a subprocess on a one-model config whose
-model is ``swapcore.fakemodel`` (uvicorn too, no load delay), preloads it, then
-sends the same chat completion to the model's own port (``direct``) and to the
-gateway (``gateway``), with an ``httpx`` client:
+Starts ``swapcore serve`` (a subprocess) on a one-model config whose model is
+``swapcore.fakemodel`` (uvicorn, no load delay), preloads it, then sends the
+same requests to the model's own port (``direct``) and to the gateway
+(``gateway``) from a lean keep-alive HTTP/1.1 client (raw sockets, so the
+client's own cost stays small on a shared machine), in one run:
 
-- ``sequential``: N requests one after another, alternating direct and
-  gateway request by request so drift (CPU frequency, other load) hits both
-  sides alike; latency is the time to the last byte of the response.
-- ``concurrent``: M workers sharing K requests, direct then gateway then
-  again (two rounds each, aggregated); requests per second and latency.
+- ``sequential``: chat completions one after another, alternating direct and
+  gateway request by request (drift hits both alike): p50/p99 latency to the
+  last byte, and the gateway process's own CPU time per request, read from
+  ``/proc/<pid>/stat`` (user + system), not from wall time.
+- ``sequential-stream``: streamed chat completions of ``--stream-tokens``
+  tokens, one event every ``--token-delay`` seconds so each reaches the
+  gateway on its own: latency, and the gateway's CPU per stream and per
+  chunk it forwarded (the client counts the chunks of the chunked body).
+- ``concurrent-16`` and ``concurrent-64``: that many clients for a fixed
+  time, direct then gateway, twice: requests per second and latency.
+- ``streams-16``: 16 concurrent streams: chunks per second.
+- ``bodies``: six concurrent 60 MB chat bodies sent to the gateway with its
+  default body budget: the gateway's peak resident memory (``VmHWM``, reset
+  before the phase) against the budget, and how the requests ended.
 
-Both non-streaming and streaming (``"stream": true``, the whole SSE stream
-read; ``ttfb`` is the time to the first chunk). ``added`` is gateway minus
-direct, per percentile. The model is ready throughout: this measures the
-gateway's own cost (parse the body, acquire, forward, stream back), not swaps.
-
-The client, the gateway and the upstream share the machine's cores: compare
-figures from one machine, don't assert them. Target: added p50 < 2 ms on a
-ready model (sequential).
+The client, the gateway and the upstream share the machine's cores:
+compare the two sides of one run (``ratio``), never figures across runs.
+Targets (issue 10): added sequential p50 <= 1 ms; gateway CPU <= 0.5 ms per
+non-streamed request and <= 50 us per streamed chunk; peak memory under the
+budget + 100 MB.
 """
 
 from __future__ import annotations
@@ -39,18 +45,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 MODEL = "bench"
-BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hello gateway"}]}
-STREAM_BODY = {**BODY, "stream": True}
+PATH = "/v1/chat/completions"
+MiB = 1024 * 1024
+BODY_BUDGET_MB = 256  # swapcore serve's default --max-buffered-mb
+
+
+def body(stream: bool, content: str = "hello gateway") -> bytes:
+    payload = {"model": MODEL, "messages": [{"role": "user", "content": content}]}
+    if stream:
+        payload["stream"] = True
+    return json.dumps(payload).encode()
 
 
 def free_port() -> int:
@@ -60,14 +72,149 @@ def free_port() -> int:
         return port
 
 
-def write_config(directory: Path, model_port: int, tokens: int) -> Path:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process has used, from /proc."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as file:
+        for line in file:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+# ------------------------------------------------------------------ a lean client
+
+
+def _request(target: tuple[str, int], data: bytes) -> bytes:
+    host, port = target
+    return (
+        f"POST {PATH} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+class _Reader:
+    """Reads HTTP/1.1 responses (Content-Length or chunked) off a byte source."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def parse(self, more: Any) -> tuple[int, bytes, int]:
+        """(status, body, chunks); ``more()`` returns the next bytes (b"" at EOF)."""
+        while b"\r\n\r\n" not in self.buffer:
+            data = more()
+            if not data:
+                raise ConnectionError("closed before the headers")
+            self.buffer += data
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        if b"content-length" in headers:
+            size = int(headers[b"content-length"])
+            while len(self.buffer) < size:
+                data = more()
+                if not data:
+                    raise ConnectionError("closed mid-body")
+                self.buffer += data
+            payload, self.buffer = self.buffer[:size], self.buffer[size:]
+            return status, payload, 1
+        payload, chunks = b"", 0
+        while True:
+            while b"\r\n" not in self.buffer:
+                data = more()
+                if not data:
+                    raise ConnectionError("closed mid-body")
+                self.buffer += data
+            line, rest = self.buffer.split(b"\r\n", 1)
+            size = int(line.split(b";")[0], 16)
+            while len(rest) < size + 2:
+                data = more()
+                if not data:
+                    raise ConnectionError("closed mid-body")
+                rest += data
+            payload += rest[:size]
+            self.buffer = rest[size + 2 :]
+            if size == 0:
+                return status, payload, chunks
+            chunks += 1
+
+
+class SyncClient:
+    """One keep-alive connection, blocking."""
+
+    def __init__(self, port: int) -> None:
+        self.target = ("127.0.0.1", port)
+        self.sock = socket.create_connection(self.target)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = _Reader()
+
+    def post(self, data: bytes) -> tuple[int, int]:
+        self.sock.sendall(_request(self.target, data))
+        status, _, chunks = self.reader.parse(lambda: self.sock.recv(65536))
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}")
+        return status, chunks
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def _async_post(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    parser: _Reader,
+    target: tuple[str, int],
+    data: bytes,
+) -> tuple[int, int]:
+    writer.write(_request(target, data))
+    pending: list[bytes] = []
+
+    def more() -> bytes:
+        return pending.pop(0) if pending else b""
+
+    # Parse incrementally: feed what arrives until a whole response parses.
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        snapshot = parser.buffer
+        parser.buffer += chunk
+        try:
+            status, _, chunks = parser.parse(more)
+        except ConnectionError:
+            parser.buffer = snapshot + chunk
+            continue
+        return status, chunks
+
+
+# ------------------------------------------------------------------ the gateway
+
+
+def write_config(directory: Path, model_port: int, tokens: int, token_delay: float) -> Path:
     fake = f"{shlex.quote(sys.executable)} -m swapcore.fakemodel"
     text = f"""\
 healthCheckTimeout: 30
 startPort: {model_port}
 models:
   {MODEL}:
-    cmd: "{fake} --port ${{PORT}} --load 0 --tokens {tokens} --model-name {MODEL}"
+    cmd: "{fake} --port ${{PORT}} --load 0 --tokens {tokens} --token-delay {token_delay}
+      --model-name {MODEL}"
     proxy: "http://127.0.0.1:${{PORT}}"
     concurrencyLimit: 100000
 hooks:
@@ -84,7 +231,6 @@ class Gateway:
 
     def __init__(self, config: Path, port: int, log: Path) -> None:
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
         self._log = log.open("w")
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         self.process = subprocess.Popen(
@@ -94,19 +240,20 @@ class Gateway:
             env=env,
         )
 
-    def wait_ready(self, model_url: str, timeout: float = 60.0) -> None:
+    def wait_ready(self, model_port: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=5.0) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"swapcore serve exited with {self.process.returncode}")
-                try:
-                    gateway = client.get(f"{self.url}/health").status_code == 200
-                    model = client.get(f"{model_url}/health").status_code == 200
-                except httpx.HTTPError:
-                    gateway = model = False
-                if gateway and model:
-                    return
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"swapcore serve exited with {self.process.returncode}")
+            try:
+                for port in (self.port, model_port):
+                    client = SyncClient(port)
+                    try:
+                        client.post(body(False))
+                    finally:
+                        client.close()
+                return
+            except (OSError, RuntimeError):
                 time.sleep(0.05)
         raise RuntimeError("the gateway or its model did not become ready in time")
 
@@ -118,171 +265,227 @@ class Gateway:
             self._log.close()
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
+# ------------------------------------------------------------------ scenarios
 
 
-def stats(latencies: Sequence[float], seconds: float) -> dict[str, float]:
-    ms = [x * 1000 for x in latencies]
+def sequential(ports: dict[str, int], pid: int, n: int, data: bytes) -> dict[str, Any]:
+    clients = {name: SyncClient(port) for name, port in ports.items()}
+    latencies: dict[str, list[float]] = {name: [] for name in ports}
+    chunks = 0
+    try:
+        for _ in range(100):  # warm up
+            for client in clients.values():
+                client.post(data)
+        cpu = process_cpu(pid)
+        for i in range(n):
+            order = list(clients.items()) if i % 2 else list(reversed(clients.items()))
+            for name, client in order:
+                start = time.perf_counter()
+                _, got = client.post(data)
+                latencies[name].append(time.perf_counter() - start)
+                if name == "gateway":
+                    chunks += got
+        cpu = process_cpu(pid) - cpu
+    finally:
+        for client in clients.values():
+            client.close()
+    rows: dict[str, Any] = {}
+    for name, values in latencies.items():
+        ms = [v * 1000 for v in values]
+        rows[name] = {"n": len(ms), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99)}
+    rows["added"] = {
+        "p50_ms": rows["gateway"]["p50_ms"] - rows["direct"]["p50_ms"],
+        "p99_ms": rows["gateway"]["p99_ms"] - rows["direct"]["p99_ms"],
+    }
+    rows["gateway_cpu"] = {
+        "ms_per_request": cpu / n * 1000,
+        "chunks_per_request": chunks / n,
+        "us_per_chunk": cpu / chunks * 1e6 if chunks else float("nan"),
+    }
+    return rows
+
+
+async def _load(port: int, clients: int, seconds: float, data: bytes) -> dict[str, float]:
+    target = ("127.0.0.1", port)
+    latencies: list[float] = []
+    chunk_total = 0
+    stop_at = 0.0
+
+    async def worker() -> None:
+        nonlocal chunk_total
+        reader, writer = await asyncio.open_connection(*target)
+        parser = _Reader()
+        try:
+            await _async_post(reader, writer, parser, target, data)  # warm
+            await ready.wait()
+            while time.perf_counter() < stop_at:
+                start = time.perf_counter()
+                status, chunks = await _async_post(reader, writer, parser, target, data)
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}")
+                latencies.append(time.perf_counter() - start)
+                chunk_total += chunks
+        finally:
+            writer.close()
+
+    ready = asyncio.Event()
+    tasks = [asyncio.ensure_future(worker()) for _ in range(clients)]
+    await asyncio.sleep(0.2)
+    began = time.perf_counter()
+    stop_at = began + seconds
+    ready.set()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - began
+    ms = [v * 1000 for v in latencies]
     return {
         "n": len(ms),
-        "seconds": seconds,
-        "per_second": len(ms) / seconds if seconds else float("nan"),
+        "per_second": len(ms) / elapsed,
+        "chunks_per_second": chunk_total / elapsed,
         "p50_ms": percentile(ms, 50),
-        "p90_ms": percentile(ms, 90),
         "p99_ms": percentile(ms, 99),
         "mean_ms": statistics.fmean(ms) if ms else float("nan"),
     }
 
 
-# ------------------------------------------------------------------ one request
-
-
-def one_sync(client: httpx.Client, url: str, stream: bool) -> tuple[float, float]:
-    """Return (time to last byte, time to first byte) in seconds."""
-    start = time.perf_counter()
-    first = 0.0
-    if stream:
-        with client.stream("POST", url, json=STREAM_BODY) as response:
-            for _chunk in response.iter_raw():
-                if not first:
-                    first = time.perf_counter() - start
-            if response.status_code != 200:
-                raise RuntimeError(f"{url}: HTTP {response.status_code}")
-    else:
-        response = client.post(url, json=BODY)
-        first = time.perf_counter() - start
-        if response.status_code != 200:
-            raise RuntimeError(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
-    return time.perf_counter() - start, first
-
-
-async def one_async(client: httpx.AsyncClient, url: str, stream: bool) -> float:
-    start = time.perf_counter()
-    if stream:
-        async with client.stream("POST", url, json=STREAM_BODY) as response:
-            async for _chunk in response.aiter_raw():
-                pass
-            status = response.status_code
-    else:
-        status = (await client.post(url, json=BODY)).status_code
-    if status != 200:
-        raise RuntimeError(f"{url}: HTTP {status}")
-    return time.perf_counter() - start
-
-
-# ------------------------------------------------------------------ scenarios
-
-
-def sequential(targets: dict[str, str], n: int, stream: bool) -> dict[str, dict[str, float]]:
-    """N requests per target, alternating targets request by request."""
-    path = "/v1/chat/completions"
-    clients = {name: httpx.Client(timeout=30.0) for name in targets}
-    latencies: dict[str, list[float]] = {name: [] for name in targets}
-    ttfb: dict[str, list[float]] = {name: [] for name in targets}
-    busy: dict[str, float] = dict.fromkeys(targets, 0.0)
-    try:
-        for name, base in targets.items():  # warm up connections and code paths
-            for _ in range(50):
-                one_sync(clients[name], base + path, stream)
-        for i in range(n):
-            order = list(targets.items())
-            if i % 2:
-                order.reverse()
-            for name, base in order:
-                total, first = one_sync(clients[name], base + path, stream)
-                latencies[name].append(total)
-                ttfb[name].append(first)
-                busy[name] += total
-    finally:
-        for client in clients.values():
-            client.close()
-    result = {}
-    for name in targets:
-        row = stats(latencies[name], busy[name])
-        if stream:
-            row["ttfb_p50_ms"] = percentile([x * 1000 for x in ttfb[name]], 50)
-            row["ttfb_p99_ms"] = percentile([x * 1000 for x in ttfb[name]], 99)
-        result[name] = row
-    return result
-
-
-async def _concurrent_round(
-    base: str, total: int, workers: int, stream: bool
-) -> tuple[list[float], float]:
-    url = base + "/v1/chat/completions"
-    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-    latencies: list[float] = []
-    remaining = total
-    async with httpx.AsyncClient(timeout=60.0, limits=limits) as client:
-        await asyncio.gather(*(one_async(client, url, stream) for _ in range(workers)))  # warm
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                latencies.append(await one_async(client, url, stream))
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(workers)))
-        return latencies, time.perf_counter() - start
-
-
 def concurrent(
-    targets: dict[str, str], total: int, workers: int, stream: bool, rounds: int = 2
-) -> dict[str, dict[str, float]]:
-    latencies: dict[str, list[float]] = {name: [] for name in targets}
-    seconds: dict[str, float] = dict.fromkeys(targets, 0.0)
-    per_round = max(1, total // rounds)
-    for _ in range(rounds):
-        for name, base in targets.items():
-            lat, secs = asyncio.run(_concurrent_round(base, per_round, workers, stream))
-            latencies[name].extend(lat)
-            seconds[name] += secs
-    return {name: stats(latencies[name], seconds[name]) for name in targets}
+    ports: dict[str, int], pid: int, clients: int, seconds: float, data: bytes
+) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
+    cpu = 0.0
+    for _ in range(2):
+        for name, port in ports.items():
+            before = process_cpu(pid)
+            runs[name].append(_run(_load(port, clients, seconds, data)))
+            if name == "gateway":
+                cpu += process_cpu(pid) - before
+    rows: dict[str, Any] = {}
+    for name, results in runs.items():
+        n = sum(r["n"] for r in results)
+        rows[name] = {
+            "n": n,
+            "per_second": statistics.fmean(r["per_second"] for r in results),
+            "chunks_per_second": statistics.fmean(r["chunks_per_second"] for r in results),
+            "p50_ms": statistics.fmean(r["p50_ms"] for r in results),
+            "p99_ms": statistics.fmean(r["p99_ms"] for r in results),
+        }
+    rows["ratio"] = {
+        "per_second": rows["gateway"]["per_second"] / rows["direct"]["per_second"],
+        "chunks_per_second": (
+            rows["gateway"]["chunks_per_second"] / rows["direct"]["chunks_per_second"]
+        ),
+    }
+    rows["gateway_cpu"] = {"ms_per_request": cpu / rows["gateway"]["n"] * 1000}
+    return rows
+
+
+def bodies(port: int, pid: int, count: int, size_mb: int) -> dict[str, Any]:
+    """``count`` concurrent ``size_mb`` MB chat bodies; the gateway's peak memory."""
+    content = "x" * (size_mb * 1000 * 1000)
+    data = body(False, content)
+    del content
+    rss_before = memory_kib(pid, "VmRSS")
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as file:
+            file.write("5")  # reset VmHWM: the peak of this phase only
+        reset = True
+    except OSError:
+        reset = False
+
+    async def send() -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(_request(("127.0.0.1", port), data))
+            status, _ = await _async_post_tail(reader)
+            return status
+        except ConnectionError:
+            return -1
+        finally:
+            writer.close()
+
+    async def all_of() -> list[int]:
+        return list(await asyncio.gather(*(send() for _ in range(count))))
+
+    statuses = _run(all_of())
+    peak = memory_kib(pid, "VmHWM")
+    outcomes: dict[str, int] = {}
+    for status in statuses:
+        outcomes[str(status)] = outcomes.get(str(status), 0) + 1
+    return {
+        "bodies": count,
+        "body_mb": size_mb,
+        "budget_mb": BODY_BUDGET_MB,
+        "rss_before_mb": rss_before / 1024,
+        "peak_rss_mb": peak / 1024,
+        "peak_reset": reset,
+        "margin_over_budget_mb": peak / 1024 - BODY_BUDGET_MB,
+        "outcomes": outcomes,
+    }
+
+
+async def _async_post_tail(reader: asyncio.StreamReader) -> tuple[int, int]:
+    parser = _Reader()
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        snapshot = parser.buffer
+        parser.buffer += chunk
+        try:
+            status, _, chunks = parser.parse(lambda: b"")
+        except ConnectionError:
+            parser.buffer = snapshot + chunk
+            continue
+        return status, chunks
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 # ------------------------------------------------------------------ report
 
 
-def added(rows: dict[str, dict[str, float]]) -> dict[str, float]:
-    direct, gateway = rows["direct"], rows["gateway"]
-    out = {
-        key: gateway[key] - direct[key]
-        for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")
-        if key in direct
-    }
-    for key in ("ttfb_p50_ms", "ttfb_p99_ms"):
-        if key in direct:
-            out[key] = gateway[key] - direct[key]
-    out["per_second_ratio"] = gateway["per_second"] / direct["per_second"]
-    return out
-
-
-def print_table(results: dict[str, dict[str, Any]]) -> None:
-    header = (
-        f"{'scenario':<26} {'target':<8} {'n':>6} {'req/s':>8} "
-        f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'ttfb p50':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for scenario, rows in results.items():
-        for name in ("direct", "gateway"):
-            row = rows[name]
-            ttfb = f"{row['ttfb_p50_ms']:>9.2f}" if "ttfb_p50_ms" in row else f"{'':>9}"
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{'scenario':<20} {'direct':>22} {'gateway':>22} {'added / ratio':>16}")
+    print("-" * 84)
+    for name in ("sequential", "sequential-stream"):
+        rows = results[name]
+        for key in ("p50_ms", "p99_ms"):
             print(
-                f"{scenario:<26} {name:<8} {int(row['n']):>6} {row['per_second']:>8.0f} "
-                f"{row['p50_ms']:>8.2f} {row['p90_ms']:>8.2f} {row['p99_ms']:>8.2f} {ttfb}"
+                f"{name + ' ' + key:<20} {rows['direct'][key]:>19.3f} ms "
+                f"{rows['gateway'][key]:>19.3f} ms {rows['added'][key]:>+13.3f} ms"
             )
-        add = rows["added"]
-        ttfb = f"{add['ttfb_p50_ms']:>+9.2f}" if "ttfb_p50_ms" in add else f"{'':>9}"
+        cpu = rows["gateway_cpu"]
         print(
-            f"{scenario:<26} {'added':<8} {'':>6} {add['per_second_ratio']:>7.2f}x "
-            f"{add['p50_ms']:>+8.2f} {add['p90_ms']:>+8.2f} {add['p99_ms']:>+8.2f} {ttfb}"
+            f"{name + ' cpu':<20} {'':>22} {cpu['ms_per_request']:>16.3f} ms/req"
+            f"  {cpu['us_per_chunk']:>8.1f} us/chunk ({cpu['chunks_per_request']:.1f} chunks/req)"
+        )
+    for name in results:
+        if not name.startswith(("concurrent", "streams")):
+            continue
+        rows = results[name]
+        key = "chunks_per_second" if name.startswith("streams") else "per_second"
+        unit = "chunks/s" if key == "chunks_per_second" else "req/s"
+        print(
+            f"{name:<20} {rows['direct'][key]:>15.0f} {unit:<6} "
+            f"{rows['gateway'][key]:>15.0f} {unit:<6} {rows['ratio'][key]:>15.2f}x"
+        )
+        print(
+            f"{name + ' p99':<20} {rows['direct']['p99_ms']:>19.2f} ms "
+            f"{rows['gateway']['p99_ms']:>19.2f} ms"
+            f"   cpu {rows['gateway_cpu']['ms_per_request']:.3f} ms/req"
+        )
+    mem = results.get("bodies")
+    if mem:
+        print(
+            f"{'bodies':<20} {mem['bodies']} x {mem['body_mb']} MB: peak RSS "
+            f"{mem['peak_rss_mb']:.0f} MB (budget {mem['budget_mb']} MB, "
+            f"{mem['margin_over_budget_mb']:+.0f} MB), before {mem['rss_before_mb']:.0f} MB, "
+            f"outcomes {mem['outcomes']}"
         )
 
 
@@ -290,41 +493,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
-    parser.add_argument("--requests", type=int, default=None, help="sequential requests (2000)")
-    parser.add_argument("--concurrency", type=int, default=16, help="concurrent workers (16)")
+    parser.add_argument("--requests", type=int, help="sequential requests per side (3000)")
+    parser.add_argument("--seconds", type=float, help="seconds per concurrent run (4)")
+    parser.add_argument("--stream-tokens", type=int, default=64, help="tokens per stream (64)")
     parser.add_argument(
-        "--concurrent-requests", type=int, default=None, help="concurrent requests (4000)"
+        "--token-delay", type=float, default=0.0002, help="seconds between streamed tokens"
     )
-    parser.add_argument("--tokens", type=int, default=16, help="tokens per completion (16)")
     args = parser.parse_args(argv)
-    n = args.requests or (200 if args.quick else 2000)
-    k = args.concurrent_requests or (400 if args.quick else 4000)
+    n = args.requests or (300 if args.quick else 3000)
+    seconds = args.seconds or (1.0 if args.quick else 4.0)
 
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         model_port, gateway_port = free_port(), free_port()
-        config = write_config(Path(tmp), model_port, args.tokens)
+        config = write_config(Path(tmp), model_port, args.stream_tokens, args.token_delay)
         gateway = Gateway(config, gateway_port, Path(tmp) / "serve.log")
-        model_url = f"http://127.0.0.1:{model_port}"
-        targets = {"direct": model_url, "gateway": gateway.url}
-        results: dict[str, dict[str, Any]] = {}
+        pid = gateway.process.pid
+        ports = {"direct": model_port, "gateway": gateway_port}
+        results: dict[str, Any] = {}
         try:
-            gateway.wait_ready(model_url)
-            scenarios: list[tuple[str, Callable[[], dict[str, dict[str, float]]]]] = [
-                ("sequential", lambda: sequential(targets, n, stream=False)),
-                ("sequential-stream", lambda: sequential(targets, n, stream=True)),
-                (
-                    f"concurrent-{args.concurrency}",
-                    lambda: concurrent(targets, k, args.concurrency, stream=False),
-                ),
-                (
-                    f"concurrent-{args.concurrency}-stream",
-                    lambda: concurrent(targets, k, args.concurrency, stream=True),
-                ),
-            ]
-            for name, scenario in scenarios:
-                rows: dict[str, Any] = scenario()
-                rows["added"] = added(rows)
-                results[name] = rows
+            gateway.wait_ready(model_port)
+            plain, streamed = body(False), body(True)
+            # max_tokens keeps non-streamed answers short whatever --stream-tokens is.
+            plain = json.dumps({**json.loads(plain), "max_tokens": 16}).encode()
+            results["sequential"] = sequential(ports, pid, n, plain)
+            results["sequential-stream"] = sequential(ports, pid, max(50, n // 10), streamed)
+            for clients in (16, 64):
+                results[f"concurrent-{clients}"] = concurrent(ports, pid, clients, seconds, plain)
+            results["streams-16"] = concurrent(ports, pid, 16, seconds, streamed)
+            results["bodies"] = bodies(gateway_port, pid, 6, 60)
         finally:
             status = gateway.stop()
             log = (Path(tmp) / "serve.log").read_text()
@@ -339,10 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
             "quick": args.quick,
-            "tokens": args.tokens,
-            "concurrency": args.concurrency,
+            "stream_tokens": args.stream_tokens,
+            "token_delay": args.token_delay,
             "serve_exit_status": status,
-            "llama_swap_published_figure": None,
             "results": results,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +41,9 @@ logger = logging.getLogger("swapcore.serve")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_GRACEFUL_TIMEOUT = 10
+DEFAULT_MAX_BODY_MB = 64
+DEFAULT_MAX_BUFFERED_MB = 256
+_MiB = 1024 * 1024
 _DEMO_START_PORT = 5800
 _SERVER_SLACK = 3600  # uvicorn's own cut-off, after ours (see _serve_app)
 _T = TypeVar("_T")
@@ -95,6 +98,21 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="on shutdown, how long open requests may take to finish "
         f"(default {DEFAULT_GRACEFUL_TIMEOUT})",
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=int,
+        default=DEFAULT_MAX_BODY_MB,
+        metavar="MIB",
+        help=f"largest request body, in MiB; larger ones get 413 (default {DEFAULT_MAX_BODY_MB})",
+    )
+    parser.add_argument(
+        "--max-buffered-mb",
+        type=int,
+        default=DEFAULT_MAX_BUFFERED_MB,
+        metavar="MIB",
+        help="most request-body MiB held at once over all requests; beyond it requests get "
+        f"503 with Retry-After (default {DEFAULT_MAX_BUFFERED_MB}; 0: no limit)",
     )
     parser.add_argument(
         "--record-trace",
@@ -211,6 +229,7 @@ async def serve(
     graceful_timeout: int = DEFAULT_GRACEFUL_TIMEOUT,
     on_started: Callable[[str], None] | None = None,
     record_trace: str | os.PathLike[str] | None = None,
+    gateway_options: Mapping[str, Any] | None = None,
 ) -> int:
     """Serve ``config`` until the server is told to exit; return the exit status.
 
@@ -224,6 +243,8 @@ async def serve(
     Status 0 after a requested shutdown, 1 when the server could not start.
     ``record_trace``: a path where every served request is written as a
     trace record (:class:`~swapcore.sim.record.TraceRecorder`).
+    ``gateway_options``: more keyword arguments for the ``GatewayApp``
+    (``max_body_size``, ``max_buffered_bytes``, ...).
     """
     from swapcore.adapters.asgi import GatewayApp
     from swapcore.config import build_router
@@ -234,7 +255,7 @@ async def serve(
         overrides = {} if recorder is None else {"on_event": recorder}
         router = build_router(config, **overrides)
         return await _serve_app(
-            GatewayApp(router, config=config),
+            GatewayApp(router, config=config, **(gateway_options or {})),
             host=host,
             port=port,
             verbose=verbose,
@@ -364,6 +385,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port: must be in 1..65535, got {args.port}")
     if args.graceful_timeout < 0:
         raise ConfigError("--graceful-timeout: must be >= 0")
+    if args.max_body_mb < 1:
+        raise ConfigError(f"--max-body-mb: must be >= 1, got {args.max_body_mb}")
+    if args.max_buffered_mb < 0:
+        raise ConfigError(f"--max-buffered-mb: must be >= 0, got {args.max_buffered_mb}")
     config = load_serve_config(args.config, args.demo)
     from swapcore.cli.check import check_commands
 
@@ -384,5 +409,9 @@ def _run(args: argparse.Namespace) -> int:
             graceful_timeout=args.graceful_timeout,
             on_started=banner,
             record_trace=args.record_trace,
+            gateway_options={
+                "max_body_size": args.max_body_mb * _MiB,
+                "max_buffered_bytes": args.max_buffered_mb * _MiB or None,
+            },
         )
     )
