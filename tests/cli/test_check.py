@@ -101,7 +101,50 @@ def test_groups_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "aliases: alpha -> a" in lines
     assert "peers: none" in lines
     assert "preload: a" in lines
+    assert (
+        "scheduler: fifo, max_wait unbounded, default concurrency 10, start_retries 1, "
+        "priority none"
+    ) in lines
     assert lines[-1] == "warnings: none"
+    defaults = (
+        "     timeouts: connect 30 s, responseHeader none, read 600 s, keepalive 30 s, "
+        "tlsHandshake 10 s, idleConn 90 s, expectContinue 1 s"
+    )
+    assert lines.count(defaults) == 3  # one per model
+
+
+def test_timeouts_of_models_and_peers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = """\
+    models:
+      a:
+        cmd: srv --port ${PORT}
+        timeouts: {connect: 5, responseHeader: 120, read: 0, tlsHandshake: 2.5}
+    peers:
+      far:
+        proxy: https://far.example
+        models: [m]
+        timeouts: {responseHeader: 0}
+    swapcore:
+      start_retries: 3
+    """
+    status, out, err = run(capsys, write(tmp_path, text))
+    assert (status, err) == (0, "")
+    lines = out.splitlines()
+    assert (
+        "     timeouts: connect 5 s, responseHeader 120 s, read none, keepalive 30 s, "
+        "tlsHandshake 2.5 s, idleConn 90 s, expectContinue 1 s"
+    ) in lines
+    assert lines[lines.index("  far: https://far.example; models: m") + 1] == (
+        "    timeouts: connect 30 s, responseHeader none, read 600 s, keepalive 30 s, "
+        "tlsHandshake 10 s, idleConn 90 s, expectContinue 1 s"
+    )
+    assert "start_retries 3" in out
+    status, out, _ = run(capsys, write(tmp_path, text), "--json")
+    summary = json.loads(out)
+    assert summary["models"][0]["timeouts"]["response_header"] == 120
+    assert summary["models"][0]["timeouts"]["read"] is None
+    assert summary["peers"][0]["timeouts"]["response_header"] is None
+    assert summary["settings"]["start_retries"] == 3
 
 
 def test_matrix_summary_counts_combinations(
@@ -188,8 +231,8 @@ def test_llama_swap_example_is_accepted_with_warnings(
     status, out, err = run(capsys, str(LLAMA_SWAP_EXAMPLE))
     assert (status, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].endswith("valid: 3 models, router group, 16 warnings")
-    warnings = lines[lines.index("warnings (16):") + 1 :]
+    assert lines[0].endswith("valid: 3 models, router group, 14 warnings")
+    warnings = lines[lines.index("warnings (14):") + 1 :]
     assert warnings == [
         "  logLevel: not supported by swapcore, ignored",
         "  logTimeFormat: not supported by swapcore, ignored",
@@ -197,7 +240,6 @@ def test_llama_swap_example_is_accepted_with_warnings(
         "  metricsMaxInMemory: not supported by swapcore, ignored",
         "  captureBuffer: not supported by swapcore, ignored",
         "  models.chat-8b.filters: not supported by swapcore, ignored",
-        "  models.chat-8b.timeouts: not supported by swapcore, ignored",
         "  models.chat-8b.aliases[1].name: not supported by swapcore, ignored",
         "  models.chat-8b.aliases[1].unlisted: not supported by swapcore, ignored",
         "  groups.together.members[1]: 'undefined-a' is not a defined model, ignored",
@@ -205,7 +247,6 @@ def test_llama_swap_example_is_accepted_with_warnings(
         "  groups.pinned.members[0]: 'pinned-one' is not a defined model, ignored",
         "  groups.pinned.members[1]: 'pinned-two' is not a defined model, ignored",
         "  hooks.on_startup.preload[0]: 'chat' is not a defined model, ignored",
-        "  peers.hosted.timeouts: not supported by swapcore, ignored",
         "  peers.hosted.filters: not supported by swapcore, ignored",
     ]
     assert "     cmd: /opt/llama/bin/llama-server-b4000 --port 12000" in out
@@ -259,6 +300,12 @@ def test_llama_swap_example_needs_its_environment(
             "models:\n  a: {cmd: 'srv --port ${PORT} \"unclosed'}\n",
             "models.a.cmd: cannot be split into arguments: No closing quotation",
         ),
+        ("models:\n  a: {cmd: 123}\n", "models.a.cmd: must be a string, got a number"),
+        (
+            'models:\n  "a\\tb": {cmd: "srv --port ${PORT}"}\n',
+            "models: model id 'a\\tb' contains a control character U+0009",
+        ),
+        ("x: " + "[" * 1000 + "]" * 1000 + "\n", "nested more than 100 levels deep"),
         ("models: [\n", "line "),
     ],
 )
@@ -273,6 +320,35 @@ def test_each_error_is_one_line(
     assert err.startswith("swapcore check: error: ")
     assert message in err
     assert "Traceback" not in err
+
+
+def test_alias_bomb_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["models:", "  a: {cmd: 'srv --port ${PORT}'}", "lol0: &l0 [lol]"]
+    lines += [f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    path = write(tmp_path, "\n".join(lines) + "\n", "bomb.yaml")
+    status, out, err = run(capsys, path)
+    assert (status, out) == (2, "")
+    assert err == (
+        f"swapcore check: error: {path}: line 8: the document expands to more than 100,000 "
+        "values (each use of a YAML alias counts the whole value it names)\n"
+    )
+
+
+def test_shared_port_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = """\
+    models:
+      a: {cmd: run-a, proxy: "http://127.0.0.1:9000"}
+      b: {cmd: run-b, proxy: "http://localhost:9000"}
+    groups:
+      free: {members: [a, b], swap: false}
+    """
+    status, out, err = run(capsys, write(tmp_path, text))
+    assert (status, out) == (2, "")
+    assert err.splitlines() == [
+        "swapcore check: error: models.b.proxy: localhost:9000 is also the upstream of "
+        "models.a.proxy, and the groups let both models run at once; put them in one group "
+        "with swap: true, or give each model its own port"
+    ]
 
 
 def test_exact_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -128,11 +128,9 @@ def test_example_warns_about_each_ignored_key(example: GatewayConfig) -> None:
         "profiles",
         "selectors",
         "models.llama.filters",
-        "models.llama.timeouts",
         "models.llama.capabilities",
         "models.llama.compat",
         "hooks.on_startup.profile",
-        "peers.router-service.timeouts",
         "peers.router-service.filters",
     ]
     expected = [f"{key}: not supported by swapcore, ignored" for key in unsupported]
@@ -157,7 +155,17 @@ def test_example_summary_is_json(example: GatewayConfig) -> None:
         "proxy": "https://router.example.com/api",
         "models": ["vendor/model-a"],
         "api_key": True,
+        "timeouts": {
+            "connect": 30.0,
+            "response_header": 60.0,
+            "read": 600.0,
+            "keepalive": 30.0,
+            "tls_handshake": 10.0,
+            "idle_conn": 90.0,
+            "expect_continue": 1.0,
+        },
     }
+    assert summary["settings"]["start_retries"] == 1
 
 
 def test_resolve_model_and_peer(example: GatewayConfig) -> None:

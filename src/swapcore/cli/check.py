@@ -2,7 +2,7 @@
 
 Loads the configuration exactly as ``swapcore serve`` would (the loader, the
 planner, each model's command line), then prints what it found: models with
-their command, proxy and port, the groups or the matrix sets with their
+their command, proxy, port and upstream timeouts, the groups or the matrix sets with their
 combination counts, aliases, peers, preload, scheduler settings, and every
 warning. Exit status 0 when the configuration is valid (warnings or not), 2
 when it is not, with one ``swapcore check: error: ...`` line per problem on
@@ -128,6 +128,16 @@ def _seconds(value: float | None) -> str:
     return "unbounded" if value is None else f"{value:g} s"
 
 
+def _timeouts(timeouts: dict[str, float | None]) -> str:
+    """``connect 30 s, responseHeader none, ...``: YAML key names, ``none`` for no timeout."""
+    from swapcore.config import TIMEOUT_KEYS
+
+    return ", ".join(
+        f"{key} {'none' if timeouts[field] is None else f'{timeouts[field]:g} s'}"
+        for key, field in TIMEOUT_KEYS.items()
+    )
+
+
 def _one_line(command: str) -> str:
     return " ".join(command.split())
 
@@ -170,6 +180,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         if m["unlisted"]:
             extras.append("unlisted")
         add(f"{pad}{'; '.join(extras)}")
+        add(f"{pad}timeouts: {_timeouts(m['timeouts'])}")
 
     add("")
     if summary["router"] == "group":
@@ -210,6 +221,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         for p in peers:
             key = ", api key set" if p["api_key"] else ""
             add(f"  {p['name']}: {p['proxy']}{key}; models: {', '.join(p['models'])}")
+            add(f"    timeouts: {_timeouts(p['timeouts'])}")
     else:
         add("peers: none")
     add("preload: " + (", ".join(summary["preload"]) or "none"))
@@ -217,7 +229,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     priority = summary["priority"]
     add(
         f"scheduler: {summary['scheduler']}, max_wait {_seconds(settings['max_wait'])}, "
-        f"default concurrency {settings['default_concurrency_limit']}, priority "
+        f"default concurrency {settings['default_concurrency_limit']}, "
+        f"start_retries {settings['start_retries']}, priority "
         + (", ".join(f"{m}={p}" for m, p in priority.items()) if priority else "none")
     )
     add(

@@ -22,10 +22,12 @@ from swapcore.config.build import (
     router_kwargs,
 )
 from swapcore.config.demo import DEMO_VARIANTS, demo_config, demo_yaml
+from swapcore.config.limits import MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, MAX_CONFIG_NODES
 from swapcore.config.loader import KNOWN_SCHEDULERS, load_config, parse_config
 from swapcore.config.schema import (
     DEFAULT_MODEL_TIMEOUTS,
     DEFAULT_PEER_TIMEOUTS,
+    TIMEOUT_KEYS,
     GatewayConfig,
     MatrixConfig,
     ModelConfig,
@@ -40,6 +42,10 @@ __all__ = [
     "DEFAULT_PEER_TIMEOUTS",
     "DEMO_VARIANTS",
     "KNOWN_SCHEDULERS",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_DEPTH",
+    "MAX_CONFIG_NODES",
+    "TIMEOUT_KEYS",
     "GatewayConfig",
     "MatrixConfig",
     "ModelConfig",

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from swapcore.config._reader import MAX_PORT, Reader, kind
+from swapcore.config._timeouts import build_timeouts, raw_timeouts
 from swapcore.config.macros import (
     check_macro,
     clean_command,
@@ -26,7 +27,7 @@ from swapcore.config.macros import (
     resolve_macros,
     unknown_macros,
 )
-from swapcore.config.schema import ModelConfig
+from swapcore.config.schema import DEFAULT_MODEL_TIMEOUTS, ModelConfig, invisible_character
 from swapcore.errors import ConfigError
 
 __all__ = [
@@ -59,13 +60,15 @@ _MODEL = frozenset(
         "macros",
         "metadata",
         "sendLoadingState",
+        "timeouts",
     }
 )
-_MODEL_UNSUPPORTED = frozenset({"filters", "timeouts", "capabilities", "compat"})
+_MODEL_UNSUPPORTED = frozenset({"filters", "capabilities", "compat"})
 # llama-swap's alias objects carry a display name and an unlisted flag of their
 # own; swapcore reads the id and warns about the rest.
 _ALIAS_UNSUPPORTED = frozenset({"name", "unlisted"})
 _ENV_NAME = re.compile(r"[^=\s]+")
+_STRUCTURED = frozenset({"metadata", "timeouts"})  # expanded keeping the values' types
 
 
 @attrs.define
@@ -91,6 +94,7 @@ class RawModel:
     macros: list[tuple[str, object]]
     metadata: dict[str, Any]
     send_loading_state: bool
+    timeouts: dict[str, Any]  # known keys, values not yet expanded
 
 
 def macro_entries(r: Reader, value: object, path: str) -> list[tuple[str, object]]:
@@ -152,6 +156,8 @@ def _aliases(r: Reader, value: object, path: str) -> list[str]:
             r.error(where, f"must be a string, got {kind(item)}")
         elif not str(item).strip():
             r.error(where, "must not be empty")
+        elif problem := invisible_character(str(item)):
+            r.error(where, f"alias {str(item)!r} contains {problem}")
         else:
             aliases.append(str(item))
     return aliases
@@ -168,13 +174,14 @@ def read_model(
     r.keys(raw, path, _MODEL, _MODEL_UNSUPPORTED)
     at = functools.partial(join_path, path)
 
-    cmd = clean_command(r.string(raw.get("cmd"), at("cmd"), ""))
-    if "cmd" not in raw or raw["cmd"] is None:
+    # Commands and URLs are never coerced from other scalars (r.text).
+    cmd = clean_command(r.text(raw.get("cmd"), at("cmd"), ""))
+    if raw.get("cmd") is None:
         r.error(at("cmd"), "required")
-    elif not cmd:
+    elif isinstance(raw["cmd"], str) and not cmd:
         r.error(at("cmd"), "must not be empty")
-    proxy = r.string(raw.get("proxy"), at("proxy"), DEFAULT_PROXY).strip() or DEFAULT_PROXY
-    check_endpoint = r.string(raw.get("checkEndpoint"), at("checkEndpoint"), "/health").strip()
+    proxy = r.text(raw.get("proxy"), at("proxy"), DEFAULT_PROXY).strip() or DEFAULT_PROXY
+    check_endpoint = r.text(raw.get("checkEndpoint"), at("checkEndpoint"), "/health").strip()
 
     # llama-swap: ttl -1 (the default) means globalTTL, 0 means never.
     ttl = r.number(raw.get("ttl"), at("ttl"), -1)
@@ -192,7 +199,7 @@ def read_model(
         id=model_id,
         path=path,
         cmd=cmd,
-        cmd_stop=clean_command(r.string(raw.get("cmdStop"), at("cmdStop"), "")),
+        cmd_stop=clean_command(r.text(raw.get("cmdStop"), at("cmdStop"), "")),
         proxy=proxy,
         proxy_is_default=proxy == DEFAULT_PROXY and raw.get("proxy") in (None, ""),
         check_endpoint=check_endpoint,
@@ -210,6 +217,7 @@ def read_model(
         send_loading_state=r.boolean(
             raw.get("sendLoadingState"), at("sendLoadingState"), gw["send_loading_state"]
         ),
+        timeouts=raw_timeouts(r, raw.get("timeouts"), at("timeouts")),
     )
 
 
@@ -254,6 +262,7 @@ def expand_model(
             "description": expand(model.description, macros, path=f"{path}.description"),
             "useModelName": expand(model.use_model_name, macros, path=f"{path}.useModelName"),
             "metadata": expand_value(model.metadata, macros, path=f"{path}.metadata"),
+            "timeouts": expand_value(model.timeouts, macros, path=f"{path}.timeouts"),
         }
         env = {where: (name, expand(text, macros, path=where)) for name, text, where in model.env}
     except ConfigError as exc:
@@ -267,7 +276,7 @@ def expand_model(
             return None, True
         port_macro = {"PORT": port}
         fields = {
-            key: (expand_value if key == "metadata" else expand)(
+            key: (expand_value if key in _STRUCTURED else expand)(
                 value, port_macro, path=f"{path}.{key}"
             )
             for key, value in fields.items()
@@ -275,7 +284,10 @@ def expand_model(
         env = {where: (n, expand(t, port_macro, path=where)) for where, (n, t) in env.items()}
 
     ok = True
-    checks: list[tuple[str, object]] = [(f"{path}.{key}", value) for key, value in fields.items()]
+    checks: list[tuple[str, object]] = [
+        (f"{path}.{key}", value) for key, value in fields.items() if key != "timeouts"
+    ]
+    checks.extend((f"{path}.timeouts.{key}", value) for key, value in fields["timeouts"].items())
     checks.extend((where, text) for where, (_, text) in env.items())
     for where, value in checks:
         names = [n for n in unknown_macros(value) if not (n == "PID" and where.endswith("cmdStop"))]
@@ -295,6 +307,9 @@ def expand_model(
     if not ok:
         return None, uses_port
     r.url(fields["proxy"], f"{path}.proxy")
+    timeouts = build_timeouts(r, fields["timeouts"], f"{path}.timeouts", DEFAULT_MODEL_TIMEOUTS)
+    if timeouts is None:
+        return None, uses_port
     endpoint = fields["checkEndpoint"]
     if endpoint != "none" and not endpoint.startswith("/"):
         r.error(
@@ -320,6 +335,7 @@ def expand_model(
             send_loading_state=model.send_loading_state,
             port=port if uses_port else None,
             metadata=fields["metadata"],
+            timeouts=timeouts,
         )
     except ConfigError as exc:  # a hand-checked invariant the reader missed
         r.error(path, str(exc))

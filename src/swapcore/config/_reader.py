@@ -100,13 +100,25 @@ class Reader:
         return result
 
     def string(self, value: object, path: str, default: str) -> str:
-        # Go's YAML decoder turns any scalar into a string field; do the same.
+        """A string; as Go's YAML decoder does, another scalar becomes its text."""
         if value is None:
             return default
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, (str, int, float)):
             return str(value)
+        self.error(path, f"must be a string, got {kind(value)}")
+        return default
+
+    def text(self, value: object, path: str, default: str) -> str:
+        """A string, never coerced from another scalar: for commands and URLs.
+
+        ``cmd: 123`` is far more likely a mistake than a command named ``123``.
+        """
+        if value is None:
+            return default
+        if isinstance(value, str):
+            return value
         self.error(path, f"must be a string, got {kind(value)}")
         return default
 

@@ -10,6 +10,11 @@ Policy:
   or does not know is never fatal and never silently dropped: it becomes a
   warning naming its key path, in ``GatewayConfig.warnings``.
 - A key with an empty value (``ttl:``) takes its default.
+- Commands and URLs are strings, never coerced from other scalars; names
+  (model ids, aliases, peers) have no invisible characters; two models whose
+  upstreams share a host and port must be kept apart by the routing.
+- Documents are held to :mod:`swapcore.config.limits` (size, values with
+  aliases counted per use, depth), so loading is bounded in time and memory.
 
 PyYAML is imported only when YAML text is read: :func:`parse_config` works
 on any mapping without it.
@@ -22,20 +27,33 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from swapcore.config._models import RawModel, check_aliases, expand_model, macro_entries, read_model
+from swapcore.config._ports import check_shared_upstreams
 from swapcore.config._reader import MAX_PORT, Reader, kind
 from swapcore.config._routing import KNOWN_SCHEDULERS, read_routing
+from swapcore.config._timeouts import build_timeouts, raw_timeouts
 from swapcore.config._yaml import parse_yaml, read_source
-from swapcore.config.macros import expand, join_path, resolve_macros, substitute_env, unknown_macros
+from swapcore.config.macros import (
+    expand,
+    expand_value,
+    join_path,
+    resolve_macros,
+    substitute_env,
+    unknown_macros,
+)
 from swapcore.config.schema import (
     DEFAULT_CONCURRENCY_LIMIT,
     DEFAULT_HEALTH_CHECK_TIMEOUT,
+    DEFAULT_PEER_TIMEOUTS,
     DEFAULT_START_PORT,
+    DEFAULT_START_RETRIES,
     DEFAULT_UNLOAD_TIMEOUT,
     MIN_HEALTH_CHECK_TIMEOUT,
     GatewayConfig,
     ModelConfig,
     PeerConfig,
     SwapcoreSettings,
+    UpstreamTimeouts,
+    invisible_character,
 )
 from swapcore.errors import ConfigError
 
@@ -80,9 +98,9 @@ _TOP_UNSUPPORTED = frozenset(
         "scheduling",
     }
 )
-_PEER = frozenset({"proxy", "apiKey", "models"})
-_PEER_UNSUPPORTED = frozenset({"filters", "timeouts", "tailcatKey"})
-_SWAPCORE = frozenset({"scheduler", "max_wait", "default_concurrency_limit"})
+_PEER = frozenset({"proxy", "apiKey", "models", "timeouts"})
+_PEER_UNSUPPORTED = frozenset({"filters", "tailcatKey"})
+_SWAPCORE = frozenset({"scheduler", "max_wait", "default_concurrency_limit", "start_retries"})
 
 
 def _preload(
@@ -135,15 +153,21 @@ def _peers(
         if not name.strip():
             r.error("peers", "peer names must not be empty")
             continue
+        if problem := invisible_character(name):
+            r.error("peers", f"peer name {name!r} contains {problem}")
+            continue
         raw = r.mapping(value, path)
         if raw is None:
             if value is None:
                 r.error(path, "must be a mapping with proxy and models")
             continue
+        errors_before = len(r.errors)
         r.keys(raw, path, _PEER, _PEER_UNSUPPORTED)
-        fields = {}
-        for key in ("proxy", "apiKey"):
-            text = r.string(raw.get(key), f"{path}.{key}", "")
+        fields = {
+            "proxy": r.text(raw.get("proxy"), f"{path}.proxy", ""),  # a URL: never coerced
+            "apiKey": r.string(raw.get("apiKey"), f"{path}.apiKey", ""),
+        }
+        for key, text in fields.items():
             if global_macros is not None:
                 try:
                     text = expand(text, global_macros, path=f"{path}.{key}")
@@ -152,9 +176,10 @@ def _peers(
             for macro in unknown_macros(text)[:1]:
                 r.error(f"{path}.{key}", f"unknown macro '${{{macro}}}'")
             fields[key] = text
-        if not fields["proxy"]:
+        timeouts = _peer_timeouts(r, raw.get("timeouts"), f"{path}.timeouts", global_macros)
+        if raw.get("proxy") in (None, ""):
             r.error(f"{path}.proxy", "required")
-        else:
+        elif isinstance(raw["proxy"], str):
             r.url(fields["proxy"], f"{path}.proxy")
         peer_models = r.string_list(raw.get("models"), f"{path}.models")
         if not peer_models and raw.get("models") in (None, []):
@@ -162,18 +187,39 @@ def _peers(
         for index, model in enumerate(dict.fromkeys(peer_models)):
             qualified = f"{name}/{model}"
             where = f"{path}.models[{index}]"
-            if qualified in models or qualified in aliases:
+            if problem := invisible_character(model):
+                r.error(where, f"model name {model!r} contains {problem}")
+            elif qualified in models or qualified in aliases:
                 r.error(where, f"'{qualified}' is also a local model id or alias")
             elif qualified_names.setdefault(qualified, where) != where:
                 r.error(where, f"'{qualified}' also names {qualified_names[qualified]}")
-        if fields["proxy"]:
+        if fields["proxy"] and timeouts is not None and len(r.errors) == errors_before:
             peers[name] = PeerConfig(
                 name=name,
                 proxy=fields["proxy"],
                 api_key=fields["apiKey"],
                 models=tuple(dict.fromkeys(peer_models)),
+                timeouts=timeouts,
             )
     return peers
+
+
+def _peer_timeouts(
+    r: Reader, value: object, path: str, global_macros: dict[str, Any] | None
+) -> UpstreamTimeouts | None:
+    """A peer's timeouts; global macros expand in them, as in the peer's proxy."""
+    raw = raw_timeouts(r, value, path)
+    if global_macros is not None:
+        try:
+            raw = expand_value(raw, global_macros, path=path)
+        except ConfigError as exc:
+            r.errors.append(exc)
+            return None
+    for key, item in raw.items():
+        for macro in unknown_macros(item)[:1]:
+            r.error(join_path(path, key), f"unknown macro '${{{macro}}}'")
+            return None
+    return build_timeouts(r, raw, path, DEFAULT_PEER_TIMEOUTS)
 
 
 def _swapcore(r: Reader, root: Mapping[str, Any]) -> SwapcoreSettings:
@@ -194,6 +240,12 @@ def _swapcore(r: Reader, root: Mapping[str, Any]) -> SwapcoreSettings:
             "swapcore.default_concurrency_limit",
             DEFAULT_CONCURRENCY_LIMIT,
             minimum=1,
+        ),
+        start_retries=r.integer(
+            section.get("start_retries"),
+            "swapcore.start_retries",
+            DEFAULT_START_RETRIES,
+            minimum=0,
         ),
     )
 
@@ -262,6 +314,9 @@ def parse_config(
         if not model_id.strip():
             r.error("models", "model ids must not be empty")
             continue
+        if problem := invisible_character(model_id):
+            r.error("models", f"model id {model_id!r} contains {problem}")
+            continue
         errors_before = len(r.errors)
         model = read_model(r, model_id, value, path, gw)
         if model is not None:
@@ -282,7 +337,11 @@ def parse_config(
         if config is not None and len(r.errors) == errors_before:
             built[model_id] = config
 
+    built = {m: built[m] for m in declared if m in built}  # definition order
+    errors_before_routing = len(r.errors)
     routing = read_routing(r, root, model_ids, aliases)
+    if len(r.errors) == errors_before_routing:  # who may run together is known
+        check_shared_upstreams(r, built, routing)
     preload = _preload(r, root, model_ids, aliases)
     api_keys = _api_keys(r, root)
     peers = _peers(r, root, global_macros, model_ids, aliases)
@@ -297,7 +356,7 @@ def parse_config(
     if errors:
         raise ConfigError("\n".join(str(exc) for exc in errors))
     return GatewayConfig(
-        models={m: built[m] for m in declared if m in built},
+        models=built,
         routing=routing,
         peers=peers,
         api_keys=api_keys,
@@ -324,8 +383,9 @@ def load_config(
     ``<string>``). Needs PyYAML (the ``config`` extra).
 
     Raises :class:`~swapcore.ConfigError` for an unreadable file, a YAML
-    error (naming file, line and column), an empty document, a root that is
-    not a mapping, and every problem :func:`parse_config` finds.
+    error (naming file, line and column), a document past the limits of
+    :mod:`swapcore.config.limits`, an empty document, a root that is not a
+    mapping, and every problem :func:`parse_config` finds.
     """
     text, name = read_source(path_or_text)
     name = source or name

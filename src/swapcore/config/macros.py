@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from swapcore.config.limits import MAX_CONFIG_DEPTH, MAX_CONFIG_NODES
 from swapcore.errors import ConfigError
 
 __all__ = [
@@ -216,32 +217,68 @@ def substitute_env(
     reference is then left in place). Mappings become dicts and sequences
     lists; a container shared through YAML anchors is walked once, and one
     that contains itself is reported and replaced by None.
-    """
-    done: dict[int, Any] = {}
-    active: set[int] = set()
 
-    def walk(node: object, where: str) -> Any:
-        if isinstance(node, str):
-            return _env_in_string(node, env, errors, where)
+    Every later pass walks the result as a tree, where a shared container
+    counts once per use: a document that would expand to more than
+    :data:`~swapcore.config.limits.MAX_CONFIG_NODES` values, or nest deeper
+    than :data:`~swapcore.config.limits.MAX_CONFIG_DEPTH`, raises
+    :class:`~swapcore.ConfigError` at once (measured on the shared graph, so
+    in linear time).
+    """
+    done: dict[int, tuple[Any, int, int]] = {}  # id -> (result, expanded size, depth)
+    active: set[int] = set()
+    total = 0
+
+    def grow(size: int, depth: int, where: str) -> None:
+        nonlocal total
+        total += size
+        if total <= MAX_CONFIG_NODES and depth <= MAX_CONFIG_DEPTH:
+            return
+        where = where or "<root>"
+        if len(where) > 60:  # a path 100 levels deep says nothing more than its start
+            where = where[:60] + "..."
+        if total > MAX_CONFIG_NODES:
+            raise ConfigError(
+                f"{where}: the document expands to more than {MAX_CONFIG_NODES:,} values "
+                "(a value shared through YAML aliases counts once per use)"
+            )
+        raise ConfigError(
+            f"{where}: the document is nested more than {MAX_CONFIG_DEPTH} levels deep"
+        )
+
+    def walk(node: object, where: str) -> tuple[Any, int, int]:
         if not isinstance(node, (Mapping, list, tuple)):
-            return node
+            grow(1, len(active) + 1, where)
+            if isinstance(node, str):
+                return _env_in_string(node, env, errors, where), 1, 1
+            return node, 1, 1
         key = id(node)
         if key in done:
-            return done[key]
+            result, size, depth = done[key]
+            grow(size, len(active) + depth, where)
+            return result, size, depth
         if key in active:
             errors.append(ConfigError(f"{where}: a YAML alias refers to its own ancestor"))
-            return None
+            return None, 1, 1
+        grow(1 + (len(node) if isinstance(node, Mapping) else 0), len(active) + 1, where)
         active.add(key)
-        result: Any
+        walked: Any
         if isinstance(node, Mapping):
-            result = {k: walk(v, join_path(where, k)) for k, v in node.items()}
+            walked = {k: walk(v, join_path(where, k)) for k, v in node.items()}
+            items = list(walked.values())
+            walked = {k: item[0] for k, item in walked.items()}
+            size = 1 + len(items)  # keys are values too
         else:
-            result = [walk(v, f"{where}[{i}]") for i, v in enumerate(node)]
+            items = [walk(v, f"{where}[{i}]") for i, v in enumerate(node)]
+            walked = [item[0] for item in items]
+            size = 1
         active.discard(key)
-        done[key] = result
-        return result
+        size += sum(item[1] for item in items)
+        depth = 1 + max((item[2] for item in items), default=0)
+        done[key] = (walked, size, depth)
+        return walked, size, depth
 
-    return walk(document, path)
+    return walk(document, path)[0]
 
 
 def _env_in_string(text: str, env: Mapping[str, str], errors: list[ConfigError], path: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import types
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -23,16 +24,22 @@ from swapcore.planners.groups import DEFAULT_GROUP, Group
 __all__ = [
     "DEFAULT_CONCURRENCY_LIMIT",
     "DEFAULT_HEALTH_CHECK_TIMEOUT",
+    "DEFAULT_MODEL_TIMEOUTS",
+    "DEFAULT_PEER_TIMEOUTS",
     "DEFAULT_START_PORT",
+    "DEFAULT_START_RETRIES",
     "DEFAULT_UNLOAD_TIMEOUT",
     "MIN_HEALTH_CHECK_TIMEOUT",
     "SUMMARY_COMBINATION_LIMIT",
+    "TIMEOUT_KEYS",
     "GatewayConfig",
     "MatrixConfig",
     "ModelConfig",
     "PeerConfig",
     "RoutingConfig",
     "SwapcoreSettings",
+    "UpstreamTimeouts",
+    "invisible_character",
 ]
 
 DEFAULT_HEALTH_CHECK_TIMEOUT = 120.0
@@ -47,6 +54,37 @@ DEFAULT_CONCURRENCY_LIMIT = 10
 """Requests admitted per model when ``concurrencyLimit`` is unset (llama-swap's 10)."""
 SUMMARY_COMBINATION_LIMIT = 10_000
 """``summary()`` counts a matrix set's combinations up to this many, no further."""
+DEFAULT_START_RETRIES = 1
+"""Restarts a swap gives a model whose start crashed (``swapcore.start_retries``)."""
+
+# Characters a name (model id, alias, peer) must not contain: they are
+# invisible or break a line in logs, messages and ``str.splitlines``. The
+# zero-width (non-)joiners are kept: some scripts and emoji need them.
+_INVISIBLE_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "an invisible formatting character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+_ALLOWED_FORMAT = frozenset("\u200c\u200d")
+
+
+def invisible_character(text: str) -> str | None:
+    """Describe the first character of ``text`` a name must not contain, or None.
+
+    Refused: control characters (Unicode category Cc: C0 and C1 controls,
+    DEL, newline, tab), invisible formatting characters (Cf, such as U+200E
+    or U+FEFF) except the zero-width joiners U+200C and U+200D, and the line
+    and paragraph separators U+2028 and U+2029. The result reads like
+    ``a control character U+0007``.
+    """
+    for char in text:
+        if char.isprintable():
+            continue  # no printable character is in a refused category
+        what = _INVISIBLE_CATEGORIES.get(unicodedata.category(char))
+        if what is not None and char not in _ALLOWED_FORMAT:
+            return f"{what} U+{ord(char):04X}"
+    return None
 
 
 def _frozen_mapping(value: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> Mapping[Any, Any]:
@@ -73,44 +111,105 @@ def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: 
         raise ConfigError(f"{type(instance).__name__}.{attribute.name}: must be an integer >= 1")
 
 
+def _count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{type(instance).__name__}.{attribute.name}: must be an integer >= 0")
+
+
 def _non_empty_str(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{type(instance).__name__}.{attribute.name}: must be a non-empty string")
 
 
+def _visible_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _non_empty_str(instance, attribute, value)
+    _visible_names(instance, attribute, (value,))
+
+
+def _visible_names(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    for name in value:  # type: ignore[attr-defined]  # a tuple of str after conversion
+        problem = invisible_character(name) if isinstance(name, str) else "a non-string"
+        if problem:
+            raise ConfigError(
+                f"{type(instance).__name__}.{attribute.name}: {name!r} contains {problem}"
+            )
+
+
+def _seconds_or_none(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def _timeout(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+    if not isinstance(value, float) or not math.isfinite(value) or value <= 0:
         raise ConfigError(
-            f"{type(instance).__name__}.{attribute.name}: must be a positive number of seconds"
-            " or None"
+            f"{type(instance).__name__}.{attribute.name}: must be a number of seconds > 0, "
+            f"or None for no timeout, got {value!r}"
         )
+
+
+def _timeout_field(default: float | None) -> Any:
+    return attrs.field(default=default, converter=_seconds_or_none, validator=_timeout)
 
 
 @attrs.frozen(kw_only=True)
 class UpstreamTimeouts:
-    """How long the gateway waits on one upstream (seconds; None = no limit).
+    """How long the gateway waits on an upstream (a model's server or a peer), in seconds.
 
-    ``connect``: to open a connection; ``response_header``: from sending the
-    request to the response headers; ``read``: the longest silence in the
-    middle of a response; ``keepalive``, ``tls_handshake``, ``idle_conn``,
-    ``expect_continue``: as llama-swap's ``timeouts`` keys.
+    None means no timeout (``0`` in YAML). ``connect`` bounds opening the TCP
+    connection, ``tls_handshake`` the TLS handshake with an ``https``
+    upstream, ``response_header`` the wait for the response headers once the
+    request is sent, and ``read`` the longest silence in the middle of a
+    response, after its headers. ``keepalive`` is the TCP keep-alive
+    interval of upstream connections and ``idle_conn`` how long an idle
+    pooled connection is kept. ``expect_continue`` is accepted for
+    llama-swap compatibility; swapcore never sends ``Expect: 100-continue``,
+    so it has no effect. Integers become floats; anything but a number
+    > 0 or None raises :class:`~swapcore.ConfigError` naming the field.
     """
 
-    connect: float | None = attrs.field(default=30.0, validator=_timeout)
-    response_header: float | None = attrs.field(default=None, validator=_timeout)
-    read: float | None = attrs.field(default=600.0, validator=_timeout)
-    keepalive: float | None = attrs.field(default=30.0, validator=_timeout)
-    tls_handshake: float | None = attrs.field(default=10.0, validator=_timeout)
-    idle_conn: float | None = attrs.field(default=90.0, validator=_timeout)
-    expect_continue: float | None = attrs.field(default=1.0, validator=_timeout)
+    connect: float | None = _timeout_field(30.0)
+    response_header: float | None = _timeout_field(None)
+    read: float | None = _timeout_field(600.0)
+    keepalive: float | None = _timeout_field(30.0)
+    tls_handshake: float | None = _timeout_field(10.0)
+    idle_conn: float | None = _timeout_field(90.0)
+    expect_continue: float | None = _timeout_field(1.0)
 
 
+TIMEOUT_KEYS: Mapping[str, str] = types.MappingProxyType(
+    {
+        "connect": "connect",
+        "responseHeader": "response_header",
+        "read": "read",
+        "keepalive": "keepalive",
+        "tlsHandshake": "tls_handshake",
+        "idleConn": "idle_conn",
+        "expectContinue": "expect_continue",
+    }
+)
+"""YAML key of each :class:`UpstreamTimeouts` field, in field order; ``read`` is swapcore's."""
 DEFAULT_MODEL_TIMEOUTS = UpstreamTimeouts()
-"""A local model's timeouts when its config sets none."""
+"""A model's timeouts when its ``timeouts`` section is absent (llama-swap's, plus ``read``).
+
+No ``response_header`` bound: a server sends the headers of a non-streamed
+completion only when the completion is done. ``read`` is 600 s, llama.cpp's
+``llama-server`` default read/write timeout.
+"""
 DEFAULT_PEER_TIMEOUTS = UpstreamTimeouts(response_header=60.0)
-"""A peer's timeouts when its config sets none."""
+"""A peer's timeouts when its ``timeouts`` section is absent: as a model's, but
+``response_header`` is 60 s (llama-swap's peer default)."""
+
+
+def _timeouts(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, UpstreamTimeouts):
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name}: must be an UpstreamTimeouts, "
+            f"got {type(value).__name__}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -126,16 +225,19 @@ class ModelConfig:
     when idle. ``concurrency_limit`` None means the scheduler's default.
     ``use_model_name`` is the name to put in the request body's ``model``
     field before forwarding upstream (None = forward the id unchanged).
+    ``timeouts`` bound the gateway's waits on the model's server. The id and
+    the aliases must not contain invisible characters (see
+    :func:`invisible_character`).
     """
 
-    id: str = attrs.field(validator=_non_empty_str)
+    id: str = attrs.field(validator=_visible_name)
     cmd: str = attrs.field(validator=_non_empty_str)
     proxy: str = attrs.field(validator=_non_empty_str)
     cmd_stop: str = ""
     check_endpoint: str = "/health"
     ttl: float = attrs.field(default=0, validator=_non_negative)
     unload_timeout: float = attrs.field(default=DEFAULT_UNLOAD_TIMEOUT, validator=_non_negative)
-    aliases: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=_strings, validator=_visible_names)
     env: Mapping[str, str] = attrs.field(
         factory=dict, converter=_frozen_mapping, eq=True, hash=False
     )
@@ -149,7 +251,7 @@ class ModelConfig:
     metadata: Mapping[str, Any] = attrs.field(
         factory=dict, converter=_frozen_mapping, eq=True, hash=False
     )
-    timeouts: UpstreamTimeouts = DEFAULT_MODEL_TIMEOUTS
+    timeouts: UpstreamTimeouts = attrs.field(default=DEFAULT_MODEL_TIMEOUTS, validator=_timeouts)
 
     @property
     def health_check_enabled(self) -> bool:
@@ -168,13 +270,16 @@ class PeerConfig:
 
     Its models are addressed as ``<peer>/<model>``, or by the bare model name
     when exactly one peer provides it and no local model or alias claims it.
+    ``timeouts`` bound the gateway's waits on the peer (by default
+    :data:`DEFAULT_PEER_TIMEOUTS`). The name and the model names must not
+    contain invisible characters (see :func:`invisible_character`).
     """
 
-    name: str = attrs.field(validator=_non_empty_str)
+    name: str = attrs.field(validator=_visible_name)
     proxy: str = attrs.field(validator=_non_empty_str)
     api_key: str = ""
-    models: tuple[str, ...] = attrs.field(default=(), converter=_strings)
-    timeouts: UpstreamTimeouts = DEFAULT_PEER_TIMEOUTS
+    models: tuple[str, ...] = attrs.field(default=(), converter=_strings, validator=_visible_names)
+    timeouts: UpstreamTimeouts = attrs.field(default=DEFAULT_PEER_TIMEOUTS, validator=_timeouts)
 
 
 @attrs.frozen(kw_only=True)
@@ -227,7 +332,9 @@ class SwapcoreSettings:
     ``max_wait`` (seconds, None = unbounded, llama-swap's behaviour) bounds
     how long the oldest queued request waits before requests for busy models
     stop overtaking it. ``default_concurrency_limit`` applies to models
-    without ``concurrencyLimit``.
+    without ``concurrencyLimit``. ``start_retries`` is how many times a swap
+    restarts a model whose start crashed before it fails the requests
+    waiting for it.
     """
 
     scheduler: str = "fifo"
@@ -235,6 +342,7 @@ class SwapcoreSettings:
     default_concurrency_limit: int = attrs.field(
         default=DEFAULT_CONCURRENCY_LIMIT, validator=_positive_or_none
     )
+    start_retries: int = attrs.field(default=DEFAULT_START_RETRIES, validator=_count)
 
     def __attrs_post_init__(self) -> None:
         if self.max_wait is not None:
@@ -337,13 +445,14 @@ class GatewayConfig:
     def summary(self) -> dict[str, Any]:
         """Describe the configuration as plain data (for ``swapcore check``).
 
-        Keys: ``source``, ``models`` (id, aliases, port, proxy, ttl, ...),
+        Keys: ``source``, ``models`` (id, aliases, port, proxy, ttl,
+        ``timeouts`` by field name with None for no timeout, ...),
         ``router`` (``group`` or ``matrix``), ``groups`` or ``matrix`` (sets
         with their combination counts, capped at
         :data:`SUMMARY_COMBINATION_LIMIT`: ``combinations`` is then None and
         ``combinations_at_least`` holds the cap), ``scheduler``, ``priority``,
-        ``peers``, ``preload``, ``settings`` and ``warnings``. Values are
-        JSON-serialisable.
+        ``peers`` (with their ``timeouts``), ``preload``, ``settings`` and
+        ``warnings``. Values are JSON-serialisable.
         """
         models = [
             {
@@ -358,6 +467,7 @@ class GatewayConfig:
                 "concurrency_limit": m.concurrency_limit or self.swapcore.default_concurrency_limit,
                 "use_model_name": m.use_model_name,
                 "unlisted": m.unlisted,
+                "timeouts": attrs.asdict(m.timeouts),
             }
             for m in self.models.values()
         ]
@@ -383,7 +493,13 @@ class GatewayConfig:
         result["scheduler"] = self.swapcore.scheduler
         result["priority"] = dict(self.routing.priority)
         result["peers"] = [
-            {"name": p.name, "proxy": p.proxy, "models": list(p.models), "api_key": bool(p.api_key)}
+            {
+                "name": p.name,
+                "proxy": p.proxy,
+                "models": list(p.models),
+                "api_key": bool(p.api_key),
+                "timeouts": attrs.asdict(p.timeouts),
+            }
             for p in self.peers.values()
         ]
         result["preload"] = list(self.preload)
@@ -396,6 +512,7 @@ class GatewayConfig:
             "api_keys": len(self.api_keys),
             "max_wait": self.swapcore.max_wait,
             "default_concurrency_limit": self.swapcore.default_concurrency_limit,
+            "start_retries": self.swapcore.start_retries,
         }
         result["warnings"] = list(self.warnings)
         return result
