@@ -1,0 +1,221 @@
+"""Leases: ``router.acquire()``'s context manager, releases and lease timeouts.
+
+Internal layer of :class:`swapcore.router.BaseRouter`. A granted lease with a
+``lease_timeout`` arms one timer; when it fires, the run loop takes the model
+back (the scheduler hears a serve done, exactly once), emits
+:class:`~swapcore.events.RequestExpired`, logs a warning and cancels the
+task that entered the ``async with`` block. That task's exit from the block
+turns the cancellation into :class:`~swapcore.LeaseExpired`, the way
+``asyncio.timeout`` turns its own into ``TimeoutError``: on Python 3.11+ by
+counting cancellations (``Task.cancelling``/``uncancel``), on 3.10 by the
+cancellation's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from swapcore._router_parts import EXPIRED, GRANTED, RELEASED, Lease, Ticket
+from swapcore._router_state import clock, log
+from swapcore._router_swaps import _SwapDriver
+from swapcore.errors import LeaseExpired
+from swapcore.events import RequestExpired, RequestReleased
+
+if TYPE_CHECKING:
+    from swapcore.router import BaseRouter
+
+__all__: list[str] = []
+
+_EXPIRY = "swapcore: the lease expired"  # the cancellation message on Python 3.10
+
+if sys.version_info >= (3, 11):
+    _COUNTS_CANCELS = True
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return task.cancelling()
+
+    def _uncancel(task: asyncio.Task[Any]) -> int:
+        return task.uncancel()
+
+    def _interrupt(task: asyncio.Task[Any]) -> bool:
+        return task.cancel()
+
+else:  # pragma: no cover - Python 3.10 counts no cancellations
+    _COUNTS_CANCELS = False
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return 0
+
+    def _uncancel(task: asyncio.Task[Any]) -> int:
+        return 0
+
+    def _interrupt(task: asyncio.Task[Any]) -> bool:
+        return task.cancel(_EXPIRY)
+
+
+class _Acquisition:
+    """``router.acquire(...)``: waits for a grant on entry, releases it on exit."""
+
+    __slots__ = ("_lease_timeout", "_model", "_on_position", "_priority", "_router", "_ticket")
+
+    def __init__(
+        self,
+        router: BaseRouter,
+        model: str,
+        priority: int | None,
+        on_position: Callable[[int], object] | None,
+        lease_timeout: float | None,
+    ) -> None:
+        self._router = router
+        self._model = model
+        self._priority = priority
+        self._on_position = on_position
+        self._lease_timeout = lease_timeout
+        self._ticket: Ticket | None = None
+
+    async def __aenter__(self) -> Lease:
+        if self._ticket is not None:
+            raise RuntimeError("an acquire() context can be entered only once")
+        router = self._router
+        ticket = router._submit(self._model, self._priority, self._on_position, self._lease_timeout)
+        self._ticket = ticket
+        if ticket.lease_timeout is not None:
+            holder = asyncio.current_task()
+            ticket.holder = holder
+            if holder is not None:
+                ticket.baseline = _cancelling(holder)
+        try:
+            return await ticket
+        except asyncio.CancelledError as exc:
+            status = ticket.status
+            if status == GRANTED:
+                # Granted, but cancelled before we resumed: give the grant back.
+                router._release(ticket)
+            elif status == EXPIRED and _expiry_ends(ticket, exc):
+                raise _expired(ticket) from exc
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        ticket = self._ticket
+        if ticket is None:
+            return
+        status = ticket.status
+        if status == GRANTED:
+            self._router._release(ticket)
+        elif status == EXPIRED and _expiry_ends(ticket, exc):
+            raise _expired(ticket) from exc
+
+
+def _expiry_ends(ticket: Ticket, exc: BaseException | None) -> bool:
+    """Consume the router's cancellation of the holder; True if ``exc`` is that cancellation.
+
+    False for a block that swallowed it (it ends as it ends) and for a
+    cancellation from elsewhere that is still pending: that one propagates.
+    """
+    if not ticket.interrupted:
+        return False
+    ticket.interrupted = False
+    holder = ticket.holder
+    assert holder is not None  # interrupted: the router cancelled it
+    remaining = _uncancel(holder)
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    if _COUNTS_CANCELS:
+        return remaining <= ticket.baseline
+    return _ours_on_310(exc)
+
+
+def _ours_on_310(exc: BaseException) -> bool:
+    """Python 3.10: the cancellation carries the router's message and interrupted no other."""
+    if exc.args[:1] != (_EXPIRY,):
+        return False
+    seen = 0
+    context = exc.__context__
+    while context is not None and seen < 32:  # a cancellation handled when ours came
+        if isinstance(context, asyncio.CancelledError) and context.args[:1] != (_EXPIRY,):
+            return False
+        context = context.__context__
+        seen += 1
+    return True
+
+
+def _expired(ticket: Ticket) -> LeaseExpired:
+    request = ticket.request
+    return LeaseExpired(
+        f"the lease of request {request.id} on {ticket.granted!r} expired: held longer "
+        f"than its lease_timeout of {ticket.lease_timeout:g}s"
+    )
+
+
+class _LeaseKeeper(_SwapDriver):
+    """Releases, lease timeouts and serve-done: how a granted request ends."""
+
+    def _arm_expiry(self, ticket: Ticket, timeout: float) -> None:
+        """Take the grant back after ``timeout`` seconds unless it is released first."""
+        assert self._loop is not None
+        ticket.expiry = self._loop.call_later(timeout, self._post, self._on_expire_event, ticket)
+
+    def _release(self, ticket: Ticket) -> None:
+        ticket.status = RELEASED
+        expiry = ticket.expiry
+        if expiry is not None:
+            expiry.cancel()
+            ticket.expiry = None
+        if self._on_event is None:
+            self._post(self._on_serve_done_event, ticket.granted)
+        else:
+            self._post(self._on_released_event, ticket)
+
+    def _on_released_event(self, ticket: Ticket) -> None:
+        now = clock()
+        model = ticket.granted
+        self._emit(RequestReleased(now, model, ticket.request.id, now - ticket.granted_at))
+        self._on_serve_done_event(model)
+
+    def _on_expire_event(self, ticket: Ticket) -> None:
+        if ticket.status != GRANTED:
+            return  # released in time (the release is already posted)
+        ticket.status = EXPIRED
+        ticket.expiry = None
+        now = clock()
+        model = ticket.granted
+        request = ticket.request
+        held = now - ticket.granted_at
+        log.warning(
+            "the lease of request %d on %r expired after %.3fs (lease_timeout %gs): "
+            "taking the model back and cancelling the task that holds it",
+            request.id,
+            model,
+            held,
+            ticket.lease_timeout,
+        )
+        if self._on_event is not None:
+            self._emit(RequestExpired(now, model, request.id, held))
+        holder = ticket.holder
+        if holder is not None and not holder.done():
+            ticket.interrupted = _interrupt(holder)
+        self._on_serve_done_event(model)
+
+    def _on_serve_done_event(self, model: str) -> None:
+        count = self._in_flight[model] - 1
+        if count:
+            self._in_flight[model] = count
+        else:
+            del self._in_flight[model]
+        if self._on_event is not None:
+            self._observe(model)
+        try:
+            self._scheduler.on_serve_done(model)
+        except Exception as exc:
+            self._scheduler_failed(f"on_serve_done({model!r})", exc)
+        if not count and self._idle_ttl:
+            self._maybe_arm_ttl(model)
