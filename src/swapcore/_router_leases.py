@@ -19,8 +19,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from swapcore import _router_state
 from swapcore._router_parts import EXPIRED, GRANTED, RELEASED, Lease, Ticket
-from swapcore._router_state import clock, log
+from swapcore._router_state import log
 from swapcore._router_swaps import _SwapDriver
 from swapcore.errors import LeaseExpired
 from swapcore.events import RequestExpired, RequestReleased
@@ -176,7 +177,7 @@ class _LeaseKeeper(_SwapDriver):
             self._post(self._on_released_event, ticket)
 
     def _on_released_event(self, ticket: Ticket) -> None:
-        now = clock()
+        now = _router_state.clock()  # looked up here: tests on a virtual clock replace it
         model = ticket.granted
         self._emit(RequestReleased(now, model, ticket.request.id, now - ticket.granted_at))
         self._on_serve_done_event(model)
@@ -186,7 +187,7 @@ class _LeaseKeeper(_SwapDriver):
             return  # released in time (the release is already posted)
         ticket.status = EXPIRED
         ticket.expiry = None
-        now = clock()
+        now = _router_state.clock()
         model = ticket.granted
         request = ticket.request
         held = now - ticket.granted_at
