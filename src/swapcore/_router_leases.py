@@ -1,7 +1,7 @@
 """Leases: ``router.acquire()``'s context manager, releases and lease timeouts.
 
 Internal layer of :class:`swapcore.router.BaseRouter`. A granted lease with a
-``lease_timeout`` arms one timer; when it fires, the run loop takes the model
+``lease_timeout`` gets a deadline; when it comes, the run loop takes the model
 back (the scheduler hears a serve done, exactly once), emits
 :class:`~swapcore.events.RequestExpired`, logs a warning and cancels the
 task that entered the ``async with`` block. That task's exit from the block
@@ -14,6 +14,8 @@ cancellation's message.
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 __all__: list[str] = []
 
 _EXPIRY = "swapcore: the lease expired"  # the cancellation message on Python 3.10
+_SWEEP_AT = 256  # released tickets waiting in the deadline queues before a sweep is considered
 
 if sys.version_info >= (3, 11):
     _COUNTS_CANCELS = True
@@ -158,35 +161,97 @@ def _expired(ticket: Ticket) -> LeaseExpired:
 
 
 class _LeaseKeeper(_SwapDriver):
-    """Releases, lease timeouts and serve-done: how a granted request ends."""
+    """Releases, lease timeouts and serve-done: how a granted request ends.
+
+    Lease deadlines are kept per lease timeout in grant order, which is
+    deadline order, behind one loop timer for the earliest: a grant costs an
+    append, a release a count, and released leases are swept lazily (when
+    their turn comes, or when they outnumber the live ones).
+    """
 
     def _arm_expiry(self, ticket: Ticket, timeout: float) -> None:
-        """Take the grant back after ``timeout`` seconds unless it is released first."""
+        """Take the grant back ``timeout`` seconds from now unless it is released first."""
+        loop = self._loop
+        assert loop is not None
+        deadline = loop.time() + timeout
+        ticket.deadline = deadline
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = collections.deque()
+        elif queue:
+            queue.append(ticket)  # behind an earlier deadline: the timer is set already
+            return
+        queue.append(ticket)
+        if deadline < self._lease_timer_at:
+            self._set_lease_timer(deadline)
+
+    def _set_lease_timer(self, when: float) -> None:
         assert self._loop is not None
-        ticket.expiry = self._loop.call_later(timeout, self._post, self._on_expire_event, ticket)
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+        self._lease_timer_at = when
+        self._lease_timer = self._loop.call_at(when, self._lease_timer_fired)
+
+    def _lease_timer_fired(self) -> None:
+        self._lease_timer = None
+        self._lease_timer_at = math.inf
+        self._post(self._on_leases_due_event, None)
+
+    def _on_leases_due_event(self, _: None) -> None:
+        """Expire every lease whose deadline has come, then set the timer for the next."""
+        assert self._loop is not None
+        now = self._loop.time()
+        earliest = math.inf
+        for timeout, queue in list(self._deadlines.items()):
+            while queue:
+                ticket = queue[0]
+                if ticket.status != GRANTED:
+                    queue.popleft()
+                    self._stale_leases -= 1
+                elif ticket.deadline <= now:
+                    queue.popleft()
+                    self._on_expire_event(ticket)  # may grant (and queue) new leases
+                else:
+                    earliest = min(earliest, ticket.deadline)
+                    break
+            if not queue:
+                del self._deadlines[timeout]
+        if earliest < self._lease_timer_at:
+            self._set_lease_timer(earliest)
+
+    def _sweep_leases(self) -> None:
+        """Drop released tickets from the deadline queues (they outnumber the live ones)."""
+        for timeout, queue in list(self._deadlines.items()):
+            live = [ticket for ticket in queue if ticket.status == GRANTED]
+            if live:
+                self._deadlines[timeout] = collections.deque(live)
+            else:
+                del self._deadlines[timeout]
+        self._stale_leases = 0
 
     def _release(self, ticket: Ticket) -> None:
-        ticket.status = RELEASED
-        expiry = ticket.expiry
-        if expiry is not None:
-            expiry.cancel()
-            ticket.expiry = None
-        if self._on_event is None:
+        ticket.status = RELEASED  # at once: an expiry handled from now on finds it released
+        if self._on_event is None and ticket.deadline == math.inf:
             self._post(self._on_serve_done_event, ticket.granted)
         else:
             self._post(self._on_released_event, ticket)
 
     def _on_released_event(self, ticket: Ticket) -> None:
-        now = _router_state.clock()  # looked up here: tests on a virtual clock replace it
+        if ticket.deadline != math.inf:  # it waits in a deadline queue until swept
+            stale = self._stale_leases = self._stale_leases + 1
+            if stale >= _SWEEP_AT and 2 * stale >= sum(map(len, self._deadlines.values())):
+                self._sweep_leases()
         model = ticket.granted
-        self._emit(RequestReleased(now, model, ticket.request.id, now - ticket.granted_at))
+        if self._on_event is not None:
+            now = _router_state.clock()  # looked up here: tests on a virtual clock replace it
+            self._emit(RequestReleased(now, model, ticket.request.id, now - ticket.granted_at))
         self._on_serve_done_event(model)
 
     def _on_expire_event(self, ticket: Ticket) -> None:
+        """Take a granted lease back: serve done (once), event, warning, cancel its holder."""
         if ticket.status != GRANTED:
             return  # released in time (the release is already posted)
         ticket.status = EXPIRED
-        ticket.expiry = None
         now = _router_state.clock()
         model = ticket.granted
         request = ticket.request

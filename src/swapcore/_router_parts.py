@@ -7,6 +7,7 @@ Internal to :mod:`swapcore.router`, which re-exports the public names
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +85,7 @@ class Ticket(asyncio.Future[Lease]):
 
     __slots__ = (
         "baseline",
-        "expiry",
+        "deadline",
         "granted",
         "granted_at",
         "holder",
@@ -114,11 +115,12 @@ class Ticket(asyncio.Future[Lease]):
             ""  # the model granted (the request's model unless a scheduler says otherwise)
         )
         self.granted_at = 0.0  # when it was granted, kept for on_event and lease timeouts
-        # Lease timeout: the seconds a grant may be held, the timer that takes it
-        # back, the task that holds it (its cancellation count on entry, 3.11+),
-        # and whether the router's expiry cancelled that task (not yet consumed).
+        # Lease timeout: the seconds a grant may be held, the loop time it is
+        # taken back at (inf: never), the task that holds it (its cancellation
+        # count on entry, 3.11+), and whether the router's expiry cancelled
+        # that task (not yet consumed).
         self.lease_timeout = lease_timeout
-        self.expiry: asyncio.TimerHandle | None = None
+        self.deadline = math.inf
         self.holder: asyncio.Task[Any] | None = None
         self.baseline = 0
         self.interrupted = False

@@ -111,6 +111,13 @@ class _RouterState:
         self._tick_at: float | None = None
         self._tick_fired_for = -math.inf
         self._seen: dict[str, ProcessState] = {}  # last observed states (on_event only)
+        # Lease deadlines: per lease timeout, the granted tickets in grant order
+        # (so in deadline order); one loop timer for the earliest. Released
+        # tickets stay until swept (`_stale_leases` counts them).
+        self._deadlines: dict[float, collections.deque[Ticket]] = {}
+        self._lease_timer: asyncio.TimerHandle | None = None
+        self._lease_timer_at = math.inf
+        self._stale_leases = 0
         # Set by the subclass once it has built the scheduler.
         self._scheduler: Scheduler
         self._next_deadline: Callable[[], float | None] | None = None

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 import pytest
-from router_helpers import OneAtATime, eventually, run_virtual
+from router_helpers import NoEviction, OneAtATime, eventually, run_virtual
 
 from swapcore import (
     BaseRouter,
@@ -126,7 +126,6 @@ def test_a_lease_released_in_time_is_unaffected(monkeypatch: pytest.MonkeyPatch)
         async with BaseRouter(procs, OneAtATime(), on_event=events.append) as router:
             async with router.acquire("a", lease_timeout=5.0):
                 await asyncio.sleep(4.0)
-            assert loop.next_timer() is None  # the lease's timer is disarmed
             await asyncio.sleep(60.0)  # long past the timeout: nothing happens
             assert in_flight(router, "a") == (0, 0)
 
@@ -245,6 +244,92 @@ def test_the_router_default_applies_unless_acquire_gives_its_own(
 
     run_virtual(monkeypatch, main)
     assert [round(e.held, 6) for e in of(RequestExpired, events)] == [100.0, 5.0]
+
+
+def test_leases_with_different_timeouts_expire_in_deadline_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    procs = {"a": FakeProcess("a")}
+    events: list[RouterEvent] = []
+    expired_at: dict[int, float] = {}
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        def on_event(event: RouterEvent) -> None:
+            events.append(event)
+            if isinstance(event, RequestExpired):
+                expired_at[event.request_id] = loop.time()
+
+        async with BaseRouter(procs, NoEviction(), on_event=on_event) as router:
+
+            async def hold(timeout: float) -> None:
+                with pytest.raises(LeaseExpired):
+                    async with router.acquire("a", lease_timeout=timeout):
+                        await asyncio.sleep(FOREVER)
+
+            start = loop.time()
+            await asyncio.gather(*(hold(t) for t in (5.0, 3.0, 8.0, 3.0, 5.0)))
+            assert {rid: at - start for rid, at in expired_at.items()} == pytest.approx(
+                {1: 5.0, 2: 3.0, 3: 8.0, 4: 3.0, 5: 5.0}
+            )
+            assert in_flight(router, "a") == (0, 0)
+
+    run_virtual(monkeypatch, main)
+    assert [e.request_id for e in of(RequestExpired, events)] == [2, 4, 1, 5, 3]
+
+
+def test_a_lease_granted_by_an_expiry_gets_its_own_full_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    procs = fakes("a", "b")
+    events: list[RouterEvent] = []
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        router = BaseRouter(procs, OneAtATime(), on_event=events.append, lease_timeout=5.0)
+        async with router:
+
+            async def hold(model: str) -> float:
+                with pytest.raises(LeaseExpired):
+                    async with router.acquire(model):
+                        await asyncio.sleep(FOREVER)
+                return loop.time()
+
+            start = loop.time()
+            first = asyncio.create_task(hold("a"))
+            await eventually(lambda: router.snapshot().models["a"].in_flight == 1)
+            ends = await asyncio.gather(first, hold("b"))  # b waits for a's expiry
+            assert [end - start for end in ends] == pytest.approx([5.0, 10.0])
+
+    run_virtual(monkeypatch, main)
+    assert [e.held for e in of(RequestExpired, events)] == pytest.approx([5.0, 5.0])
+
+
+def test_released_leases_are_swept_from_the_deadline_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    procs = fakes("a")
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        async with BaseRouter(procs, OneAtATime(), lease_timeout=30.0) as router:
+
+            async def hold_forever() -> None:
+                async with router.acquire("a"):
+                    await asyncio.sleep(FOREVER)
+
+            holder = asyncio.create_task(hold_forever())  # the head of the queue stays live
+            await eventually(lambda: router.snapshot().models["a"].in_flight == 1)
+            for _ in range(600):  # a sweep at 256 released tickets
+                async with router.acquire("a"):
+                    pass
+            await asyncio.sleep(0)
+            queued = sum(map(len, router._deadlines.values()))
+            assert queued <= 300, f"{queued} tickets in the deadline queues for 1 live lease"
+            with pytest.raises(LeaseExpired):
+                await holder  # still taken back on time
+            await eventually(lambda: in_flight(router, "a") == (0, 0))
+            await asyncio.sleep(60.0)
+            assert router._deadlines == {} and router._stale_leases == 0
+
+    run_virtual(monkeypatch, main)
 
 
 def test_a_grant_that_expires_before_its_caller_resumes_raises_lease_expired(
