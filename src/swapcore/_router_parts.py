@@ -28,7 +28,9 @@ class Lease:
     """A granted request: ``model`` is yours to use through ``process`` until the block exits.
 
     While the lease is held the model counts as in flight, and no swap
-    stops it (an explicit ``unload`` or a crash still can).
+    stops it (an explicit ``unload`` or a crash still can). With a
+    ``lease_timeout`` the router takes the model back once the lease has
+    been held that long (see ``BaseRouter.acquire``).
     """
 
     model: str

@@ -22,6 +22,7 @@ from swapcore import (
     ConfigError,
     FIFOScheduler,
     LeaseExpired,
+    PolicyError,
     ProcessState,
     RoutingError,
 )
@@ -422,4 +423,4 @@ async def test_acquire_refuses_an_invalid_lease_timeout_at_once(value: float) ->
 
 
 def test_lease_expired_and_policy_error_are_routing_errors() -> None:
-    assert issubclass(LeaseExpired, RoutingError)
+    assert issubclass(LeaseExpired, RoutingError) and issubclass(PolicyError, RoutingError)

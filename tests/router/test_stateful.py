@@ -227,7 +227,7 @@ def test_the_machine_finds_no_load_for_a_cancelled_caller() -> None:
 
 
 async def test_a_caller_cancelled_behind_a_serve_done_triggers_no_load() -> None:
-    # REFERENCE §5: a request whose caller left is removed at once and must
+    # llama-swap's rule: a request whose caller left is removed at once and must
     # never trigger a load. Here b's caller leaves in the same loop turn as a's
     # lease is released. The withdrawal used to queue behind the serve-done,
     # whose drain then started the swap to b (stopping a) for nobody; the

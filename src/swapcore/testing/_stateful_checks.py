@@ -248,7 +248,7 @@ class RouterChecks(ClientBooks):
                         f"swap to {event.model!r} evicts {victim!r} with {busy} in flight"
                     )
             self._swapping[event.model] = event.evict
-            # REFERENCE §5: a caller that left must never trigger a load. (A caller
+            # A caller that left must never trigger a load (llama-swap's rule). (A caller
             # cancelled from inside this very handler cannot be withdrawn in time.)
             waiting = [c for c in self._clients if c.model == event.model and c.waiting]
             if (
