@@ -63,6 +63,7 @@ PUBLIC = [
     "Group",
     "GroupPlanner",
     "Lease",
+    "LeaseExpired",
     "MatrixPlanner",
     "MatrixProgram",
     "MatrixSolver",
@@ -73,11 +74,13 @@ PUBLIC = [
     "ModelSnapshot",
     "ModelUnloaded",
     "ModelsUnloaded",
+    "PolicyError",
     "Process",
     "ProcessState",
     "ProcessStateChanged",
     "Request",
     "RequestCancelled",
+    "RequestExpired",
     "RequestGranted",
     "RequestQueued",
     "RequestRejected",
@@ -94,6 +97,7 @@ PUBLIC = [
     "SwapPlanner",
     "SwapcoreError",
     "SwapFinished",
+    "SwapRetried",
     "SwapStarted",
     "compile_matrix",
 ]
@@ -120,6 +124,13 @@ def test_error_tree_matches_the_contract() -> None:
     assert issubclass(s.ConfigError, s.SwapcoreError) and issubclass(s.ConfigError, ValueError)
     assert issubclass(s.MatrixSyntaxError, s.ConfigError)
     assert issubclass(s.ModelNotFound, s.RoutingError) and issubclass(s.ModelNotFound, LookupError)
-    for error in (s.ConcurrencyLimitExceeded, s.SwapFailed, s.ModelUnloaded, s.RouterShutdown):
+    for error in (
+        s.ConcurrencyLimitExceeded,
+        s.SwapFailed,
+        s.ModelUnloaded,
+        s.RouterShutdown,
+        s.PolicyError,
+        s.LeaseExpired,
+    ):
         assert issubclass(error, s.RoutingError)
     assert issubclass(s.RoutingError, s.SwapcoreError)

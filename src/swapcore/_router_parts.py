@@ -7,8 +7,9 @@ Internal to :mod:`swapcore.router`, which re-exports the public names
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -27,7 +28,9 @@ class Lease:
     """A granted request: ``model`` is yours to use through ``process`` until the block exits.
 
     While the lease is held the model counts as in flight, and no swap
-    stops it (an explicit ``unload`` or a crash still can).
+    stops it (an explicit ``unload`` or a crash still can). With a
+    ``lease_timeout`` the router takes the model back once the lease has
+    been held that long (see ``BaseRouter.acquire``).
     """
 
     model: str
@@ -68,8 +71,9 @@ class RouterSnapshot:
 
 
 # Ticket status: submitted and unresolved; granted (counted in flight);
-# released; gone (cancelled, or the grant found the caller gone); failed.
-PENDING, GRANTED, RELEASED, GONE, FAILED = range(5)
+# released; gone (cancelled, or the grant found the caller gone); failed;
+# expired (granted, then taken back by the router at its lease timeout).
+PENDING, GRANTED, RELEASED, GONE, FAILED, EXPIRED = range(6)
 
 
 class Ticket(asyncio.Future[Lease]):
@@ -82,8 +86,13 @@ class Ticket(asyncio.Future[Lease]):
     """
 
     __slots__ = (
+        "baseline",
+        "deadline",
         "granted",
         "granted_at",
+        "holder",
+        "interrupted",
+        "lease_timeout",
         "on_position",
         "position",
         "request",
@@ -96,6 +105,7 @@ class Ticket(asyncio.Future[Lease]):
         router: BaseRouter,
         request: Request,
         on_position: Callable[[int], object] | None,
+        lease_timeout: float | None,
     ) -> None:
         super().__init__(loop=router._loop)
         self.router = router
@@ -106,7 +116,16 @@ class Ticket(asyncio.Future[Lease]):
         self.granted = (
             ""  # the model granted (the request's model unless a scheduler says otherwise)
         )
-        self.granted_at = 0.0  # when it was granted, kept only for on_event
+        self.granted_at = 0.0  # when it was granted, kept for on_event and lease timeouts
+        # Lease timeout: the seconds a grant may be held, the loop time it is
+        # taken back at (inf: never), the task that holds it (its cancellation
+        # count on entry, 3.11+), and whether the router's expiry cancelled
+        # that task (not yet consumed).
+        self.lease_timeout = lease_timeout
+        self.deadline = math.inf
+        self.holder: asyncio.Task[Any] | None = None
+        self.baseline = 0
+        self.interrupted = False
 
     def cancel(self, msg: object = None) -> bool:
         """Cancel the wait; a request still pending is withdrawn from the scheduler."""

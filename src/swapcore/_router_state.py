@@ -18,13 +18,24 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from swapcore._router_parts import FAILED, GONE, Swap, Ticket, Unload
-from swapcore.errors import ConfigError, RoutingError
+from swapcore.errors import ConfigError, PolicyError, RoutingError
 from swapcore.events import ProcessStateChanged, RequestCancelled, RequestRejected, RouterEvent
 from swapcore.process import Process, ProcessState
 from swapcore.scheduling.effects import Scheduler
 from swapcore.scheduling.requests import Request
+from swapcore.scheduling.swaps import describe, policy_error
 
-__all__ = ["CLOSED", "CLOSING", "NEW", "RUNNING", "RUNNING_STATES", "clock", "log", "positive"]
+__all__ = [
+    "CLOSED",
+    "CLOSING",
+    "NEW",
+    "RUNNING",
+    "RUNNING_STATES",
+    "clock",
+    "log",
+    "positive",
+    "positive_finite",
+]
 
 log = logging.getLogger("swapcore.router")
 clock = time.monotonic
@@ -48,9 +59,21 @@ class _RouterState:
         unload_timeout: float | Mapping[str, float],
         idle_ttl: Mapping[str, float] | None,
         on_event: Callable[[RouterEvent], None] | None,
+        lease_timeout: float | None,
+        start_retries: int,
     ) -> None:
         self._processes: dict[str, Process] = dict(processes)
         self._swap_timeout = positive("swap_timeout", swap_timeout)
+        self._lease_timeout = (
+            None if lease_timeout is None else positive_finite("lease_timeout", lease_timeout)
+        )
+        if (
+            not isinstance(start_retries, int)
+            or isinstance(start_retries, bool)
+            or start_retries < 0
+        ):
+            raise ConfigError(f"start_retries: must be an int >= 0, got {start_retries!r}")
+        self._start_retries = start_retries
         if isinstance(unload_timeout, Mapping):
             self._default_unload_timeout = 10.0
             self._unload_timeouts = {
@@ -88,6 +111,13 @@ class _RouterState:
         self._tick_at: float | None = None
         self._tick_fired_for = -math.inf
         self._seen: dict[str, ProcessState] = {}  # last observed states (on_event only)
+        # Lease deadlines: per lease timeout, the granted tickets in grant order
+        # (so in deadline order); one loop timer for the earliest. Released
+        # tickets stay until swept (`_stale_leases` counts them).
+        self._deadlines: dict[float, collections.deque[Ticket]] = {}
+        self._lease_timer: asyncio.TimerHandle | None = None
+        self._lease_timer_at = math.inf
+        self._stale_leases = 0
         # Set by the subclass once it has built the scheduler.
         self._scheduler: Scheduler
         self._next_deadline: Callable[[], float | None] | None = None
@@ -215,7 +245,13 @@ class _RouterState:
 
     def _rearm_tick(self) -> None:
         assert self._next_deadline is not None and self._loop is not None
-        deadline = self._next_deadline()
+        try:
+            deadline = self._next_deadline()
+        except Exception as exc:
+            # Asked after every batch of events: give up on it rather than log each time.
+            self._scheduler_failed("next_deadline()", exc, "the router stops asking for deadlines")
+            self._next_deadline = None
+            deadline = None
         if deadline == self._tick_at:
             return
         if self._tick_handle is not None:
@@ -235,7 +271,45 @@ class _RouterState:
 
     def _on_tick_event(self, _: None) -> None:
         if self._status == RUNNING and self._on_tick is not None:
-            self._on_tick()
+            try:
+                self._on_tick()
+            except Exception as exc:
+                self._scheduler_failed("on_tick()", exc)
+
+    # -- a scheduler hook that raises ------------------------------------------------
+
+    def _scheduler_failed(
+        self, call: str, exc: Exception, consequence: str = "the router carries on"
+    ) -> PolicyError:
+        """Log a scheduler hook's exception naming the hook; the error for its requests.
+
+        ``call`` is the method and its arguments, e.g. ``on_request(request
+        7 for 'a')``. The log line (ERROR, logger ``swapcore.router``, with
+        the traceback) names the scheduler's class.
+        """
+        message = f"scheduler {type(self._scheduler).__name__}.{call} raised {describe(exc)}"
+        log.error("%s; %s", message, consequence, exc_info=exc)
+        return policy_error(message, exc)
+
+    def _withdraw(self, request: Request) -> None:
+        """Tell the scheduler a request it failed to resolve is gone (``on_cancel``)."""
+        try:
+            self._scheduler.on_cancel(request)
+        except Exception as exc:
+            self._scheduler_failed(f"on_cancel(request {request.id} for {request.model!r})", exc)
+
+    def _fail_left(self, models: tuple[str, ...], error: PolicyError) -> None:
+        """Fail the requests for ``models`` a raising scheduler hook left unresolved.
+
+        Each gets its own :class:`~swapcore.PolicyError` (same message and
+        cause), and the scheduler is told they are gone, so a scheduler that
+        recovers does not serve them later.
+        """
+        left = [t for t in self._pending.values() if t.request.model in models]
+        for ticket in left:
+            self._forget(ticket)
+            self._fail_ticket(ticket, policy_error(str(error), error.__cause__))
+            self._withdraw(ticket.request)
 
     def _spawn(self, coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
         assert self._loop is not None
@@ -283,6 +357,13 @@ def positive(key: str, value: float) -> float:
     """``value`` as a float if it is a positive number, else ConfigError naming ``key``."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
         raise ConfigError(f"{key}: must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def positive_finite(key: str, value: float) -> float:
+    """``value`` as a float if it is a finite positive number, else ConfigError naming ``key``."""
+    if positive(key, value) == math.inf:
+        raise ConfigError(f"{key}: must be a finite number of seconds, got {value!r}")
     return float(value)
 
 

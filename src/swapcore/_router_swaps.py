@@ -21,7 +21,8 @@ from swapcore._router_state import (
     log,
 )
 from swapcore.errors import ModelUnloaded, RouterShutdown
-from swapcore.events import ModelsUnloaded, SwapFinished, SwapStarted, UnloadReason
+from swapcore.events import ModelsUnloaded, SwapFinished, SwapRetried, SwapStarted, UnloadReason
+from swapcore.scheduling.swaps import describe
 
 __all__: list[str] = []
 
@@ -51,7 +52,12 @@ class _SwapDriver(_RouterState):
         swap.task = self._spawn(self._run_swap(swap))
 
     async def _run_swap(self, swap: Swap) -> None:
-        """Stop the evict set in parallel, then ``ensure_ready`` (never "if stopped: start")."""
+        """Stop the evict set in parallel, then ``ensure_ready`` (never "if stopped: start").
+
+        A start that fails with a ``retryable`` error (the process crashed
+        before it was ready) is started again, up to ``start_retries`` times;
+        the evictions are not redone.
+        """
         error: BaseException | None = None
         try:
             if swap.evict:
@@ -64,7 +70,7 @@ class _SwapDriver(_RouterState):
             if error is None:
                 for begun in swap.after:  # a committed stop must begin before we start
                     await asyncio.wait((begun,))
-                await self._processes[swap.model].ensure_ready(self._swap_timeout)
+                await self._start_with_retries(swap)
         except asyncio.CancelledError as exc:
             if not swap.reported:  # not cancelled by the router itself
                 self._post(self._on_swap_done_event, (swap, exc))
@@ -72,6 +78,35 @@ class _SwapDriver(_RouterState):
         except Exception as exc:
             error = exc
         self._post(self._on_swap_done_event, (swap, error))
+
+    async def _start_with_retries(self, swap: Swap) -> None:
+        model = swap.model
+        process = self._processes[model]
+        attempts = self._start_retries + 1
+        attempt = 1
+        while True:
+            try:
+                await process.ensure_ready(self._swap_timeout)
+                return
+            except Exception as exc:
+                if attempt >= attempts or not getattr(exc, "retryable", False):
+                    raise
+                attempt += 1
+                what = describe(exc)
+                log.warning(
+                    "model %r crashed while starting (%s); restarting, attempt %d of %d",
+                    model,
+                    what,
+                    attempt,
+                    attempts,
+                )
+                if self._on_event is not None:
+                    self._post(self._on_swap_retried_event, (swap, attempt, what))
+
+    def _on_swap_retried_event(self, retried: tuple[Swap, int, str]) -> None:
+        swap, attempt, error = retried
+        if not swap.reported:  # not abandoned meanwhile (its SwapFinished is out)
+            self._emit(SwapRetried(clock(), swap.model, attempt, error))
 
     def _on_swap_done_event(self, done: tuple[Swap, BaseException | None]) -> None:
         swap, error = done
@@ -81,8 +116,13 @@ class _SwapDriver(_RouterState):
         model = swap.model
         if self._swaps.get(model) is swap:
             del self._swaps[model]
-        self._swap_finished(swap, None if error is None else _describe(error))
-        self._scheduler.on_swap_done(model, error)
+        what = None if error is None else describe(error)
+        self._swap_finished(swap, what)
+        try:
+            self._scheduler.on_swap_done(model, error)
+        except Exception as exc:
+            failure = self._scheduler_failed(f"on_swap_done({model!r}, {what!r})", exc)
+            self._fail_left((model,), failure)
         if self._idle_ttl:
             self._maybe_arm_ttl(model)
 
@@ -124,14 +164,20 @@ class _SwapDriver(_RouterState):
         assert self._loop is not None
         models = unload.models
         self._unloads.add(unload)
-        self._scheduler.on_unload(models)
+        try:
+            self._scheduler.on_unload(models)
+        except Exception as exc:
+            self._fail_left(models, self._scheduler_failed(f"on_unload({list(models)!r})", exc))
         for model in models:
             swap = self._swaps.get(model)
             if swap is not None:
                 self._abandon_swap(swap, f"model {model!r} was unloaded")
-                self._scheduler.on_swap_done(
-                    model, ModelUnloaded(f"model {model!r} was unloaded during its swap")
-                )
+                unloaded = ModelUnloaded(f"model {model!r} was unloaded during its swap")
+                try:
+                    self._scheduler.on_swap_done(model, unloaded)
+                except Exception as exc:
+                    call = f"on_swap_done({model!r}, {describe(unloaded)!r})"
+                    self._fail_left((model,), self._scheduler_failed(call, exc))
             handle = self._ttl_handles.pop(model, None)
             if handle is not None:
                 handle.cancel()
@@ -173,7 +219,10 @@ class _SwapDriver(_RouterState):
                 self._seen[model] = self._processes[model].state
             self._emit(ModelsUnloaded(clock(), unload.models, unload.reason))
         if self._status == RUNNING:
-            self._scheduler.on_unload_done(unload.models)
+            try:
+                self._scheduler.on_unload_done(unload.models)
+            except Exception as exc:
+                self._scheduler_failed(f"on_unload_done({list(unload.models)!r})", exc)
 
     def _maybe_arm_ttl(self, model: str) -> None:
         """Arm the idle timer of an idle, running model with a TTL (re-arming it)."""
@@ -256,12 +305,10 @@ class _SwapDriver(_RouterState):
             self._tick_handle = None
         for swap in list(self._swaps.values()):
             self._abandon_swap(swap, "the router shut down")
-        self._scheduler.on_shutdown(error)
+        try:
+            self._scheduler.on_shutdown(error)
+        except Exception as exc:
+            self._scheduler_failed(f"on_shutdown({describe(error)!r})", exc)
         for ticket in list(self._pending.values()):  # whatever the scheduler left
             self._forget(ticket)
             self._fail_ticket(ticket, error)
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -5,9 +5,11 @@ from __future__ import annotations
 __all__ = [
     "ConcurrencyLimitExceeded",
     "ConfigError",
+    "LeaseExpired",
     "MatrixSyntaxError",
     "ModelNotFound",
     "ModelUnloaded",
+    "PolicyError",
     "RouterNotRunning",
     "RouterShutdown",
     "RoutingError",
@@ -63,6 +65,27 @@ class ModelUnloaded(RoutingError):
 
 class RouterShutdown(RoutingError):
     """The router is shutting down and serves no more requests (HTTP 503)."""
+
+
+class PolicyError(RoutingError):
+    """A planner or scheduler hook failed while deciding this request (HTTP 500).
+
+    The hook's exception is attached as ``__cause__`` (none when the hook
+    returned an invalid answer); the message names the class, the method
+    and its arguments, e.g. ``planner MyPlanner.eviction_for('a', ['b'])
+    raised ValueError: boom``. Only the request the call was made for
+    fails; the router keeps serving the others.
+    """
+
+
+class LeaseExpired(RoutingError):
+    """A granted lease was held longer than its ``lease_timeout`` (HTTP 504).
+
+    The router took the model back when the timeout passed and cancelled the
+    task holding the lease; leaving the ``async with router.acquire(...)``
+    block then raises this error instead of that cancellation (the
+    ``CancelledError`` is its ``__cause__``).
+    """
 
 
 class RouterNotRunning(SwapcoreError, RuntimeError):

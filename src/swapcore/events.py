@@ -8,8 +8,9 @@ ignores any exception the callback raises.
 
 For one request, exactly one of :class:`RequestGranted`,
 :class:`RequestRejected` and :class:`RequestCancelled` is emitted, possibly
-after one :class:`RequestQueued`; a granted request gets one
-:class:`RequestReleased` when its lease is released while the router runs.
+after one :class:`RequestQueued`; a granted request then gets one
+:class:`RequestReleased` when its lease is released while the router runs,
+or one :class:`RequestExpired` when the router takes its lease back.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ __all__ = [
     "ModelsUnloaded",
     "ProcessStateChanged",
     "RequestCancelled",
+    "RequestExpired",
     "RequestGranted",
     "RequestQueued",
     "RequestRejected",
     "RequestReleased",
     "RouterEvent",
     "SwapFinished",
+    "SwapRetried",
     "SwapStarted",
     "UnloadReason",
 ]
@@ -74,6 +77,21 @@ class SwapFinished(RouterEvent):
 
 
 @attrs.frozen
+class SwapRetried(RouterEvent):
+    """The start of ``model`` crashed (``error``, one line) and the swap starts it again.
+
+    ``attempt`` is the number of the start now beginning: 2 for the first
+    restart. Emitted once per restart, between the swap's
+    :class:`SwapStarted` and :class:`SwapFinished`; the evictions are not
+    redone.
+    """
+
+    model: str
+    attempt: int
+    error: str
+
+
+@attrs.frozen
 class RequestQueued(RouterEvent):
     """The scheduler queued request ``request_id`` at 1-based ``position``.
 
@@ -98,6 +116,20 @@ class RequestGranted(RouterEvent):
 @attrs.frozen
 class RequestReleased(RouterEvent):
     """The caller of request ``request_id`` released ``model`` after holding it ``held`` seconds."""
+
+    model: str
+    request_id: int
+    held: float
+
+
+@attrs.frozen
+class RequestExpired(RouterEvent):
+    """The lease of request ``request_id`` on ``model`` expired after ``held`` seconds.
+
+    The router took the model back (its in-flight count dropped) and
+    cancelled the task holding the lease; no :class:`RequestReleased`
+    follows for this request.
+    """
 
     model: str
     request_id: int

@@ -8,7 +8,8 @@ no locks, and a handler that posts an event (a user callback cancelling a
 task, say) only queues it. See ``docs/router.md``.
 
 Layers: ``_router_parts`` (records), ``_router_state`` (fields, run loop),
-``_router_swaps`` (swaps, unloads, TTL, shutdown), and this module (the
+``_router_swaps`` (swaps, unloads, TTL, shutdown), ``_router_leases``
+(acquire's context manager, releases, lease timeouts), and this module (the
 public API, requests and grants).
 """
 
@@ -22,25 +23,23 @@ from types import TracebackType
 
 from typing_extensions import Self
 
+from swapcore._router_leases import _Acquisition, _LeaseKeeper
 from swapcore._router_parts import (
     GONE,
     GRANTED,
     PENDING,
-    RELEASED,
     Lease,
     ModelSnapshot,
     RouterSnapshot,
     Ticket,
 )
-from swapcore._router_state import CLOSED, NEW, RUNNING, clock, log, positive
-from swapcore._router_swaps import _SwapDriver
+from swapcore._router_state import CLOSED, NEW, RUNNING, clock, log, positive, positive_finite
 from swapcore.errors import ModelNotFound, RouterNotRunning, RouterShutdown, RoutingError
 from swapcore.events import (
     RequestCancelled,
     RequestGranted,
     RequestQueued,
     RequestRejected,
-    RequestReleased,
     RouterEvent,
 )
 from swapcore.planners.base import SwapPlanner
@@ -75,50 +74,7 @@ class _RouterEffects:
         self.report_position = router._report_position
 
 
-class _Acquisition:
-    """``router.acquire(...)``: waits for a grant on entry, releases it on exit."""
-
-    __slots__ = ("_model", "_on_position", "_priority", "_router", "_ticket")
-
-    def __init__(
-        self,
-        router: BaseRouter,
-        model: str,
-        priority: int | None,
-        on_position: Callable[[int], object] | None,
-    ) -> None:
-        self._router = router
-        self._model = model
-        self._priority = priority
-        self._on_position = on_position
-        self._ticket: Ticket | None = None
-
-    async def __aenter__(self) -> Lease:
-        if self._ticket is not None:
-            raise RuntimeError("an acquire() context can be entered only once")
-        router = self._router
-        ticket = router._submit(self._model, self._priority, self._on_position)
-        self._ticket = ticket
-        try:
-            return await ticket
-        except asyncio.CancelledError:
-            # Granted, but cancelled before we resumed: give the grant back.
-            if ticket.status == GRANTED:
-                router._release(ticket)
-            raise
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        ticket = self._ticket
-        if ticket is not None and ticket.status == GRANTED:
-            self._router._release(ticket)
-
-
-class BaseRouter(_SwapDriver):
+class BaseRouter(_LeaseKeeper):
     """Route requests to model processes: swap, collate and serve, one event at a time.
 
     ``processes`` maps each handled model to its :class:`~swapcore.Process`;
@@ -129,7 +85,21 @@ class BaseRouter(_SwapDriver):
     for the rest) to ``stop``; ``idle_ttl`` unloads a model after that many
     seconds with nothing in flight or waiting (0 or absent: never).
     ``on_event`` receives :class:`~swapcore.events.RouterEvent` objects.
-    Invalid configuration raises :class:`~swapcore.ConfigError` naming the key.
+    ``lease_timeout`` (seconds, None = unbounded) bounds how long each
+    granted lease may be held, unless ``acquire`` gives its own (see
+    :meth:`acquire`). ``start_retries``: how many times a swap starts a
+    model again after its start failed with a ``retryable`` error (a
+    process that crashed before it was ready); other failures, timeouts
+    included, fail the swap at once. Invalid configuration raises
+    :class:`~swapcore.ConfigError` naming the key.
+
+    Hooks that raise never stop the router: a planner fault fails the
+    request it concerns with :class:`~swapcore.PolicyError` (inside the
+    shipped schedulers); a scheduler hook that raises is logged naming
+    ``<Class>.<method>``, and the requests the router knows it concerned
+    (the request of ``on_request``; the unresolved requests for the model
+    of ``on_swap_done`` or the models of ``on_unload``) fail with
+    :class:`~swapcore.PolicyError`.
 
     Use it as ``async with BaseRouter(...) as router:``; leaving the block
     shuts it down. Requests are stamped with ``time.monotonic()``: a custom
@@ -146,6 +116,8 @@ class BaseRouter(_SwapDriver):
         unload_timeout: float | Mapping[str, float] = 10.0,
         idle_ttl: Mapping[str, float] | None = None,
         on_event: Callable[[RouterEvent], None] | None = None,
+        lease_timeout: float | None = None,
+        start_retries: int = 1,
     ) -> None:
         super().__init__(
             processes,
@@ -153,6 +125,8 @@ class BaseRouter(_SwapDriver):
             unload_timeout=unload_timeout,
             idle_ttl=idle_ttl,
             on_event=on_event,
+            lease_timeout=lease_timeout,
+            start_retries=start_retries,
         )
         self._planner = planner
         self._leases = {model: Lease(model, process) for model, process in self._processes.items()}
@@ -216,6 +190,7 @@ class BaseRouter(_SwapDriver):
         *,
         priority: int | None = None,
         on_position: Callable[[int], object] | None = None,
+        lease_timeout: float | None = None,
     ) -> AbstractAsyncContextManager[Lease]:
         """Wait until ``model`` is ready and yours: ``async with router.acquire(m) as lease``.
 
@@ -226,16 +201,32 @@ class BaseRouter(_SwapDriver):
         overrides the model's priority; ``on_position(n)`` is called with the
         1-based queue position whenever it changes (exceptions are logged).
 
+        ``lease_timeout`` (seconds, finite and positive; None = the router's
+        ``lease_timeout``) bounds the lease: once it has been held that long
+        since its grant, the router takes the model back (its in-flight count
+        drops, once), emits :class:`~swapcore.events.RequestExpired`, logs a
+        warning and cancels the task that entered the block; leaving the
+        block then raises :class:`~swapcore.LeaseExpired` instead of that
+        ``CancelledError``. A lease never holds its model longer than
+        ``lease_timeout`` plus one event-loop turn. A block released in time
+        is unaffected; a cancellation from elsewhere stays a
+        ``CancelledError``. An invalid value raises
+        :class:`~swapcore.ConfigError` at once.
+
         Raises :class:`~swapcore.ModelNotFound`,
         :class:`~swapcore.ConcurrencyLimitExceeded`,
         :class:`~swapcore.SwapFailed` (the process error as ``__cause__``),
         :class:`~swapcore.ModelUnloaded`, :class:`~swapcore.RouterShutdown`,
+        :class:`~swapcore.PolicyError` (a planner or scheduler hook failed for
+        this request), :class:`~swapcore.LeaseExpired` (at the block's exit),
         or :class:`RouterNotRunning` before the router was entered.
         Cancellation is exact: a caller cancelled while waiting is withdrawn
         before any other event (it never triggers a load); one cancelled
         after its grant but before resuming gives the grant back.
         """
-        return _Acquisition(self, model, priority, on_position)
+        if lease_timeout is not None:
+            positive_finite("lease_timeout", lease_timeout)
+        return _Acquisition(self, model, priority, on_position, lease_timeout)
 
     async def preload(self, *models: str) -> None:
         """Load ``models`` one by one through the normal swap path (acquire, then release).
@@ -335,7 +326,11 @@ class BaseRouter(_SwapDriver):
             raise RouterShutdown("the router is shut down")
 
     def _submit(
-        self, model: str, priority: int | None, on_position: Callable[[int], object] | None
+        self,
+        model: str,
+        priority: int | None,
+        on_position: Callable[[int], object] | None,
+        lease_timeout: float | None,
     ) -> Ticket:
         status = self._status
         if status == NEW:
@@ -353,22 +348,11 @@ class BaseRouter(_SwapDriver):
                 self._emit(RequestRejected(clock(), model, self._ids, error))
             raise error
         request = Request(model, id=self._ids, arrived=clock(), priority=priority)
-        ticket = Ticket(self, request, on_position)
+        if lease_timeout is None:
+            lease_timeout = self._lease_timeout
+        ticket = Ticket(self, request, on_position, lease_timeout)
         self._post(self._on_request_event, ticket)
         return ticket
-
-    def _release(self, ticket: Ticket) -> None:
-        ticket.status = RELEASED
-        if self._on_event is None:
-            self._post(self._on_serve_done_event, ticket.granted)
-        else:
-            self._post(self._on_released_event, ticket)
-
-    def _on_released_event(self, ticket: Ticket) -> None:
-        now = clock()
-        model = ticket.granted
-        self._emit(RequestReleased(now, model, ticket.request.id, now - ticket.granted_at))
-        self._on_serve_done_event(model)
 
     def _on_request_event(self, ticket: Ticket) -> None:
         request = ticket.request
@@ -388,32 +372,21 @@ class BaseRouter(_SwapDriver):
         try:
             self._scheduler.on_request(request)
         except Exception as exc:
+            error = self._scheduler_failed(f"on_request(request {request.id} for {model!r})", exc)
             if ticket.status == PENDING:  # a scheduler bug must not leave the caller hanging
                 self._forget(ticket)
-                self._fail_ticket(ticket, exc)
-            raise
+                self._fail_ticket(ticket, error)
+                self._withdraw(request)
 
     def _on_cancel_event(self, ticket: Ticket) -> None:
         if ticket.status != PENDING or ticket.request not in self._pending:
             return  # resolved meanwhile (the grant found the caller gone), or never submitted
         model = self._forget(ticket)
         ticket.status = GONE
-        self._scheduler.on_cancel(ticket.request)
+        self._withdraw(ticket.request)
         if self._on_event is not None:
             self._emit(RequestCancelled(clock(), model, ticket.request.id))
         if self._idle_ttl:
-            self._maybe_arm_ttl(model)
-
-    def _on_serve_done_event(self, model: str) -> None:
-        count = self._in_flight[model] - 1
-        if count:
-            self._in_flight[model] = count
-        else:
-            del self._in_flight[model]
-        if self._on_event is not None:
-            self._observe(model)
-        self._scheduler.on_serve_done(model)
-        if not count and self._idle_ttl:
             self._maybe_arm_ttl(model)
 
     def _grant_serve(self, request: Request, model: str) -> bool:
@@ -434,8 +407,12 @@ class BaseRouter(_SwapDriver):
         ticket.granted = model
         self._in_flight[model] = self._in_flight.get(model, 0) + 1
         ticket.set_result(lease)
+        timeout = ticket.lease_timeout
+        if timeout is not None:
+            ticket.granted_at = clock()
+            self._arm_expiry(ticket, timeout)
         if self._on_event is not None:
-            now = clock()
+            now = clock() if timeout is None else ticket.granted_at
             ticket.granted_at = now
             self._emit(RequestGranted(now, model, request.id, now - request.arrived))
         return True

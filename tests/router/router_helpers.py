@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from typing import Any, TypeVar
 
+import pytest
+
+import swapcore._router_state
+import swapcore._router_swaps
+import swapcore.router
 from swapcore import ModelNotFound, ModelUnloaded, ProcessState, RoutingError, SwapFailed
 from swapcore.planners.base import SwapPlanner
 from swapcore.scheduling.effects import Effects
 from swapcore.scheduling.requests import Request
+from swapcore.testing._virtual_loop import VirtualTimeLoop
 
 T = TypeVar("T")
 LIMIT = 5.0  # every wait in these tests is bounded by this many seconds
@@ -42,6 +48,41 @@ async def eventually(predicate: Callable[[], bool], timeout: float = LIMIT) -> N
         if loop.time() > deadline:
             raise AssertionError("condition not reached within the bound")
         await asyncio.sleep(0)
+
+
+def run_virtual(
+    monkeypatch: pytest.MonkeyPatch, main: Callable[[VirtualTimeLoop], Coroutine[Any, Any, T]]
+) -> T:
+    """Run ``main(loop)`` on a virtual clock that the router reads too.
+
+    The clock jumps straight to the next timer whenever nothing else can
+    run, so timeouts of minutes take no real time and are exact. A run that
+    waits with no timer left (a hang) fails, as does one of more than 1,000
+    jumps. Tasks left behind are cancelled and the loop is closed.
+    """
+    loop = VirtualTimeLoop()
+    for module in (swapcore._router_state, swapcore._router_swaps, swapcore.router):
+        monkeypatch.setattr(module, "clock", loop.time)
+    try:
+        task = loop.create_task(main(loop))
+        for _ in range(1_000):
+            loop.settle()
+            if task.done():
+                return task.result()
+            when = loop.next_timer()
+            if when is None:
+                raise AssertionError("hang: nothing can run, no timer is set, main is not done")
+            loop.now = max(loop.now, when)
+        raise AssertionError("main did not finish within 1,000 clock jumps")
+    finally:
+        for _ in range(5):
+            left = asyncio.all_tasks(loop)
+            if not left:
+                break
+            for leftover in left:
+                leftover.cancel()
+            loop.run_turns(3)
+        loop.close()
 
 
 def other_tasks() -> set[asyncio.Task[object]]:

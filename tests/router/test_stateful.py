@@ -27,7 +27,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 from router_helpers import SerialScheduler, bounded, eventually
 
-from swapcore import BaseRouter, GroupPlanner, MatrixPlanner, ProcessState, SwapPlanner
+from swapcore import (
+    BaseRouter,
+    CostAwareScheduler,
+    GroupPlanner,
+    MatrixPlanner,
+    ProcessState,
+    SwapPlanner,
+)
 from swapcore.matrix import MatrixProgram
 from swapcore.scheduling.effects import SchedulerFactory
 from swapcore.scheduling.fifo import FIFOScheduler
@@ -98,6 +105,41 @@ class BoundedWaitMachine(GroupsMachine):  # inherits GroupsMachine's settings
 
 
 TestBoundedWait = BoundedWaitMachine.TestCase
+
+
+class FaultsMachine(GroupsMachine):  # inherits GroupsMachine's settings
+    """Random group configurations again, with faults: planner hooks fail, leases expire.
+
+    The planner is wrapped in a ``FaultyPlanner`` (the ``planner_fault`` rule
+    arms its hooks at random); every lease is bounded by the router's 30
+    virtual seconds or the request's own 5 or 60 (``time_passes`` moves 1, 25
+    or 120). Every invariant still holds: each request resolves exactly once
+    (a planner fault is a ``PolicyError``), a grant ends once, no count leaks,
+    no lease outlives its timeout, nothing deadlocks.
+    """
+
+    planner_faults = True
+    lease_timeout = 30.0
+    lease_timeouts = (None, 5.0, 60.0)
+
+
+TestFaults = FaultsMachine.TestCase
+
+
+class CostAwareFaultsMachine(FaultsMachine):
+    """The same faults under CostAwareScheduler with a hold and ``max_wait``."""
+
+    def make_scheduler(self) -> SchedulerFactory | None:
+        return functools.partial(
+            CostAwareScheduler,
+            default_concurrency_limit=self.concurrency_limit,
+            max_wait=0.5,
+            hold="auto",
+            clock=self.loop.time,
+        )
+
+
+TestCostAwareFaults = CostAwareFaultsMachine.TestCase
 
 
 @settings(max_examples=EXAMPLES, stateful_step_count=STEPS)
@@ -185,7 +227,7 @@ def test_the_machine_finds_no_load_for_a_cancelled_caller() -> None:
 
 
 async def test_a_caller_cancelled_behind_a_serve_done_triggers_no_load() -> None:
-    # REFERENCE §5: a request whose caller left is removed at once and must
+    # llama-swap's rule: a request whose caller left is removed at once and must
     # never trigger a load. Here b's caller leaves in the same loop turn as a's
     # lease is released. The withdrawal used to queue behind the serve-done,
     # whose drain then started the swap to b (stopping a) for nobody; the

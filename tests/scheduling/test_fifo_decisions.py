@@ -21,6 +21,7 @@ from swapcore import (
     ConfigError,
     FIFOScheduler,
     ModelNotFound,
+    PolicyError,
     Scheduler,
     SwapPlanner,
 )
@@ -192,9 +193,14 @@ def test_a_planner_evicting_a_model_that_is_not_running_is_a_bug() -> None:
         def eviction_for(self, target: str, running: Sequence[str]) -> Sequence[str]:
             return ["ghost"]
 
-    scheduler = FIFOScheduler(Bad(), RecordingEffects.for_models("AB"))
-    with pytest.raises(RuntimeError, match="'ghost'"):
-        scheduler.on_request(req("A"))
+    effects = RecordingEffects.for_models("AB")
+    scheduler = FIFOScheduler(Bad(), effects)
+    request = req("A")
+    scheduler.on_request(request)  # a planner bug fails the request, not the scheduler
+    error = effects.error(request)
+    assert isinstance(error, PolicyError) and error.__cause__ is None
+    assert "Bad.eviction_for('A', []) returned ['ghost']" in str(error)
+    assert scheduler.admitted("A") == 0
 
 
 # -- step 5: fast path --------------------------------------------------------------

@@ -128,8 +128,39 @@ async def test_crash() -> None:
     waiter = asyncio.create_task(fake.ensure_ready(5.0))
     await bounded(fake.wait_state(STARTING))
     fake.crash()
-    with pytest.raises(FakeProcessError, match="crashed"):
+    with pytest.raises(FakeProcessError, match="crashed") as caught:
         await bounded(waiter)
+    assert caught.value.retryable  # it died on its own before it was ready
+
+
+async def test_crash_start_scripts_retryable_start_crashes() -> None:
+    fake = FakeProcess(crash_start=2)
+    for _ in range(2):
+        with pytest.raises(FakeProcessError, match="crashed while starting") as caught:
+            await bounded(fake.ensure_ready(1.0))
+        assert caught.value.retryable and fake.state is STOPPED
+    await bounded(fake.ensure_ready(1.0))
+    assert (fake.starts, fake.ready_count, fake.crashes, fake.crash_start) == (3, 1, 2, 0)
+    assert fake.crashed
+
+
+async def test_fail_start_goes_before_crash_start_and_is_not_retryable() -> None:
+    fake = FakeProcess(fail_start=1, crash_start=1)
+    with pytest.raises(FakeProcessError, match="scripted start failure") as caught:
+        await bounded(fake.ensure_ready(1.0))
+    assert not caught.value.retryable and fake.crashes == 0
+    with pytest.raises(FakeProcessError, match="crashed while starting"):
+        await bounded(fake.ensure_ready(1.0))
+    await bounded(fake.ensure_ready(1.0))
+    assert fake.state is READY
+
+
+def test_fake_process_error_is_not_retryable_by_default() -> None:
+    assert FakeProcessError("x").retryable is False
+    assert FakeProcessError("x", retryable=True).retryable is True
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="crash_start"):
+            FakeProcess(crash_start=bad)  # type: ignore[arg-type]
 
 
 async def test_shutdown_is_final() -> None:

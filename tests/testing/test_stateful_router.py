@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
-from swapcore import ConfigError, GroupPlanner, SwapPlanner
+from swapcore import ConfigError, GroupPlanner, PolicyError, SwapPlanner
 from swapcore.scheduling.effects import SchedulerFactory
 from swapcore.scheduling.fifo import FIFOScheduler
 from swapcore.scheduling.requests import Request
@@ -75,6 +75,23 @@ class NoPlanner(RouterStateMachine):
     pass
 
 
+class LetsFaultsEscape(FIFOScheduler):
+    """A broken scheduler: a planner fault escapes instead of failing its request."""
+
+    def _policy_failed(self, request: Request, error: PolicyError) -> None:
+        raise error
+
+
+class FaultyOneAtATime(OneAtATime):
+    planner_faults = True
+    lease_timeout = 30.0
+
+
+class EscapingFaultsMachine(FaultyOneAtATime):
+    def make_scheduler(self) -> SchedulerFactory | None:
+        return functools.partial(LetsFaultsEscape, default_concurrency_limit=4)
+
+
 # -- the machine ------------------------------------------------------------------
 
 
@@ -92,6 +109,17 @@ def test_a_planner_that_never_evicts_is_caught() -> None:
 def test_a_scheduler_that_ignores_cancellations_is_caught() -> None:
     with pytest.raises(AssertionError, match=r"admitted|unknown request"):
         run_state_machine_as_test(BrokenSchedulerMachine, settings=HUNT)
+
+
+def test_planner_faults_and_expiring_leases_keep_a_correct_router_correct() -> None:
+    run_state_machine_as_test(
+        FaultyOneAtATime, settings=settings(FaultyOneAtATime.TestCase.settings, max_examples=30)
+    )
+
+
+def test_a_scheduler_that_lets_planner_faults_escape_is_caught() -> None:
+    with pytest.raises(AssertionError, match=r"LetsFaultsEscape\.\w+\(.*raised PolicyError"):
+        run_state_machine_as_test(EscapingFaultsMachine, settings=HUNT)
 
 
 def test_make_planner_is_required() -> None:

@@ -1,13 +1,14 @@
 """The machinery every swapcore scheduler shares; subclasses choose the drain policy.
 
 :class:`_BaseScheduler` implements the whole :class:`~swapcore.scheduling.Scheduler`
-protocol around REFERENCE.md §5's decision tree: admission, joining a swap in
+protocol around llama-swap's FIFO decision tree: admission, joining a swap in
 flight, the fast path, the collision and busy-model rules, swap bookkeeping,
-the grant contract, cancellation, swap errors, unload, shutdown, positions
-and the ``max_wait`` starvation guard. A subclass decides only *in which
-order* queued requests are re-examined when room frees up (``_drain``), and
-may turn on head-of-line blocking or ignore priorities. ``FIFOScheduler``,
-``CostAwareScheduler`` and ``ArrivalOrderScheduler`` are its subclasses.
+the grant contract, cancellation, swap errors, unload, shutdown, positions,
+the ``max_wait`` starvation guard, and the containment of planner faults. A
+subclass decides only *in which order* queued requests are re-examined when
+room frees up (``_drain``), and may turn on head-of-line blocking or ignore
+priorities. ``FIFOScheduler``, ``CostAwareScheduler`` and
+``ArrivalOrderScheduler`` are its subclasses.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from swapcore.errors import (
     ConcurrencyLimitExceeded,
     ModelNotFound,
     ModelUnloaded,
+    PolicyError,
     RoutingError,
     SwapFailed,
 )
@@ -34,7 +36,7 @@ from swapcore.scheduling._fifo_config import (
 from swapcore.scheduling.effects import Effects
 from swapcore.scheduling.queue import RequestQueue
 from swapcore.scheduling.requests import Request
-from swapcore.scheduling.swaps import Evictions, Swap, SwapBook
+from swapcore.scheduling.swaps import Evictions, Swap, SwapBook, describe, log, policy_error
 
 __all__ = ["_BaseScheduler", "_stays"]
 
@@ -48,7 +50,7 @@ def _stays(request: Request) -> bool:
 
 
 class _BaseScheduler(abc.ABC):
-    """REFERENCE.md §5's decision tree and bookkeeping; ``_drain`` is the subclass's policy.
+    """llama-swap's FIFO decision tree and bookkeeping; ``_drain`` is the subclass's policy.
 
     Subclasses implement :meth:`_drain` (re-examine the queue after room
     freed up) and may set ``_head_of_line`` (a new request queues whenever
@@ -119,6 +121,17 @@ class _BaseScheduler(abc.ABC):
         (``ArrivalOrderScheduler``) skips steps 3-8 and queues whenever the
         queue is not empty. After shutdown every request fails with the
         shutdown error.
+
+        Planner faults fail only the request they concern, here and in every
+        drain: when ``eviction_for(M, ...)`` raises or answers with M or a
+        model that is not running (step 4), when ``on_swap_start`` raises
+        (step 8: the swap does not start) or when ``on_serve`` raises (it is
+        called just before a grant: the request is not granted), the request
+        gets :class:`~swapcore.PolicyError` with the planner's exception as
+        ``__cause__``, its admission is released, and the fault is logged
+        once with its traceback (logger ``swapcore.scheduling``). A fault
+        while computing what a starved request needs holds the other
+        request's action back instead (it queues).
         """
         self._enter("on_request")
         try:
@@ -400,14 +413,20 @@ class _BaseScheduler(abc.ABC):
             self._pending[request] = swap
             return True
         # 4. The running set and the planner's eviction (asked once per pass).
-        evict = self._evictions.evict_for(model)
+        try:
+            evict = self._evictions.evict_for(model)
+        except PolicyError as error:  # the planner failed for M: this request fails
+            self._policy_failed(request, error)
+            return True
         # 5. Fast path: ready, nothing to evict, nobody stopping M.
         if not evict and model not in self._stopping:
             if state is None:
                 state = self._effects.model_state(model)
             if state is _READY:
-                if guard is not None and model in self._guard_evict(guard):
-                    return False
+                if guard is not None:
+                    needs = self._guard_evict(guard)
+                    if needs is None or model in needs:
+                        return False
                 self._pending.pop(request, None)
                 self._grant(request, model)
                 return True
@@ -426,22 +445,56 @@ class _BaseScheduler(abc.ABC):
         return True
 
     def _start(self, request: Request, evict: tuple[str, ...]) -> None:
+        """Start the swap for ``request``; if ``on_swap_start`` raises, fail it instead."""
         model = request.model
-        self._planner.on_swap_start(model, self._evictions.running())
+        running = self._evictions.running()
+        try:
+            self._planner.on_swap_start(model, running)
+        except Exception as exc:
+            planner = type(self._planner).__name__
+            call = f"planner {planner}.on_swap_start({model!r}, {list(running)!r})"
+            self._hook_failed(request, call, exc, "the swap does not start")
+            return
         self._pending[request] = self._book.start(model, evict, request)
         self._evictions.reset()  # the new target joins the running set
         self._effects.start_swap(model, evict)
 
     def _grant(self, request: Request, model: str) -> None:
-        """Hand ``model`` to a request no longer pending; count it only if taken."""
+        """Hand ``model`` to a request no longer pending; count it only if taken.
+
+        A planner that records serves hears of it first (``on_serve``); if
+        that raises, the request fails with :class:`~swapcore.PolicyError`
+        and is not granted.
+        """
+        if self._tracks_serves:
+            now = self._clock()
+            try:
+                self._planner.on_serve(model, now)
+            except Exception as exc:
+                call = f"planner {type(self._planner).__name__}.on_serve({model!r}, {now!r})"
+                self._hook_failed(request, call, exc, "it is not granted")
+                return
+            finally:
+                self._evictions.forget_answers()
         if self._effects.grant_serve(request, model):
             self._in_flight[model] = self._in_flight.get(model, 0) + 1
-            if self._tracks_serves:
-                self._planner.on_serve(model, self._clock())
-                self._evictions.forget_answers()
         else:
             # The caller is gone: counting it would pin the model forever.
             self._release(model)
+
+    def _hook_failed(self, request: Request, call: str, exc: Exception, outcome: str) -> None:
+        """A planner hook raised while acting for ``request``: log it, fail the request."""
+        message = f"{call} raised {describe(exc)}"
+        log.error(
+            "%s; request %d fails with PolicyError (%s)", message, request.id, outcome, exc_info=exc
+        )
+        self._policy_failed(request, policy_error(message, exc))
+
+    def _policy_failed(self, request: Request, error: PolicyError) -> None:
+        """Fail an admitted request that a planner fault concerns (queued or not)."""
+        self._pending.pop(request, None)
+        self._release(request.model)
+        self._effects.grant_error(request, error)
 
     # -- starvation guard -------------------------------------------------------
 
@@ -461,23 +514,38 @@ class _BaseScheduler(abc.ABC):
                 return oldest
             self._queue.detach(oldest)
 
-    def _guard_evict(self, guard: Request) -> tuple[str, ...]:
-        """The models the guard must see stopped (none while a swap to its model runs)."""
+    def _guard_evict(self, guard: Request) -> tuple[str, ...] | None:
+        """The models the guard must see stopped (none while a swap to its model runs).
+
+        None when the planner failed for the guard's model: callers then
+        hold their action back. The guard itself fails when it is next
+        examined (it is blocked, so an event in flight will drain the queue).
+        """
         if guard.model in self._swaps:
             return ()
-        return self._evictions.evict_for(guard.model)
+        try:
+            return self._evictions.evict_for(guard.model)
+        except PolicyError:
+            return None
 
     def _delays(self, guard: Request, model: str, evict: tuple[str, ...]) -> bool:
-        """Would starting a swap to ``model`` evicting ``evict`` delay the guard's swap?"""
+        """Would starting a swap to ``model`` evicting ``evict`` delay the guard's swap?
+
+        A planner fault while answering counts as yes (the action waits).
+        """
         target = guard.model
         if target == model:
             return False  # the guard joins this swap at the next drain
         needs = self._guard_evict(guard)
+        if needs is None:
+            return True
         if model in needs or target in evict or any(victim in needs for victim in evict):
             return True
         # Once `model` runs, the guard's eviction may change: it must not stop
         # `model`, nor share a victim with this swap while it is in flight.
         after = self._evictions.evict_after(target, model)
+        if after is None:
+            return True
         return model in after or any(victim in after for victim in evict)
 
     # -- bookkeeping ------------------------------------------------------------

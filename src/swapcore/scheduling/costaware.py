@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from swapcore.errors import ConfigError
+from swapcore.errors import ConfigError, PolicyError
 from swapcore.planners.base import SwapPlanner
 from swapcore.process import ProcessState
 from swapcore.scheduling._base import _BaseScheduler, _stays
@@ -343,14 +343,14 @@ class CostAwareScheduler(_BaseScheduler):
         self, request: Request, guard: Request | None, state: ProcessState | None = None
     ) -> bool:
         held = self._held
-        if (
-            held is not None
-            and request.model != held
-            and request.model not in self._swaps
-            and held in self._evictions.evict_for(request.model)
-            and self._holding() is not None
-        ):
-            return False  # the swap would evict the held model: wait for the hold to end
+        if held is not None and request.model != held and request.model not in self._swaps:
+            try:
+                evict = self._evictions.evict_for(request.model)
+            except PolicyError as error:  # the planner failed for this request's model
+                self._policy_failed(request, error)
+                return True
+            if held in evict and self._holding() is not None:
+                return False  # the swap would evict the held model: wait for the hold to end
         return super()._advance(request, guard, state)
 
     def _budget(self, queued: Iterable[str]) -> float:

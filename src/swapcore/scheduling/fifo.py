@@ -8,7 +8,7 @@ __all__ = ["FIFOScheduler"]
 
 
 class FIFOScheduler(_BaseScheduler):
-    """llama-swap's FIFO scheduler (REFERENCE.md §5), sans-IO, plus a starvation bound.
+    """llama-swap's FIFO scheduler, sans-IO, plus a starvation bound.
 
     ``FIFOScheduler(planner, effects, *, priority=None, concurrency_limits=None,
     default_concurrency_limit=10, max_wait=None, clock=time.monotonic)``.
@@ -37,7 +37,9 @@ class FIFOScheduler(_BaseScheduler):
 
     All methods are called by one driver, one at a time; calling back into the
     scheduler from inside an effect raises ``RuntimeError``. Effects must not
-    raise. Configuration errors raise :class:`~swapcore.ConfigError` naming the key.
+    raise. A planner hook that raises (or answers invalidly) fails only the
+    request it was called for, with :class:`~swapcore.PolicyError` (see
+    :meth:`on_request`). Configuration errors raise :class:`~swapcore.ConfigError` naming the key.
     """
 
     def _drain(self) -> None:

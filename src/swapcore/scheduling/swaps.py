@@ -9,15 +9,19 @@ other schedulers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import attrs
 
+from swapcore.errors import PolicyError
 from swapcore.planners.base import SwapPlanner
 from swapcore.scheduling.effects import Effects
 from swapcore.scheduling.requests import Request
 
-__all__ = ["Evictions", "Swap", "SwapBook"]
+__all__ = ["Evictions", "Swap", "SwapBook", "describe", "log", "policy_error"]
+
+log = logging.getLogger("swapcore.scheduling")
 
 
 @attrs.define(eq=False, slots=True)
@@ -128,11 +132,14 @@ class Evictions:
     The running set is the driver's running models plus the targets of swaps
     in flight, sorted. ``eviction_for`` is pure, so within a pass each target
     is asked once; :meth:`reset` starts a new pass (a swap started, or the
-    planner recorded a serve). Answers are checked: a planner that evicts its
-    target or a model that is not running is a bug and raises ``RuntimeError``.
+    planner recorded a serve). A planner call that raises, or answers with
+    its target or a model that is not running, is a fault: :meth:`evict_for`
+    logs it once (logger ``swapcore.scheduling``, with the traceback) and
+    raises :class:`~swapcore.PolicyError` for that target, again for each
+    request examined for the same target in the same pass.
     """
 
-    __slots__ = ("_answers", "_book", "_effects", "_planner", "_running")
+    __slots__ = ("_answers", "_book", "_effects", "_faults", "_planner", "_running")
 
     def __init__(self, planner: SwapPlanner, effects: Effects, book: SwapBook) -> None:
         self._planner = planner
@@ -140,15 +147,18 @@ class Evictions:
         self._book = book
         self._running: tuple[str, ...] | None = None
         self._answers: dict[str, tuple[str, ...]] = {}
+        self._faults: dict[str, tuple[str, BaseException | None]] = {}  # target -> fault
 
     def reset(self) -> None:
         """Forget the running set and every answer."""
         self._running = None
         self._answers.clear()
+        self._faults.clear()
 
     def forget_answers(self) -> None:
         """Forget the answers but keep the running set (the planner's state changed)."""
         self._answers.clear()
+        self._faults.clear()
 
     def running(self) -> tuple[str, ...]:
         """The running set, sorted (read once per pass)."""
@@ -161,22 +171,77 @@ class Evictions:
         return running
 
     def evict_for(self, target: str) -> tuple[str, ...]:
-        """``planner.eviction_for(target, running)``, asked once per pass."""
+        """``planner.eviction_for(target, running)``, asked once per pass.
+
+        Raises :class:`~swapcore.PolicyError` when the planner raised or
+        gave an invalid answer (a fresh error per call, the planner's
+        exception as ``__cause__``).
+        """
         evict = self._answers.get(target)
         if evict is None:
-            running = self.running()
-            evict = tuple(self._planner.eviction_for(target, running))
-            for victim in evict:
-                if victim == target or victim not in running:
-                    raise RuntimeError(
-                        f"planner {type(self._planner).__name__}.eviction_for({target!r}, "
-                        f"{list(running)!r}) returned {list(evict)!r}: {victim!r} is "
-                        "not a running model other than the target"
-                    )
-            self._answers[target] = evict
+            fault = self._faults.get(target)
+            if fault is None:
+                fault = self._ask(target)
+                if fault is None:
+                    return self._answers[target]
+                self._faults[target] = fault
+            raise policy_error(*fault)
         return evict
 
-    def evict_after(self, target: str, loaded: str) -> Sequence[str]:
-        """What ``target`` would evict once ``loaded`` runs too (a what-if, not cached)."""
+    def _ask(self, target: str) -> tuple[str, BaseException | None] | None:
+        """Ask the planner; record the answer, or log and return the fault."""
+        planner = self._planner
+        running = self.running()
+        try:
+            evict = tuple(planner.eviction_for(target, running))
+        except Exception as exc:
+            message = f"{_call(planner, target, running)} raised {describe(exc)}"
+            log.error("%s; requests for %r fail with PolicyError", message, target, exc_info=exc)
+            return message, exc
+        for victim in evict:
+            if victim == target or victim not in running:
+                message = (
+                    f"{_call(planner, target, running)} returned {list(evict)!r}: {victim!r} "
+                    "is not a running model other than the target"
+                )
+                log.error("%s; requests for %r fail with PolicyError", message, target)
+                return message, None
+        self._answers[target] = evict
+        return None
+
+    def evict_after(self, target: str, loaded: str) -> Sequence[str] | None:
+        """What ``target`` would evict once ``loaded`` runs too (a what-if, not cached).
+
+        None when the planner raised (logged once): the caller must assume
+        the worst.
+        """
         after = tuple(sorted({*self.running(), loaded}))
-        return self._planner.eviction_for(target, after)
+        planner = self._planner
+        try:
+            return planner.eviction_for(target, after)
+        except Exception as exc:
+            log.error(
+                "%s raised %s in the starvation guard's what-if; holding back the action "
+                "it was asked for",
+                _call(planner, target, after),
+                describe(exc),
+                exc_info=exc,
+            )
+            return None
+
+
+def _call(planner: SwapPlanner, target: str, running: Sequence[str]) -> str:
+    return f"planner {type(planner).__name__}.eviction_for({target!r}, {list(running)!r})"
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` (or just ``Type``), one line, for logs and error messages."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def policy_error(message: str, cause: BaseException | None) -> PolicyError:
+    """A fresh :class:`~swapcore.PolicyError` with ``cause`` attached."""
+    error = PolicyError(message)
+    error.__cause__ = cause
+    return error

@@ -2,10 +2,10 @@
 
 :class:`TraceRecorder` is an ``on_event`` callback for
 :class:`~swapcore.BaseRouter` (``swapcore serve --record-trace PATH`` installs
-one): each request that was granted and then released becomes an
-:class:`~swapcore.sim.traces.Arrival` whose ``at`` is its arrival time, in
-seconds since the recorder was built, and whose ``service`` is how long its
-caller held the model. Replaying the file with ``swapcore simulate`` then shows
+one): each request that was granted and then released (or whose lease
+expired) becomes an :class:`~swapcore.sim.traces.Arrival` whose ``at`` is its
+arrival time, in seconds since the recorder was built, and whose ``service``
+is how long its caller held the model. Replaying the file with ``swapcore simulate`` then shows
 what other configs or schedulers would have done with the same demand.
 """
 
@@ -19,6 +19,7 @@ from typing import IO
 from swapcore.errors import ConfigError
 from swapcore.events import (
     RequestCancelled,
+    RequestExpired,
     RequestGranted,
     RequestRejected,
     RequestReleased,
@@ -43,7 +44,8 @@ class TraceRecorder:
     ``clock`` must be the router's clock (``time.monotonic``, which the
     router stamps events with); times are recorded relative to the moment the
     recorder is built. A request's ``at`` is its arrival (the grant time minus
-    its wait) and ``service`` the seconds from its grant to its release; the
+    its wait) and ``service`` the seconds from its grant to its release (or
+    to the expiry of its lease: the router took the model back then); the
     model recorded is the model granted. Requests that were rejected or whose
     caller left before the grant are not recorded (their service time is
     unknown); :attr:`not_served` counts them. Events of other kinds are
@@ -91,10 +93,10 @@ class TraceRecorder:
         return len(self._granted)
 
     def __call__(self, event: RouterEvent) -> None:
-        """Take one router event; a release completes an arrival."""
+        """Take one router event; a release (or a lease expiry) completes an arrival."""
         if isinstance(event, RequestGranted):
             self._granted[event.request_id] = (event.model, event.at - event.waited)
-        elif isinstance(event, RequestReleased):
+        elif isinstance(event, (RequestReleased, RequestExpired)):
             granted = self._granted.pop(event.request_id, None)
             if granted is None:
                 return  # granted before the recorder was attached

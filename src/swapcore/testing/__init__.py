@@ -7,6 +7,8 @@
 - :func:`check_planner` / :func:`planner_violations`: check a custom
   :class:`~swapcore.SwapPlanner` against the planner contract.
 - :func:`check_process`: check a custom :class:`~swapcore.Process`.
+- :class:`FaultyPlanner`: wrap a planner so its hooks fail on cue (planner
+  faults must fail only their request, with :class:`~swapcore.PolicyError`).
 - :class:`RouterStateMachine`: a hypothesis state machine you subclass with your
   own planner (and scheduler) to check the router's invariants on a virtual
   clock; :func:`mutual_evictions` helps write co-residency checks.
@@ -25,6 +27,7 @@ from swapcore.testing.effects import (
     StartSwapCall,
 )
 from swapcore.testing.fakes import FakeProcess, FakeProcessError
+from swapcore.testing.faults import FaultyPlanner, InjectedFault
 from swapcore.testing.planner_checks import check_planner, planner_violations
 from swapcore.testing.process_checks import check_process
 from swapcore.testing.stateful import RouterStateMachine, mutual_evictions
@@ -33,8 +36,10 @@ __all__ = [
     "EffectCall",
     "FakeProcess",
     "FakeProcessError",
+    "FaultyPlanner",
     "GrantErrorCall",
     "GrantServeCall",
+    "InjectedFault",
     "RecordingEffects",
     "ReportPositionCall",
     "RouterStateMachine",

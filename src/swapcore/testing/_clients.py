@@ -12,7 +12,7 @@ import collections
 
 from hypothesis.stateful import RuleBasedStateMachine
 
-from swapcore.errors import RoutingError
+from swapcore.errors import LeaseExpired, RoutingError
 from swapcore.router import BaseRouter, Lease
 from swapcore.testing._virtual_loop import VirtualTimeLoop
 
@@ -22,8 +22,11 @@ class Client:
 
     __slots__ = (
         "cancelled",
+        "expired",
+        "granted_at",
         "holding",
         "in_handler",
+        "lease_timeout",
         "model",
         "number",
         "outcome",
@@ -34,12 +37,20 @@ class Client:
     )
 
     def __init__(
-        self, number: int, model: str, priority: int | None, release: asyncio.Future[None]
+        self,
+        number: int,
+        model: str,
+        priority: int | None,
+        release: asyncio.Future[None],
+        lease_timeout: float | None = None,
     ) -> None:
         self.number = number
         self.model = model
         self.priority = priority
         self.release = release  # resolved by `finish`
+        self.lease_timeout = lease_timeout  # passed to acquire (None: the router's)
+        self.granted_at = 0.0  # the loop's time when it entered its block
+        self.expired = False  # its acquire raised LeaseExpired
         self.task: asyncio.Task[None] | None = None
         self.started = False  # its acquire() was entered (the request was submitted)
         self.outcome: str | None = None  # "granted", "cancelled" or a RoutingError's name
@@ -94,8 +105,12 @@ class ClientBooks(RuleBasedStateMachine):
         """Leases on ``model`` the clients hold right now."""
         return self._held[model]
 
-    def _new_client(self, model: str, priority: int | None) -> Client:
-        client = Client(len(self._clients), model, priority, self.loop.create_future())
+    def _new_client(
+        self, model: str, priority: int | None, lease_timeout: float | None = None
+    ) -> Client:
+        client = Client(
+            len(self._clients), model, priority, self.loop.create_future(), lease_timeout
+        )
         client.task = self.loop.create_task(self._serve(client))
         self._clients.append(client)
         return client
@@ -105,7 +120,10 @@ class ClientBooks(RuleBasedStateMachine):
         self._pending[client.model] += 1
         try:
             acquire = self.router.acquire(
-                client.model, priority=client.priority, on_position=self._on_position
+                client.model,
+                priority=client.priority,
+                on_position=self._on_position,
+                lease_timeout=client.lease_timeout,
             )
             async with acquire as lease:
                 self._granted(client, lease)
@@ -114,6 +132,10 @@ class ClientBooks(RuleBasedStateMachine):
                 finally:
                     self._held[lease.model] -= 1
                     client.holding = False
+        except LeaseExpired:
+            client.expired = True
+            if client.outcome is None:  # expired between its grant and its resumption
+                self._resolve(client, "granted")
         except RoutingError as exc:
             self._resolve(client, type(exc).__name__)
         except asyncio.CancelledError:
@@ -126,6 +148,7 @@ class ClientBooks(RuleBasedStateMachine):
     def _granted(self, client: Client, lease: Lease) -> None:
         self._resolve(client, "granted")
         client.holding = True
+        client.granted_at = self.loop.time()
         self._held[lease.model] += 1
 
     def _resolve(self, client: Client, outcome: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from swapcore.errors import RouterShutdown
 from swapcore.events import (
     RequestCancelled,
+    RequestExpired,
     RequestGranted,
     RequestRejected,
     RequestReleased,
@@ -27,6 +28,7 @@ from swapcore.events import (
 from swapcore.process import ProcessState
 from swapcore.testing._clients import ClientBooks
 from swapcore.testing.fakes import FakeProcess
+from swapcore.testing.faults import INVALID_ANSWER, InjectedFault
 
 _STOPPED = ProcessState.STOPPED
 _STARTING = ProcessState.STARTING
@@ -35,15 +37,29 @@ _STOPPING = ProcessState.STOPPING
 
 
 class ErrorLog(logging.Handler):
-    """Turns every ERROR record of the ``swapcore`` loggers into a violation."""
+    """Turns every ERROR record of the ``swapcore`` loggers into a violation.
+
+    Except the planner faults the machine injected itself (see ``planner_faults``).
+    """
 
     def __init__(self, violations: list[str]) -> None:
         super().__init__(logging.ERROR)
         self.violations = violations
 
     def emit(self, record: logging.LogRecord) -> None:
+        if _injected(record):
+            return
         detail = f" ({record.exc_info[1]!r})" if record.exc_info else ""
         self.violations.append(f"{record.name} logged: {record.getMessage()}{detail}")
+
+
+def _injected(record: logging.LogRecord) -> bool:
+    """A scheduler's log line about a fault a :class:`FaultyPlanner` injected."""
+    if record.name != "swapcore.scheduling":
+        return False
+    if record.exc_info and isinstance(record.exc_info[1], InjectedFault):
+        return True
+    return INVALID_ANSWER in record.getMessage()
 
 
 class Watched:
@@ -87,7 +103,8 @@ class RouterChecks(ClientBooks):
         self.processes: dict[str, FakeProcess] = {}
         self._shutting_down = False
         self._outcomes: dict[int, str] = {}  # request id -> outcome event
-        self._released: set[int] = set()  # request ids with a RequestReleased
+        self._released: set[int] = set()  # request ids with a RequestReleased or RequestExpired
+        self._expired_events = 0
         self._outcome_counts: collections.Counter[str] = collections.Counter()
         self._swapping: dict[str, tuple[str, ...]] = {}
         self._traps: set[str] = set()
@@ -122,11 +139,24 @@ class RouterChecks(ClientBooks):
                     f"{model!r}: scheduler admitted={admitted(model)}, "
                     f"leases held + waiting = {held + pending}"
                 )
+        self._check_lease_bounds()
         if snapshot.queue and not self._busy():
             raise AssertionError(
                 f"requests are queued ({snapshot.queue}) but nothing is in flight, "
                 "swapping, unloading, starting or stopping to wake the scheduler"
             )
+
+    def _check_lease_bounds(self) -> None:
+        """No client has held a lease longer than its lease timeout (on the loop's clock)."""
+        default = self.router._lease_timeout
+        now = self.loop.time()
+        for client in self._clients:
+            timeout = default if client.lease_timeout is None else client.lease_timeout
+            if client.holding and timeout is not None and now - client.granted_at >= timeout:
+                raise AssertionError(
+                    f"{client} has held its lease {now - client.granted_at}s, "
+                    f"past its lease_timeout of {timeout}s"
+                )
 
     def _scheduler_count(self, name: str) -> Callable[[str], int] | None:
         """The scheduler's ``in_flight(model)``/``admitted(model)`` introspection, if any."""
@@ -163,6 +193,10 @@ class RouterChecks(ClientBooks):
             if outcome != "cancelled":
                 assert events[outcome] >= count, f"{count} clients {outcome}, events: {events}"
         assert events["cancelled"] <= clients["cancelled"], f"clients {clients}, events {events}"
+        expired = sum(client.expired for client in self._clients)
+        assert expired <= self._expired_events, (
+            f"{expired} clients got LeaseExpired, {self._expired_events} RequestExpired events"
+        )
         for task in self._unloads:
             error = task.result()
             assert error is None or isinstance(error, RouterShutdown), f"unload raised {error!r}"
@@ -214,7 +248,7 @@ class RouterChecks(ClientBooks):
                         f"swap to {event.model!r} evicts {victim!r} with {busy} in flight"
                     )
             self._swapping[event.model] = event.evict
-            # REFERENCE §5: a caller that left must never trigger a load. (A caller
+            # A caller that left must never trigger a load (llama-swap's rule). (A caller
             # cancelled from inside this very handler cannot be withdrawn in time.)
             waiting = [c for c in self._clients if c.model == event.model and c.waiting]
             if (
@@ -227,14 +261,18 @@ class RouterChecks(ClientBooks):
                 )
         elif isinstance(event, SwapFinished):
             self._swapping.pop(event.model, None)
-        elif isinstance(event, RequestReleased):
+        elif isinstance(event, (RequestReleased, RequestExpired)):
+            # A grant ends once: released by its caller, or taken back at its lease timeout.
             rid = event.request_id
+            what = "released" if isinstance(event, RequestReleased) else "expired"
             if self._outcomes.get(rid) != "granted" or rid in self._released or event.held < 0:
                 self._violations.append(
-                    f"request {rid} released {event.model!r} (held {event.held}) after "
-                    f"outcome {self._outcomes.get(rid)}, released before: {rid in self._released}"
+                    f"request {rid} {what} {event.model!r} (held {event.held}) after "
+                    f"outcome {self._outcomes.get(rid)}, ended before: {rid in self._released}"
                 )
             self._released.add(rid)
+            if what == "expired":
+                self._expired_events += 1
 
     def _on_outcome(self, event: RequestGranted | RequestRejected | RequestCancelled) -> None:
         if isinstance(event, RequestGranted):

@@ -16,7 +16,17 @@ _SHUTDOWN = ProcessState.SHUTDOWN
 
 
 class FakeProcessError(RuntimeError):
-    """A failure a :class:`FakeProcess` was scripted to produce (failed start, crash, shutdown)."""
+    """A failure a :class:`FakeProcess` was scripted to produce (failed start, crash, shutdown).
+
+    ``retryable`` is True for a start that crashed (the server died on its
+    own before it was ready): a router starts such a process again, up to
+    its ``start_retries``. Scripted start failures (``fail_start``) and
+    shut-down processes are not retryable.
+    """
+
+    def __init__(self, message: str = "", *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class _Aborted:
@@ -24,15 +34,16 @@ class _Aborted:
 
 
 _ABORTED = _Aborted()
+_CRASH = FakeProcessError("scripted start crash")  # a marker: replaced by a fresh error
 
 
 class FakeProcess:
     """A scripted model server for tests, implementing :class:`~swapcore.Process`.
 
-    ``ensure_ready(timeout)`` follows REFERENCE §2 exactly: ready returns at
-    once; stopped starts (state ``STARTING``) and waits until ready; starting
-    joins the start in progress (one start serves every caller); stopping
-    waits for the stop, then starts; shut down raises
+    ``ensure_ready(timeout)`` follows the process contract exactly: ready
+    returns at once; stopped starts (state ``STARTING``) and waits until
+    ready; starting joins the start in progress (one start serves every
+    caller); stopping waits for the stop, then starts; shut down raises
     :class:`FakeProcessError`. A start takes ``start_delay`` seconds when
     ``auto_ready`` is true; otherwise it waits for :meth:`mark_ready`. When
     ``timeout`` seconds pass first, the caller gets the builtin
@@ -42,9 +53,13 @@ class FakeProcess:
 
     ``fail_start`` scripts failures: an int ``N`` fails the next ``N`` starts
     with :class:`FakeProcessError`; an exception instance fails the next start
-    with that very exception. The failure happens when the start would have
-    become ready; the process is then ``STOPPED``. The attribute may be set
-    at any time; a start already in progress keeps the script it began with.
+    with that very exception. ``crash_start=N`` makes the next ``N`` starts
+    crash instead: they fail with a *retryable* :class:`FakeProcessError`
+    (``retryable=True``, as a server that exits on its own before it is
+    ready) and count as crashes. ``fail_start`` goes first when both are
+    set. The failure happens when the start would have become ready; the
+    process is then ``STOPPED``. Both attributes may be set at any time; a
+    start already in progress keeps the script it began with.
 
     ``stop(timeout)`` is idempotent and returns once the process is stopped;
     it takes ``min(stop_delay, timeout)`` seconds (the timeout plays the
@@ -53,7 +68,8 @@ class FakeProcess:
     never leaves it half-way; :meth:`shutdown` ends them.
 
     Counters: ``starts`` (starts begun), ``ready_count`` (starts that reached
-    ``READY``), ``stops`` (stops begun), ``crashes``. :meth:`wait_state` lets
+    ``READY``), ``stops`` (stops begun), ``crashes`` (``crash()`` calls that
+    hit a running process, and scripted start crashes). :meth:`wait_state` lets
     a test wait for a state instead of sleeping.
     """
 
@@ -65,14 +81,18 @@ class FakeProcess:
         stop_delay: float = 0.0,
         auto_ready: bool = True,
         fail_start: BaseException | int | None = None,
+        crash_start: int = 0,
     ) -> None:
         if start_delay < 0 or stop_delay < 0:
             raise ValueError("start_delay and stop_delay must be >= 0")
+        if isinstance(crash_start, bool) or not isinstance(crash_start, int) or crash_start < 0:
+            raise ValueError(f"crash_start must be an int >= 0, got {crash_start!r}")
         self.name = name
         self.start_delay = start_delay
         self.stop_delay = stop_delay
         self.auto_ready = auto_ready
         self.fail_start: BaseException | int | None = fail_start
+        self.crash_start = crash_start
         self.starts = 0
         self.ready_count = 0
         self.stops = 0
@@ -151,8 +171,9 @@ class FakeProcess:
     def crash(self) -> None:
         """Die as a server would: the state becomes ``STOPPED`` at once and ``crashed`` is set.
 
-        A start in progress fails for its waiters with :class:`FakeProcessError`;
-        a stop in progress completes. A stopped or shut-down process is unaffected.
+        A start in progress fails for its waiters with a retryable
+        :class:`FakeProcessError`; a stop in progress completes. A stopped or
+        shut-down process is unaffected.
         """
         state = self._state
         if state is _STOPPED or state is _SHUTDOWN:
@@ -161,7 +182,7 @@ class FakeProcess:
         self.crashes += 1
         outcome: object = None
         if state is _STARTING:
-            outcome = FakeProcessError(f"{self.name}: crashed while starting")
+            outcome = FakeProcessError(f"{self.name}: crashed while starting", retryable=True)
         self._end_transition(outcome)
         self._set_state(_STOPPED)
 
@@ -201,15 +222,16 @@ class FakeProcess:
 
     def _take_failure(self) -> BaseException | None:
         script = self.fail_start
-        if script is None:
-            return None
         if isinstance(script, BaseException):
             self.fail_start = None
             return script
-        if script <= 0:
-            return None
-        self.fail_start = script - 1
-        return FakeProcessError(f"{self.name}: scripted start failure")
+        if script is not None and script > 0:
+            self.fail_start = script - 1
+            return FakeProcessError(f"{self.name}: scripted start failure")
+        if self.crash_start > 0:
+            self.crash_start -= 1
+            return _CRASH
+        return None
 
     def _begin_start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -233,6 +255,10 @@ class FakeProcess:
         if done.done():  # crashed or stopped meanwhile, without cancelling us yet
             return
         self._task = None
+        if failure is _CRASH:
+            self.crashed = True
+            self.crashes += 1
+            failure = FakeProcessError(f"{self.name}: crashed while starting", retryable=True)
         if failure is not None:
             self._set_state(_STOPPED)
             done.set_result(failure)

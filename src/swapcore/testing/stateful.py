@@ -3,8 +3,9 @@
 A :class:`hypothesis.stateful.RuleBasedStateMachine` that drives a real
 :class:`~swapcore.BaseRouter` over :class:`~swapcore.testing.FakeProcess`
 models with random legal operations (requests, cancellations, releases,
-readiness, start failures, crashes, unloads, time passing) and checks the
-router's invariants after every step. Subclass it with your planner::
+readiness, start failures and crashes, unloads, time passing, and, when
+asked, expiring leases and failing planner hooks) and checks the router's
+invariants after every step. Subclass it with your planner::
 
     class MyPlannerMachine(RouterStateMachine):
         models = ("a", "b", "c")
@@ -38,7 +39,7 @@ from swapcore.router import BaseRouter
 from swapcore.scheduling.effects import SchedulerFactory
 from swapcore.testing._clients import Client
 from swapcore.testing._stateful_checks import Watched
-from swapcore.testing._wind_down import WindDown
+from swapcore.testing._stateful_faults import FaultRules
 from swapcore.testing.fakes import FakeProcess
 
 __all__ = ["RouterStateMachine", "mutual_evictions"]
@@ -74,7 +75,7 @@ def mutual_evictions(planner: SwapPlanner, running: Iterable[str]) -> list[tuple
     return pairs
 
 
-class RouterStateMachine(WindDown):
+class RouterStateMachine(FaultRules):
     """Check a router's invariants under random operations; subclass it with your planner.
 
     **Subclassing API.** Override :meth:`make_planner` (required), and as
@@ -85,17 +86,26 @@ class RouterStateMachine(WindDown):
     ``READY`` or ``STARTING`` after every step). ``models`` lists the
     handled models (a class attribute, or set it in :meth:`configure`).
     ``concurrency_limit``, ``swap_timeout``, ``slow_stop`` and
-    ``idle_ttl_seconds`` configure the defaults. During a run,
-    ``self.router``, ``self.planner``, ``self.processes`` (the fakes),
-    ``self.loop`` and :meth:`held` are available.
+    ``idle_ttl_seconds`` configure the defaults. Faults: ``lease_timeout``
+    (the router's, virtual seconds; default None) and ``lease_timeouts``
+    (values each ``request`` draws its own from; default none) make leases
+    expire; ``start_retries`` (default 1) is the router's; ``planner_faults
+    = True`` wraps the planner in a :class:`~swapcore.testing.FaultyPlanner`
+    and adds the ``planner_fault`` rule. During a run, ``self.router``,
+    ``self.planner`` (yours, unwrapped), ``self.faulty`` (the wrapper, or
+    None), ``self.processes`` (the fakes), ``self.loop`` and :meth:`held`
+    are available.
 
     **Rules.** ``request`` (one to three clients that acquire and hold their
-    lease, maybe with a priority; sometimes all cancelled 0-6 rounds of
-    ready callbacks later, 0 while the request is in the router's backlog),
+    lease, maybe with a priority and a lease timeout; sometimes all
+    cancelled 0-6 rounds of ready callbacks later, 0 while the request is
+    in the router's backlog),
     ``finish`` (release a lease), ``cancel`` (a waiting or holding client),
     ``cancel_on_grant`` (at a model's next grant, cancel its waiting clients
     from inside the router), ``mark_ready`` (maybe crashing 0-4 loop turns
-    later), ``fail_start`` (the model's next start fails), ``crash``,
+    later), ``fail_start`` (the model's next start fails), ``crash_start``
+    (it crashes: retryable), ``planner_fault`` (with ``planner_faults``:
+    the next 1-3 calls of a planner hook fail), ``crash``,
     ``unload`` (as a task; no models = all; maybe with a timeout),
     ``time_passes`` (virtual seconds: idle TTLs, slow stops and swap
     timeouts fire) and ``overlap`` (the next action runs only 0-3 loop turns,
@@ -107,6 +117,7 @@ class RouterStateMachine(WindDown):
     **Invariants** (after every step): each request resolves at most once
     (one outcome event per request id; one outcome per client); a grant goes
     to a ``READY`` process (or one that crashed after its swap finished); a
+    grant ends once (one ``RequestReleased`` or ``RequestExpired``); a
     swap never evicts a model with leases held, and no process with leases
     held is ever stopped except by an explicit ``unload`` or the shutdown;
     no swap starts while every caller waiting for its target was cancelled
@@ -117,8 +128,9 @@ class RouterStateMachine(WindDown):
     :meth:`check_coresidency`. After a step that settled the
     loop also: in-flight counts equal the leases the clients hold, per model
     (router snapshot, and the scheduler's ``in_flight``/``admitted`` when it
-    has them); pending counts equal the waiting clients; queued requests are
-    never stuck with nothing left to wake them. **At teardown**: every
+    has them); pending counts equal the waiting clients; no client holds a
+    lease past its lease timeout; queued requests are never stuck with
+    nothing left to wake them. **At teardown**: every
     starting model is marked ready and every lease released until all
     clients and unloads are done and no swap is in flight (a bounded number
     of rounds, else a deadlock is reported), every request resolved exactly
@@ -143,6 +155,10 @@ class RouterStateMachine(WindDown):
     slow_stop: ClassVar[float] = 1.0
     idle_ttl_seconds: ClassVar[float] = 20.0
     forbid_loads_for_cancelled: ClassVar[bool] = True
+    lease_timeout: ClassVar[float | None] = None
+    lease_timeouts: ClassVar[tuple[float | None, ...]] = ()
+    start_retries: ClassVar[int] = 1
+    planner_faults: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -258,6 +274,7 @@ class RouterStateMachine(WindDown):
         self._models_to_unload = st.lists(self._model, max_size=2, unique=True)
         self._unload_timeouts = st.sampled_from((None, self.slow_stop / 2))
         self._races = st.none() | st.tuples(st.integers(0, 4), self._model)
+        self._leases = st.sampled_from(self.lease_timeouts) if self.lease_timeouts else None
         self.processes = {m: self.make_process(m, i) for i, m in enumerate(self.models)}
         self.planner = self.make_planner()
         watched = {
@@ -265,12 +282,14 @@ class RouterStateMachine(WindDown):
         }
         self._router = BaseRouter(
             watched,
-            self.planner,
+            self._router_planner(self.planner),
             scheduler=self.make_scheduler(),
             swap_timeout=self.swap_timeout,
             unload_timeout=self.make_unload_timeout(),
             idle_ttl=self.make_idle_ttl(),
             on_event=self._on_event,
+            lease_timeout=self.lease_timeout,
+            start_retries=self.start_retries,
         )
         self.loop.run_until_complete(self._router.__aenter__())
         self.settle()
@@ -315,10 +334,17 @@ class RouterStateMachine(WindDown):
         models = data.draw(self._models, label="models")
         priority = data.draw(_PRIORITIES, label="priority")
         cancel_after = data.draw(_CANCEL_TURNS, label="cancel after turns")
-        self._guarded(self._request, models, priority, cancel_after)
+        lease = None if self._leases is None else data.draw(self._leases, label="lease timeout")
+        self._guarded(self._request, models, priority, cancel_after, lease)
 
-    def _request(self, models: list[str], priority: int | None, cancel_after: int | None) -> None:
-        clients = [self._new_client(m, priority) for m in models]
+    def _request(
+        self,
+        models: list[str],
+        priority: int | None,
+        cancel_after: int | None,
+        lease_timeout: float | None = None,
+    ) -> None:
+        clients = [self._new_client(m, priority, lease_timeout) for m in models]
         if cancel_after is not None:
 
             def cancel() -> None:
