@@ -103,8 +103,12 @@ def test_router_kwargs_resolve_timeouts_and_ttls() -> None:
         "swap_timeout": 45,
         "unload_timeout": {"a": 2, "b": 4, "c": 4, "loner": 4, "embed": 4},
         "idle_ttl": {"a": 5, "c": 60, "loner": 60, "embed": 60},
+        "start_retries": 1,
     }
     assert router_kwargs(parse({"models": models("a")}))["idle_ttl"] is None
+    retries = parse({"models": models("a"), "swapcore": {"start_retries": 3}})
+    assert router_kwargs(retries)["start_retries"] == 3
+    assert build_router(retries, processes={"a": FakeProcess("a")})._start_retries == 3
 
 
 def test_scheduler_factory_is_a_configured_fifo_partial() -> None:

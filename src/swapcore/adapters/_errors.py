@@ -11,8 +11,10 @@ from typing import Any
 
 from swapcore.errors import (
     ConcurrencyLimitExceeded,
+    LeaseExpired,
     ModelNotFound,
     ModelUnloaded,
+    PolicyError,
     RouterNotRunning,
     RouterShutdown,
     SwapFailed,
@@ -81,6 +83,11 @@ def routing_error(exc: BaseException) -> GatewayHTTPError:
         return GatewayHTTPError(503, message, kind="unavailable_error", code="model_unloaded")
     if isinstance(exc, RouterShutdown):
         return GatewayHTTPError(503, message, kind="unavailable_error", code="shutting_down")
+    if isinstance(exc, PolicyError):
+        # The planner's or scheduler's own bug: logged in full by the router.
+        return GatewayHTTPError(500, message, kind="server_error", code="policy_error")
+    if isinstance(exc, LeaseExpired):
+        return GatewayHTTPError(504, message, kind="timeout_error", code="lease_expired")
     if isinstance(exc, RouterNotRunning):
         return GatewayHTTPError(
             503,

@@ -140,8 +140,8 @@ async def relay(
     (504 ``upstream_timeout`` when connecting timed out); a refused
     connection is retried first while ``ready()`` says the model is up and
     ``connect`` has not run out, and raises :class:`ModelDown` once
-    ``ready()`` says it is not (the request never reached it). Once the request is sent, ``call`` bounds
-    the wait for headers (``response_header``) and then any silence
+    ``ready()`` says it is not (the request never reached it). Once the
+    request is sent, ``call`` bounds the wait for headers (``response_header``) and then any silence
     (``read``); when one fires, the request's task is cancelled and the
     caller answers. When the response has already started (the loading
     progress opened a 200 event stream), the upstream's status and headers

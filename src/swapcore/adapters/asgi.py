@@ -36,6 +36,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -73,7 +74,7 @@ from swapcore.adapters._sse import LoadingReporter
 from swapcore.adapters._upstream import ModelDown, UpstreamClient, relay
 from swapcore.config.schema import DEFAULT_MODEL_TIMEOUTS, UpstreamTimeouts
 from swapcore.errors import ConfigError, RouterNotRunning, RoutingError
-from swapcore.process import ProcessState
+from swapcore.process import Process, ProcessState
 
 if TYPE_CHECKING:
     from swapcore.adapters._requests import RequestBody
@@ -641,7 +642,7 @@ class GatewayApp:
                             content=content,
                             label=repr(model),
                             timeouts=self._timeouts.get(model, DEFAULT_MODEL_TIMEOUTS),
-                            ready=lambda: process.state is ProcessState.READY,
+                            ready=functools.partial(_is_ready, process),
                         )
                     return
                 except ModelDown as down:
@@ -728,6 +729,10 @@ class GatewayApp:
                 logger.warning("preload of %r failed: %s", model, first_line(str(exc)))
             else:
                 logger.debug("preloaded %r", model)
+
+
+def _is_ready(process: Process) -> bool:
+    return process.state is ProcessState.READY
 
 
 def _model_timeouts(

@@ -108,6 +108,7 @@ def router_kwargs(config: GatewayConfig) -> dict[str, Any]:
         "swap_timeout": config.health_check_timeout,
         "unload_timeout": {model.id: model.unload_timeout for model in config.models.values()},
         "idle_ttl": idle_ttl or None,
+        "start_retries": config.swapcore.start_retries,
     }
 
 

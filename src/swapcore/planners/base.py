@@ -29,8 +29,10 @@ class SwapPlanner(abc.ABC):
         """Hook called once when a swap to ``target`` really starts; does nothing by default."""
 
     def on_serve(self, model: str, now: float) -> None:  # noqa: B027
-        """Hook called when ``model`` is granted a request at clock value ``now``.
+        """Hook called just before ``model`` is handed to a request, at clock value ``now``.
 
         Recency-aware planners (least recently used) record it; the default
         does nothing. ``eviction_for`` stays pure given the recorded state.
+        If it raises, that request fails with :class:`~swapcore.PolicyError`
+        and the scheduler goes on serving the others.
         """
