@@ -272,8 +272,7 @@ def test_start_retries_default_and_value() -> None:
     assert config.swapcore.start_retries == 0
     assert config.summary()["settings"]["start_retries"] == 0
     assert parse({**model(), "swapcore": {"start_retries": 4}}).swapcore.start_retries == 4
-    # The router parameter arrives separately: not passed to the router yet.
-    assert "start_retries" not in router_kwargs(config)
+    assert router_kwargs(config)["start_retries"] == 0
 
 
 @pytest.mark.parametrize(
