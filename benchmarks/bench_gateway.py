@@ -381,7 +381,14 @@ def concurrent(
 def bodies(port: int, pid: int, count: int, size_mb: int) -> dict[str, Any]:
     """``count`` concurrent ``size_mb`` MB chat bodies; the gateway's peak memory."""
     content = "x" * (size_mb * 1000 * 1000)
-    data = body(False, content)
+    # max_tokens 1: the fake model answers "You", not an echo of 60 MB.
+    data = json.dumps(
+        {
+            **json.loads(body(False)),
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": content}],
+        }
+    ).encode()
     del content
     rss_before = memory_kib(pid, "VmRSS")
     try:
@@ -497,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="seconds per concurrent run (4)")
     parser.add_argument("--stream-tokens", type=int, default=64, help="tokens per stream (64)")
     parser.add_argument(
-        "--token-delay", type=float, default=0.0002, help="seconds between streamed tokens"
+        "--token-delay", type=float, default=0.001, help="seconds between streamed tokens"
     )
     args = parser.parse_args(argv)
     n = args.requests or (300 if args.quick else 3000)

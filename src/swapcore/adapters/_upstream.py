@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -35,6 +35,7 @@ __all__ = ["ModelDown", "UpstreamClient", "relay"]
 
 logger = logging.getLogger("swapcore.adapters.asgi")
 
+_SLICE = 256 * 1024  # larger bodies go out in slices of this size, never copied whole
 _ERROR_PREVIEW = 64 * 1024  # bytes of an upstream error body quoted in an SSE error event
 _RETRY_FIRST, _RETRY_MAX = 0.05, 0.5  # backoff between retries of a refused connection
 _RETRY_BUDGET = 30.0  # how long refusals are retried when connect has no limit
@@ -155,13 +156,20 @@ async def relay(
     loop = asyncio.get_running_loop()
     retry_until = loop.time() + (timeouts.connect or _RETRY_BUDGET)
     pause = _RETRY_FIRST
+    sent_length = False
     while True:
         call.expect_headers(timeouts.response_header)
         try:
+            data: object = content
+            if len(content) > _SLICE:
+                data = _slices(content)
+                if not sent_length:
+                    headers = [*headers, ("content-length", str(len(content)))]
+                    sent_length = True
             response = await session.request(
                 method,
                 url,
-                data=content,
+                data=data,
                 headers=headers,
                 timeout=timeout,
                 allow_redirects=False,
@@ -226,6 +234,13 @@ async def relay(
     finally:
         call.stop_timer()
         response.close()
+
+
+async def _slices(content: bytes | bytearray) -> AsyncIterator[memoryview]:
+    """The body in slices: the transport buffers one slice at a time, not a copy of it all."""
+    view = memoryview(content)
+    for start in range(0, len(view), _SLICE):
+        yield view[start : start + _SLICE]
 
 
 def _unreachable(label: str, exc: BaseException) -> GatewayHTTPError:
