@@ -169,10 +169,14 @@ class Gateway:
         assert self.process.stdout is not None
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.process.stdout, selectors.EVENT_READ)
-        for _ in range(models):
-            _, leader, helper_pid, sentinel = self.read_line().split()
-            self.models.append((int(leader), int(helper_pid)))
-            self.sentinels.append(int(sentinel))
+        try:
+            for _ in range(models):
+                _, leader, helper_pid, sentinel = self.read_line().split()
+                self.models.append((int(leader), int(helper_pid)))  # first: close() kills it
+                self.sentinels.append(int(sentinel))
+        except BaseException:
+            self.close()  # never leave a gateway or its models behind
+            raise
 
     def read_line(self) -> str:
         assert self.process.stdout is not None
