@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import pytest
 pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from swapcore.adapters._orphans import SentinelLink
+from swapcore.adapters._orphans import SentinelLink, sentinel
 from swapcore.adapters._sentinel import parse_line
 from system_helpers import free_port
 
@@ -414,3 +415,66 @@ def test_the_sentinel_ignores_what_is_not_a_group() -> None:
     assert groups == {7}
     assert parse_line(b"-7", groups) is False and groups == set()
     assert parse_line(b"bye", groups) is True
+
+
+QUIET = textwrap.dedent(
+    """\
+    import asyncio
+    from swapcore.adapters import _orphans
+    from swapcore.adapters.subprocess import SubprocessProcess
+
+    async def main():
+        processes = [
+            SubprocessProcess(name=name, cmd="sleep 300", check_endpoint="none", port=5800)
+            for name in ("a", "b")
+        ]
+        for process in processes:
+            await process.ensure_ready(30)
+        assert _orphans.sentinel.pid is not None
+        for process in processes:
+            await process.stop(10)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_spawning_beside_a_live_sentinel_warns_nothing() -> None:
+    """Each spawn forks: the fork must let go of the sentinel quietly, before its exec."""
+    result = subprocess.run(
+        [sys.executable, "-W", "always", "-c", QUIET],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_a_forked_copy_lets_go_of_the_sentinel(
+    groups: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    """A fork of the gateway (no exec) must not keep this process's sentinel pipe open."""
+    group = groups()
+    sentinel.watch(group.pid)  # this process's own link: only it has the at-fork hook
+    try:
+        sentinel_pid = sentinel.pid
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+            child = os.fork()
+        if child == 0:  # pragma: no cover - the forked copy reports through the pipe
+            fine = sentinel.pid is None and not sentinel.groups
+            os.write(write_end, b"ok" if fine else b"bad")
+            os._exit(0)
+        os.close(write_end)
+        try:
+            assert os.read(read_end, 16) == b"ok"
+        finally:
+            os.close(read_end)
+            os.waitpid(child, 0)
+        # The parent's link is untouched: same sentinel, still watching the group.
+        assert sentinel.pid == sentinel_pid and group.pid in sentinel.groups
+    finally:
+        sentinel.forget(group.pid)

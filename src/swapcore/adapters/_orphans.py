@@ -43,6 +43,8 @@ _PR_SET_PDEATHSIG = 1
 # How long exit waits for the sentinel: its grace period, plus a margin.
 _EXIT_WAIT = 2.0
 _SCRIPT = Path(__file__).with_name("_sentinel.py")
+# In a forked child: the parent's sentinel (see SentinelLink.after_fork).
+_not_ours: list[subprocess.Popen[bytes]] = []
 
 
 # ------------------------------------------------------- parent-death signal
@@ -158,7 +160,11 @@ class SentinelLink:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
         self._fd = None
-        self._process = None  # not our child: never wait for it
+        if self._process is not None:
+            # Not our child: never wait for it. Kept referenced, or its __del__ would
+            # warn "still running" from every forked child, before its exec.
+            _not_ours.append(self._process)
+        self._process = None
         self._groups = set()
 
     # ------------------------------------------------------------- internals
@@ -256,4 +262,5 @@ def _at_exit() -> None:
 
 
 atexit.register(_at_exit)
-os.register_at_fork(after_in_child=_link.after_fork)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_link.after_fork)
