@@ -481,6 +481,7 @@ def test_macros_and_defaults() -> None:
         ({"health_interval": 0}, "health_interval"),
         ({"output_lines": 0}, "output_lines"),
         ({"on_state_change": 3}, "on_state_change"),
+        ({"port_check": "yes"}, "port_check"),
     ],
 )
 def test_invalid_options_name_the_field(kwargs: dict[str, Any], field: str) -> None:

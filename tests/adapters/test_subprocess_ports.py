@@ -199,3 +199,20 @@ async def test_port_in_use_sees_a_listener_and_no_listener() -> None:
         assert await port_in_use("127.0.0.1", port)
         assert await port_in_use("localhost", port)  # tries every address of the name
     assert not await port_in_use("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("port_check", [True, False])
+async def test_port_check_can_be_turned_off(make: Factory, port_check: bool) -> None:
+    """Off: something meant to answer for the server (a tunnel) may listen there first."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        process = make(cmd="sleep 300", check_endpoint="none", port=port, port_check=port_check)
+        if port_check:
+            with pytest.raises(ProcessStartError, match="already in use"):
+                await asyncio.wait_for(process.ensure_ready(READY_TIMEOUT), READY_TIMEOUT * 2)
+            assert process.pid is None
+        else:
+            await asyncio.wait_for(process.ensure_ready(READY_TIMEOUT), READY_TIMEOUT * 2)
+            assert process.state is S.READY

@@ -107,7 +107,8 @@ class Child:
 
         Call once the group is dead. Only a process that left the group while
         holding our pipe makes the grace period matter; the pipe is closed
-        either way.
+        either way. The sentinel then forgets the group: it will never be
+        signalled again.
         """
         await asyncio.wait({self._protocol.closed}, timeout=grace)
         self._transport.close()

@@ -159,6 +159,10 @@ class SubprocessProcess:
     - ``health_interval``: seconds between health checks (default 0.1).
     - ``output_lines``: how many lines of merged stdout and stderr to keep
       (default 100).
+    - ``port_check``: before each spawn, fail the start when something
+      already listens on the proxy's port on this machine (default True).
+      Turn it off only when something there is meant to answer for the
+      server (an SSH tunnel, a local reverse proxy).
     - ``on_state_change``: ``callback(old, new)`` for every state change,
       called in the event loop; it must not block, and its exceptions are
       logged, never raised.
@@ -181,6 +185,7 @@ class SubprocessProcess:
         health_interval: float = 0.1,
         output_lines: int = 100,
         on_state_change: StateCallback | None = None,
+        port_check: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"name: must be a non-empty string, got {name!r}")
@@ -196,7 +201,9 @@ class SubprocessProcess:
             None if cmd_stop is None else parse_command(name, "cmd_stop", cmd_stop, port)
         )
         self._url = parse_proxy(name, proxy, port)
-        self._endpoint = local_endpoint(self._url)
+        if not isinstance(port_check, bool):
+            raise ConfigError(f"model {name!r}: port_check: must be true or false")
+        self._endpoint = local_endpoint(self._url) if port_check else None
         if not isinstance(check_endpoint, str):
             raise ConfigError(f"model {name!r}: check_endpoint: must be a string")
         if check_endpoint == "none":
