@@ -100,9 +100,10 @@ class ProcessStartError(SwapcoreError):
 
     ``retryable`` is True when the child ran and exited (or was killed by a
     signal) on its own before it was ready: a crash while loading, which a
-    new start may survive, so the router restarts such a start once. It is
-    False for a timeout, a stop or shutdown during the start, a port already
-    in use and a program that cannot be run, which a retry would only repeat.
+    new start may survive, so the router restarts such a start (up to its
+    ``start_retries``). It is False for a timeout, a stop or shutdown during
+    the start, a port already in use and a program that cannot be run, which
+    a retry would only repeat.
     """
 
     def __init__(
