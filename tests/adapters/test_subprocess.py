@@ -158,6 +158,7 @@ async def test_never_healthy_fails_within_the_timeout(make: Factory) -> None:
     assert "not healthy within 1 s" in message
     assert "HTTP 503" in message or "Connect" in message  # the last check's outcome
     assert info.value.model == "m" and info.value.exit_code == -signal.SIGKILL
+    assert info.value.retryable is False  # we killed it: a timeout, not a crash
     assert process.state is S.STOPPED and process.pid is None
     assert pid_gone(pid)
     assert_reaped(pid)
@@ -173,10 +174,11 @@ async def test_exit_during_start_reports_code_and_output(make: Factory) -> None:
     assert "'m'" in str(error) and "exited with code 3" in str(error)
     assert "to-stdout" in str(error) and "to-stderr" in str(error)
     assert error.exit_code == 3 and error.output == ("to-stdout", "to-stderr")
+    assert error.retryable is True  # it crashed on its own: a new start may work
     assert process.state is S.STOPPED and process.exit_code == 3
     assert process.output_tail() == ["to-stdout", "to-stderr"]
     copy = pickle.loads(pickle.dumps(error))
-    assert str(copy) == str(error) and copy.exit_code == 3
+    assert str(copy) == str(error) and copy.exit_code == 3 and copy.retryable is True
 
 
 async def test_a_broken_health_check_still_kills_the_child(
@@ -194,6 +196,7 @@ async def test_a_broken_health_check_still_kills_the_child(
     with pytest.raises(ProcessStartError, match="health check itself failed") as info:
         await bounded(start)
     assert isinstance(info.value.__cause__, RuntimeError)
+    assert info.value.retryable is False
     assert process.state is S.STOPPED
     assert pid_gone(pid)
     assert_reaped(pid)
@@ -478,6 +481,7 @@ def test_macros_and_defaults() -> None:
         ({"health_interval": 0}, "health_interval"),
         ({"output_lines": 0}, "output_lines"),
         ({"on_state_change": 3}, "on_state_change"),
+        ({"port_check": "yes"}, "port_check"),
     ],
 )
 def test_invalid_options_name_the_field(kwargs: dict[str, Any], field: str) -> None:

@@ -5,6 +5,10 @@ before Python 3.12, ``Process.wait()`` returns only once every pipe is closed,
 so a helper the server forked that keeps stdout open (or outlives the server
 by ignoring SIGTERM) would hide the server's own exit, and with it a crash.
 ``process_exited`` fires as soon as the leader is reaped.
+
+Every group is registered with this process's sentinel from its spawn until
+it is closed, and its leader gets a parent-death signal (``_orphans``): a
+group never outlives the gateway, however the gateway ends.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import cast
 
+from swapcore.adapters._orphans import child_preexec, forget_group, watch_group
 from swapcore.adapters._outputlog import OutputLog
 
 __all__ = ["Child", "signal_group", "spawn_child"]
@@ -103,11 +108,13 @@ class Child:
 
         Call once the group is dead. Only a process that left the group while
         holding our pipe makes the grace period matter; the pipe is closed
-        either way.
+        either way. The sentinel then forgets the group: it will never be
+        signalled again.
         """
         await asyncio.wait({self._protocol.closed}, timeout=grace)
         self._transport.close()
         self.output.close()
+        forget_group(self.pid)
 
 
 async def spawn_child(
@@ -119,7 +126,9 @@ async def spawn_child(
 ) -> Child:
     """Run ``argv`` as the leader of a new session; raises OSError if it cannot run.
 
-    stdin is /dev/null; stdout and stderr are merged into ``output``.
+    stdin is /dev/null; stdout and stderr are merged into ``output``. The
+    group is watched by the sentinel until ``Child.close``; on Linux the
+    leader dies with the event loop's thread (call this from that thread).
     """
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.subprocess_exec(
@@ -131,5 +140,8 @@ async def spawn_child(
         env=env,
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=child_preexec(),
     )
-    return Child(transport, protocol)
+    child = Child(transport, protocol)
+    watch_group(child.pid)
+    return child

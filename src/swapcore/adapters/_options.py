@@ -1,14 +1,26 @@
-"""Validation of ``SubprocessProcess`` options: each error names the model and the field."""
+"""Validation of ``SubprocessProcess`` options: each error names the model and the field.
+
+Errors never quote a command's arguments or an environment value: they may
+hold secrets (``--api-key ...``), and these messages reach logs and clients.
+"""
 
 from __future__ import annotations
 
 import math
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 
 from swapcore.errors import ConfigError
 
-__all__ = ["check_timeout", "parse_command", "parse_env", "parse_proxy", "positive_seconds"]
+__all__ = [
+    "check_timeout",
+    "parse_command",
+    "parse_env",
+    "parse_proxy",
+    "positive_seconds",
+    "program_name",
+]
 
 
 def check_timeout(timeout: object) -> None:
@@ -37,18 +49,27 @@ def parse_command(name: str, field: str, cmd: object, port: int | None) -> tuple
             # A backslash-newline continues the line, as in a shell script.
             argv = shlex.split(cmd.replace("\\\n", " "))
         except ValueError as exc:
-            raise ConfigError(f"model {name!r}: {field}: cannot split {cmd!r}: {exc}") from None
+            raise ConfigError(
+                f"model {name!r}: {field}: cannot be split into arguments: {exc}"
+            ) from None
     elif isinstance(cmd, Sequence) and all(isinstance(arg, str) for arg in cmd):
         argv = list(cmd)
     else:
         raise ConfigError(f"model {name!r}: {field}: must be a string or a list of strings")
     if not argv:
         raise ConfigError(f"model {name!r}: {field}: is empty")
+    if any("\0" in arg for arg in argv):
+        raise ConfigError(f"model {name!r}: {field}: contains a NUL character")
     if any("${PORT}" in arg for arg in argv):
         if port is None:
             raise ConfigError(f"model {name!r}: {field}: uses ${{PORT}} but no port is set")
         argv = [arg.replace("${PORT}", str(port)) for arg in argv]
     return tuple(argv)
+
+
+def program_name(argv: Sequence[str]) -> str:
+    """What messages call a command: the basename of its program, never its arguments."""
+    return os.path.basename(argv[0]) or argv[0]
 
 
 def parse_proxy(name: str, proxy: object, port: int | None) -> str:
@@ -79,6 +100,8 @@ def parse_env(name: str, env: object) -> dict[str, str]:
         if not isinstance(key, str) or not key or "=" in key:
             raise ConfigError(f"model {name!r}: env: invalid variable name {key!r}")
         if not isinstance(value, str):
-            raise ConfigError(f"model {name!r}: env: {key}: must be a string, got {value!r}")
+            raise ConfigError(
+                f"model {name!r}: env: {key}: must be a string, got {type(value).__name__}"
+            )
         parsed[key] = value
     return parsed

@@ -1,23 +1,32 @@
 """A model server run as a child process group: start, health-check, stop, notice crashes.
 
-``SubprocessProcess`` implements the ``Process`` protocol (REFERENCE.md §2) for
-a command such as ``llama-server --port ${PORT} ...``. Guarantees:
+``SubprocessProcess`` implements the ``Process`` protocol (start on demand,
+health-check, stop; its state may change on its own) for a command such as
+``llama-server --port ${PORT} ...``. Guarantees:
 
 - **One spawn per start.** Concurrent ``ensure_ready`` callers share one start.
 - **Whole-group kill.** The child runs in its own session (process group);
   stop signals the whole group, and once the leader has exited anything left
   in the group is killed with SIGKILL, so helpers the server forked do not
   outlive it.
+- **No orphans.** The group dies with the gateway, however the gateway ends
+  (even SIGKILL): its leader gets a parent-death signal on Linux, and a
+  sentinel process kills every group the gateway left (``_orphans``).
+- **Never adopted.** A port on this machine that something already listens
+  on fails the start without spawning; a health answer counts only while
+  our own child is alive.
 - **Reaping.** Every stop and every failed start awaits the child's exit
   status: no zombies of ours. Orphaned grandchildren are reaped by PID 1 (in a
   container, run an init such as ``tini`` or ``docker run --init``).
+- **No secrets in messages.** Errors and log lines name the program (the
+  basename of ``argv[0]``), never its arguments or environment.
 - **Crash detection.** An exit nobody asked for, while ready, moves the
   process to ``stopped`` at once, records ``exit_code``, calls
   ``on_state_change`` and logs a WARNING with the last output lines.
 - **Cancellation.** A start runs in its own task: cancelling a caller of
   ``ensure_ready`` never leaves it half-done. The start goes on to its
-  deadline (so other callers can join it, and a swap whose waiters left still
-  completes, as REFERENCE.md §5 asks) unless ``stop`` aborts it. A stop, once
+  deadline (so other callers can join it, and a swap whose waiters all left
+  still completes, as in llama-swap) unless ``stop`` aborts it. A stop, once
   begun, always completes, even if its caller is cancelled.
 - **No stray tasks.** When ``stop`` or ``shutdown`` returns, no task of this
   object is left running.
@@ -30,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shlex
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeAlias
@@ -44,8 +52,11 @@ from swapcore.adapters._options import (
     parse_env,
     parse_proxy,
     positive_seconds,
+    program_name,
 )
 from swapcore.adapters._outputlog import OutputLog
+from swapcore.adapters._ports import local_endpoint, port_in_use, port_taken_reason
+from swapcore.adapters._reasons import cannot_run, exit_reason
 from swapcore.errors import ConfigError, SwapcoreError
 from swapcore.process import ProcessState
 
@@ -73,15 +84,26 @@ _TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
 _PROBE_TIMEOUT = 5.0
 # Once a group is dead, how long its output may take to reach end of file.
 _DRAIN_GRACE = 0.5
+# A port found in use before a spawn is checked again for this long: a server
+# we have just stopped may take a moment to close its listening socket.
+_PORT_GRACE = 1.0
 
 
 class ProcessStartError(SwapcoreError):
     """A model server did not become ready.
 
     ``model`` is the process name, ``reason`` says why (exit code, timeout,
-    stopped, shut down), ``exit_code`` is the child's exit status if it ran
-    (negative: killed by that signal), and ``output`` holds its last output
-    lines, which the message repeats.
+    stopped, shut down, port in use, cannot run), ``exit_code`` is the
+    child's exit status if it ran (negative: killed by that signal), and
+    ``output`` holds its last output lines, which the message repeats. The
+    message names the program but never its arguments or environment.
+
+    ``retryable`` is True when the child ran and exited (or was killed by a
+    signal) on its own before it was ready: a crash while loading, which a
+    new start may survive, so the router restarts such a start (up to its
+    ``start_retries``). It is False for a timeout, a stop or shutdown during
+    the start, a port already in use and a program that cannot be run, which
+    a retry would only repeat.
     """
 
     def __init__(
@@ -91,24 +113,31 @@ class ProcessStartError(SwapcoreError):
         *,
         exit_code: int | None = None,
         output: Sequence[str] = (),
+        retryable: bool = False,
     ) -> None:
         self.model = model
         self.reason = reason
         self.exit_code = exit_code
         self.output = tuple(output)
+        self.retryable = bool(retryable)
         message = f"model {model!r} failed to start: {reason}"
         if self.output:
             message += "\nlast output:\n" + "\n".join(f"  {line}" for line in self.output)
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_start_error, (self.model, self.reason, self.exit_code, self.output))
+        fields = (self.model, self.reason, self.exit_code, self.output, self.retryable)
+        return (_rebuild_start_error, fields)
 
 
 def _rebuild_start_error(
-    model: str, reason: str, exit_code: int | None, output: tuple[str, ...]
+    model: str,
+    reason: str,
+    exit_code: int | None,
+    output: tuple[str, ...],
+    retryable: bool = False,
 ) -> ProcessStartError:
-    return ProcessStartError(model, reason, exit_code=exit_code, output=output)
+    return ProcessStartError(model, reason, exit_code=exit_code, output=output, retryable=retryable)
 
 
 class SubprocessProcess:
@@ -131,6 +160,10 @@ class SubprocessProcess:
     - ``health_interval``: seconds between health checks (default 0.1).
     - ``output_lines``: how many lines of merged stdout and stderr to keep
       (default 100).
+    - ``port_check``: before each spawn, fail the start when something
+      already listens on the proxy's port on this machine (default True).
+      Turn it off only when something there is meant to answer for the
+      server (an SSH tunnel, a local reverse proxy).
     - ``on_state_change``: ``callback(old, new)`` for every state change,
       called in the event loop; it must not block, and its exceptions are
       logged, never raised.
@@ -153,6 +186,7 @@ class SubprocessProcess:
         health_interval: float = 0.1,
         output_lines: int = 100,
         on_state_change: StateCallback | None = None,
+        port_check: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"name: must be a non-empty string, got {name!r}")
@@ -163,10 +197,14 @@ class SubprocessProcess:
             raise ConfigError(f"model {name!r}: port: must be an int in 1..65535, got {port!r}")
         self._port = port
         self._argv = parse_command(name, "cmd", cmd, port)
+        self._program = program_name(self._argv)
         self._cmd_stop = (
             None if cmd_stop is None else parse_command(name, "cmd_stop", cmd_stop, port)
         )
         self._url = parse_proxy(name, proxy, port)
+        if not isinstance(port_check, bool):
+            raise ConfigError(f"model {name!r}: port_check: must be true or false")
+        self._endpoint = local_endpoint(self._url) if port_check else None
         if not isinstance(check_endpoint, str):
             raise ConfigError(f"model {name!r}: check_endpoint: must be a string")
         if check_endpoint == "none":
@@ -227,7 +265,11 @@ class SubprocessProcess:
 
     @property
     def argv(self) -> tuple[str, ...]:
-        """The command that is run, after ``${PORT}`` substitution."""
+        """The command that is run, after ``${PORT}`` substitution.
+
+        It may hold secrets (``--api-key ...``): this module never logs it or
+        puts it in an error message, and neither should its callers.
+        """
         return self._argv
 
     @property
@@ -261,10 +303,12 @@ class SubprocessProcess:
         deadline is the latest of its callers'). stopping: waits for the stop,
         then starts. shutdown: raises.
 
-        Raises ``ProcessStartError`` when the child exits before it is ready,
-        cannot be run, is not healthy within ``timeout`` seconds (the child is
-        then killed and reaped, unless another caller's later deadline keeps
-        the start going), is stopped while starting, or is shut down.
+        Raises ``ProcessStartError`` when the child exits before it is ready
+        (``retryable`` set), cannot be run, is not healthy within ``timeout``
+        seconds (the child is then killed and reaped, unless another caller's
+        later deadline keeps the start going), is stopped while starting, is
+        shut down, or when something already listens on the proxy's port on
+        this machine (nothing is spawned: that server is not ours to use).
         Cancelling the caller does not cancel the start.
         """
         check_timeout(timeout)
@@ -377,21 +421,38 @@ class SubprocessProcess:
         loop = asyncio.get_running_loop()
         self._output = output = self._new_output(self._name)
         self._exit_code = None
+        if self._endpoint is not None:
+            await self._check_port(loop, *self._endpoint)
         child = await self._spawn(output)
-        logger.debug("model %r: started pid %d: %s", self._name, child.pid, shlex.join(self._argv))
+        logger.debug("model %r: started pid %d: %s", self._name, child.pid, self._program)
         if self._health_url is None:
             if not child.exited.done():
                 self._set_state(ProcessState.READY)
                 return
-            await self._fail_start(child, f"exited with code {child.exited.result()} at once")
+            await self._fail_start(
+                child, exit_reason(child.exited.result(), "at once"), retryable=True
+            )
         cause: Exception | None = None
         try:
             failure = await self._poll_health(loop, child, self._health_url)
         except Exception as exc:  # a bug or a broken install: never leave the child behind
             failure, cause = f"the health check itself failed: {exc!r}", exc
         if failure is not None:
-            await self._fail_start(child, failure, cause=cause)
+            # A crash while loading may not happen again; a timeout or a bug would.
+            retryable = cause is None and child.exited.done()
+            await self._fail_start(child, failure, cause=cause, retryable=retryable)
         logger.debug("model %r: ready after %.2f s", self._name, loop.time() - self._start_began)
+
+    async def _check_port(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+        """Fail the start, spawning nothing, while something else listens on our port."""
+        grace = loop.time() + min(_PORT_GRACE, max(0.0, self._start_deadline - loop.time()))
+        while await port_in_use(host, port):
+            if loop.time() >= grace:
+                self._set_state(ProcessState.STOPPED)
+                error = ProcessStartError(self._name, port_taken_reason(host, port))
+                logger.warning("%s", error)
+                raise error
+            await asyncio.sleep(self._health_interval)
 
     async def _spawn(self, output: OutputLog) -> Child:
         env = {**os.environ, **self._env} if self._env else None
@@ -408,9 +469,9 @@ class SubprocessProcess:
             raise
         except OSError as exc:
             self._set_state(ProcessState.STOPPED)
-            raise ProcessStartError(
-                self._name, f"cannot run {shlex.join(self._argv)}: {exc}"
-            ) from exc
+            error = ProcessStartError(self._name, cannot_run(self._program, exc, self._cwd))
+            logger.warning("%s", error)
+            raise error from None  # the OSError's own text repeats the full path
         self._adopt(child)
         return child
 
@@ -427,7 +488,7 @@ class SubprocessProcess:
         async with httpx.AsyncClient(trust_env=False) as client:
             while True:
                 if child.exited.done():
-                    return f"exited with code {child.exited.result()} before it was ready"
+                    return exit_reason(child.exited.result(), "before it was ready")
                 remaining = self._start_deadline - loop.time()
                 if remaining <= 0:
                     budget = self._start_deadline - self._start_began
@@ -456,7 +517,12 @@ class SubprocessProcess:
                 await asyncio.wait({child.exited}, timeout=max(0.0, pause))
 
     async def _fail_start(
-        self, child: Child, reason: str, *, cause: Exception | None = None
+        self,
+        child: Child,
+        reason: str,
+        *,
+        cause: Exception | None = None,
+        retryable: bool = False,
     ) -> NoReturn:
         child.signal(signal.SIGKILL)
         await asyncio.wait({child.exited})
@@ -466,7 +532,11 @@ class SubprocessProcess:
             self._child = None
         self._set_state(ProcessState.STOPPED)
         error = ProcessStartError(
-            self._name, reason, exit_code=exit_code, output=child.output.lines()
+            self._name,
+            reason,
+            exit_code=exit_code,
+            output=child.output.lines(),
+            retryable=retryable,
         )
         logger.warning("%s", error)
         raise error from cause
@@ -522,10 +592,9 @@ class SubprocessProcess:
             return await spawn_child(argv, output=output, env=env, cwd=self._cwd)
         except OSError as exc:
             logger.warning(
-                "model %r: cannot run cmd_stop %s (%s); sending SIGTERM",
+                "model %r: %s; sending SIGTERM",
                 self._name,
-                shlex.join(argv),
-                exc,
+                cannot_run(program_name(argv), exc, self._cwd, what="cmd_stop"),
             )
             return None
 
