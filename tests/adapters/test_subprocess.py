@@ -184,14 +184,17 @@ async def test_exit_during_start_reports_code_and_output(make: Factory) -> None:
 async def test_a_broken_health_check_still_kills_the_child(
     make: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pids: list[int | None] = []
+
     async def broken_probe(*args: object) -> str | None:
+        pids.append(process.pid)  # the child it should have checked
         raise RuntimeError("broken install")
 
     monkeypatch.setattr("swapcore.adapters.subprocess._probe", broken_probe)
     process = make(cmd=fake_cmd())
     start = asyncio.ensure_future(process.ensure_ready(READY_TIMEOUT))
-    await wait_until(lambda: process.pid is not None, "the spawn")
-    pid = process.pid
+    await wait_until(lambda: bool(pids), "the health check")
+    pid = pids[0]
     assert pid is not None
     with pytest.raises(ProcessStartError, match="health check itself failed") as info:
         await bounded(start)

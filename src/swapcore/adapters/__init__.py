@@ -6,5 +6,5 @@
   plain ASGI app over a ``BaseRouter``, mountable in Starlette or FastAPI.
 
 Nothing here is imported by ``import swapcore``; each adapter imports its
-third-party dependencies (httpx, uvicorn) itself.
+third-party dependencies (aiohttp, uvicorn) itself.
 """

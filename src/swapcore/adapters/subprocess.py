@@ -43,7 +43,7 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeAlias
 
-import httpx
+import aiohttp
 
 from swapcore.adapters._children import Child, spawn_child
 from swapcore.adapters._options import (
@@ -485,7 +485,9 @@ class SubprocessProcess:
         """Poll until HTTP 200 (None), the child exits or the deadline passes (a reason)."""
         last = "none yet"
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture local checks.
-        async with httpx.AsyncClient(trust_env=False) as client:
+        async with aiohttp.ClientSession(
+            trust_env=False, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+        ) as client:
             while True:
                 if child.exited.done():
                     return exit_reason(child.exited.result(), "before it was ready")
@@ -672,17 +674,28 @@ class SubprocessProcess:
                 logger.exception("model %r: on_state_change callback raised", self._name)
 
 
-async def _probe(client: httpx.AsyncClient, url: str, timeout: float) -> str | None:
-    """One health check: None when it answers HTTP 200, else what went wrong."""
+async def _probe(client: aiohttp.ClientSession, url: str, timeout: float) -> str | None:
+    """One health check: None when it answers HTTP 200, else what went wrong.
+
+    The reason never quotes the URL (its query may carry a key).
+    """
     try:
-        response = await client.get(url, timeout=timeout)
-    except httpx.TimeoutException:
+        async with client.get(
+            url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+        ) as response:
+            status = response.status
+    except asyncio.TimeoutError:
         return f"no answer within {timeout:.3g} s"
-    except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if response.status_code == 200:
+    except aiohttp.ClientConnectorError as exc:
+        error = exc.os_error
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused"
+        return f"cannot connect: {error.strerror or type(error).__name__}"
+    except aiohttp.ClientError as exc:
+        return type(exc).__name__
+    if status == 200:
         return None
-    return f"HTTP {response.status_code}"
+    return f"HTTP {status}"
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
