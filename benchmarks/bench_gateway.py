@@ -1,30 +1,34 @@
-"""Gateway overhead: the same fake upstream called directly and through ``swapcore serve``.
+"""Gateway overhead: the same fake upstreams called directly and through ``swapcore serve``.
 
-    python benchmarks/bench_gateway.py [--json PATH] [--quick]
+    python benchmarks/bench_gateway.py [--json PATH] [--quick] [--src PATH]
 
-Starts ``swapcore serve`` (a subprocess) on a one-model config whose model is
-``swapcore.fakemodel`` (uvicorn, no load delay), preloads it, then sends the
-same requests to the model's own port (``direct``) and to the gateway
-(``gateway``) from a lean keep-alive HTTP/1.1 client (raw sockets, so the
-client's own cost stays small on a shared machine), in one run:
+Starts ``swapcore serve`` (a subprocess) on a config of two fake models
+(``swapcore.fakemodel``, uvicorn, preloaded, both loaded at once): ``bench``
+streams its tokens back to back, ``paced`` one every millisecond (as a model
+generates them). The same requests then go to a model's own port
+(``direct``) and to the gateway (``gateway``), from a lean keep-alive
+HTTP/1.1 client (raw sockets, so the client's own cost stays small on a
+shared machine), in one run:
 
 - ``sequential``: chat completions one after another, alternating direct and
   gateway request by request (drift hits both alike): p50/p99 latency to the
   last byte, and the gateway process's own CPU time per request, read from
   ``/proc/<pid>/stat`` (user + system), not from wall time.
-- ``sequential-stream``: streamed chat completions of ``--stream-tokens``
-  tokens, one event every ``--token-delay`` seconds so each reaches the
-  gateway on its own: latency, and the gateway's CPU per stream and per
-  chunk it forwarded (the client counts the chunks of the chunked body).
+- ``stream`` and ``stream-paced``: streamed completions of
+  ``--stream-tokens`` events: latency, the gateway's CPU per stream and per
+  streamed chunk (an SSE event the model sent; the gateway may forward
+  several that arrive together in one write, counted as ``writes``).
 - ``concurrent-16`` and ``concurrent-64``: that many clients for a fixed
-  time, direct then gateway, twice: requests per second and latency.
-- ``streams-16``: 16 concurrent streams: chunks per second.
+  time, direct then gateway, twice: requests per second, latency and the
+  gateway's CPU per request.
+- ``streams-16``: 16 concurrent streams: streamed chunks (events) per second.
 - ``bodies``: six concurrent 60 MB chat bodies sent to the gateway with its
-  default body budget: the gateway's peak resident memory (``VmHWM``, reset
-  before the phase) against the budget, and how the requests ended.
+  default body budget (256 MiB): the gateway's peak resident memory
+  (``VmHWM``, reset before the phase) and how the requests ended.
 
-The client, the gateway and the upstream share the machine's cores:
-compare the two sides of one run (``ratio``), never figures across runs.
+The client, the gateway and the upstream share the machine's cores: compare
+the two sides of one run (``ratio``), never figures across runs. ``--src``
+runs the gateway from another checkout (compare versions in one sitting).
 Targets (issue 10): added sequential p50 <= 1 ms; gateway CPU <= 0.5 ms per
 non-streamed request and <= 50 us per streamed chunk; peak memory under the
 budget + 100 MB.
@@ -53,16 +57,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 MODEL = "bench"
+PACED = "paced"
 PATH = "/v1/chat/completions"
 MiB = 1024 * 1024
 BODY_BUDGET_MB = 256  # swapcore serve's default --max-buffered-mb
 
 
-def body(stream: bool, content: str = "hello gateway") -> bytes:
-    payload = {"model": MODEL, "messages": [{"role": "user", "content": content}]}
+def body(stream: bool, content: str = "hello gateway", model: str = MODEL) -> bytes:
+    payload: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": content}]}
     if stream:
         payload["stream"] = True
     return json.dumps(payload).encode()
+
+
+def _free_block(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    for start in range(20000, 60000, 97):
+        try:
+            for port in range(start, start + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return start
+    raise RuntimeError("no block of free ports")
 
 
 def free_port() -> int:
@@ -164,12 +182,13 @@ class SyncClient:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = _Reader()
 
-    def post(self, data: bytes) -> tuple[int, int]:
+    def post(self, data: bytes) -> tuple[int, int, int]:
+        """(status, SSE events, chunked writes) of one request."""
         self.sock.sendall(_request(self.target, data))
-        status, _, chunks = self.reader.parse(lambda: self.sock.recv(65536))
+        status, payload, writes = self.reader.parse(lambda: self.sock.recv(65536))
         if status != 200:
             raise RuntimeError(f"HTTP {status}")
-        return status, chunks
+        return status, payload.count(b"data: "), writes
 
     def close(self) -> None:
         self.sock.close()
@@ -196,30 +215,37 @@ async def _async_post(
         snapshot = parser.buffer
         parser.buffer += chunk
         try:
-            status, _, chunks = parser.parse(more)
+            status, payload, _ = parser.parse(more)
         except ConnectionError:
             parser.buffer = snapshot + chunk
             continue
-        return status, chunks
+        return status, payload.count(b"data: ")
 
 
 # ------------------------------------------------------------------ the gateway
 
 
-def write_config(directory: Path, model_port: int, tokens: int, token_delay: float) -> Path:
-    fake = f"{shlex.quote(sys.executable)} -m swapcore.fakemodel"
+def write_config(directory: Path, start_port: int, tokens: int, paced_delay: float) -> Path:
+    fake = f"{shlex.quote(sys.executable)} -m swapcore.fakemodel --load 0 --tokens {tokens}"
     text = f"""\
 healthCheckTimeout: 30
-startPort: {model_port}
+startPort: {start_port}
 models:
   {MODEL}:
-    cmd: "{fake} --port ${{PORT}} --load 0 --tokens {tokens} --token-delay {token_delay}
-      --model-name {MODEL}"
+    cmd: "{fake} --port ${{PORT}} --model-name {MODEL}"
     proxy: "http://127.0.0.1:${{PORT}}"
     concurrencyLimit: 100000
+  {PACED}:
+    cmd: "{fake} --port ${{PORT}} --token-delay {paced_delay} --model-name {PACED}"
+    proxy: "http://127.0.0.1:${{PORT}}"
+    concurrencyLimit: 100000
+groups:
+  both:
+    swap: false
+    members: [{MODEL}, {PACED}]
 hooks:
   on_startup:
-    preload: [{MODEL}]
+    preload: [{MODEL}, {PACED}]
 """
     path = directory / "bench-gateway.yaml"
     path.write_text(text)
@@ -229,10 +255,10 @@ hooks:
 class Gateway:
     """``swapcore serve`` in a subprocess; stopped with SIGTERM."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(self, config: Path, port: int, log: Path, src: Path) -> None:
         self.port = port
         self._log = log.open("w")
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        env = {**os.environ, "PYTHONPATH": str(src)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "swapcore", "serve", str(config), "--port", str(port)],
             stdout=self._log,
@@ -240,13 +266,13 @@ class Gateway:
             env=env,
         )
 
-    def wait_ready(self, model_port: int, timeout: float = 60.0) -> None:
+    def wait_ready(self, model_ports: Sequence[int], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"swapcore serve exited with {self.process.returncode}")
             try:
-                for port in (self.port, model_port):
+                for port in (*model_ports, self.port):
                     client = SyncClient(port)
                     try:
                         client.post(body(False))
@@ -271,7 +297,7 @@ class Gateway:
 def sequential(ports: dict[str, int], pid: int, n: int, data: bytes) -> dict[str, Any]:
     clients = {name: SyncClient(port) for name, port in ports.items()}
     latencies: dict[str, list[float]] = {name: [] for name in ports}
-    chunks = 0
+    events = writes = 0
     try:
         for _ in range(100):  # warm up
             for client in clients.values():
@@ -281,10 +307,11 @@ def sequential(ports: dict[str, int], pid: int, n: int, data: bytes) -> dict[str
             order = list(clients.items()) if i % 2 else list(reversed(clients.items()))
             for name, client in order:
                 start = time.perf_counter()
-                _, got = client.post(data)
+                _, got, wrote = client.post(data)
                 latencies[name].append(time.perf_counter() - start)
                 if name == "gateway":
-                    chunks += got
+                    events += got
+                    writes += wrote
         cpu = process_cpu(pid) - cpu
     finally:
         for client in clients.values():
@@ -297,11 +324,13 @@ def sequential(ports: dict[str, int], pid: int, n: int, data: bytes) -> dict[str
         "p50_ms": rows["gateway"]["p50_ms"] - rows["direct"]["p50_ms"],
         "p99_ms": rows["gateway"]["p99_ms"] - rows["direct"]["p99_ms"],
     }
-    rows["gateway_cpu"] = {
-        "ms_per_request": cpu / n * 1000,
-        "chunks_per_request": chunks / n,
-        "us_per_chunk": cpu / chunks * 1e6 if chunks else float("nan"),
-    }
+    rows["gateway_cpu"] = {"ms_per_request": cpu / n * 1000}
+    if events:
+        rows["gateway_cpu"].update(
+            chunks_per_stream=events / n,
+            writes_per_stream=writes / n,
+            us_per_chunk=cpu / events * 1e6,
+        )
     return rows
 
 
@@ -372,6 +401,8 @@ def concurrent(
         "per_second": rows["gateway"]["per_second"] / rows["direct"]["per_second"],
         "chunks_per_second": (
             rows["gateway"]["chunks_per_second"] / rows["direct"]["chunks_per_second"]
+            if rows["direct"]["chunks_per_second"]
+            else float("nan")
         ),
     }
     rows["gateway_cpu"] = {"ms_per_request": cpu / rows["gateway"]["n"] * 1000}
@@ -457,39 +488,37 @@ def _run(coro: Any) -> Any:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"{'scenario':<20} {'direct':>22} {'gateway':>22} {'added / ratio':>16}")
-    print("-" * 84)
-    for name in ("sequential", "sequential-stream"):
+    print(f"{'scenario':<22} {'direct':>14} {'gateway':>14} {'added/ratio':>12}  gateway CPU")
+    print("-" * 96)
+    for name in ("sequential", "stream", "stream-paced"):
         rows = results[name]
+        cpu = rows["gateway_cpu"]
+        note = f"{cpu['ms_per_request']:.3f} ms/req"
+        if "us_per_chunk" in cpu:
+            note = (
+                f"{cpu['ms_per_request']:.3f} ms/stream, {cpu['us_per_chunk']:.1f} us/chunk"
+                f" ({cpu['chunks_per_stream']:.0f} chunks in {cpu['writes_per_stream']:.0f} writes)"
+            )
         for key in ("p50_ms", "p99_ms"):
             print(
-                f"{name + ' ' + key:<20} {rows['direct'][key]:>19.3f} ms "
-                f"{rows['gateway'][key]:>19.3f} ms {rows['added'][key]:>+13.3f} ms"
+                f"{name + ' ' + key[:3]:<22} {rows['direct'][key]:>11.3f} ms "
+                f"{rows['gateway'][key]:>11.3f} ms {rows['added'][key]:>+9.3f} ms  "
+                + (note if key == "p50_ms" else "")
             )
-        cpu = rows["gateway_cpu"]
-        print(
-            f"{name + ' cpu':<20} {'':>22} {cpu['ms_per_request']:>16.3f} ms/req"
-            f"  {cpu['us_per_chunk']:>8.1f} us/chunk ({cpu['chunks_per_request']:.1f} chunks/req)"
-        )
-    for name in results:
+    for name, rows in results.items():
         if not name.startswith(("concurrent", "streams")):
             continue
-        rows = results[name]
         key = "chunks_per_second" if name.startswith("streams") else "per_second"
-        unit = "chunks/s" if key == "chunks_per_second" else "req/s"
+        unit = "ch/s" if name.startswith("streams") else "req/s"
         print(
-            f"{name:<20} {rows['direct'][key]:>15.0f} {unit:<6} "
-            f"{rows['gateway'][key]:>15.0f} {unit:<6} {rows['ratio'][key]:>15.2f}x"
-        )
-        print(
-            f"{name + ' p99':<20} {rows['direct']['p99_ms']:>19.2f} ms "
-            f"{rows['gateway']['p99_ms']:>19.2f} ms"
-            f"   cpu {rows['gateway_cpu']['ms_per_request']:.3f} ms/req"
+            f"{name:<22} {rows['direct'][key]:>9.0f} {unit:<4} {rows['gateway'][key]:>9.0f} "
+            f"{unit:<4} {rows['ratio'][key]:>11.2f}x  {rows['gateway_cpu']['ms_per_request']:.3f}"
+            f" ms/req, p99 {rows['direct']['p99_ms']:.1f} vs {rows['gateway']['p99_ms']:.1f} ms"
         )
     mem = results.get("bodies")
     if mem:
         print(
-            f"{'bodies':<20} {mem['bodies']} x {mem['body_mb']} MB: peak RSS "
+            f"{'bodies':<22} {mem['bodies']} x {mem['body_mb']} MB: peak RSS "
             f"{mem['peak_rss_mb']:.0f} MB (budget {mem['budget_mb']} MB, "
             f"{mem['margin_over_budget_mb']:+.0f} MB), before {mem['rss_before_mb']:.0f} MB, "
             f"outcomes {mem['outcomes']}"
@@ -504,30 +533,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="seconds per concurrent run (4)")
     parser.add_argument("--stream-tokens", type=int, default=64, help="tokens per stream (64)")
     parser.add_argument(
-        "--token-delay", type=float, default=0.001, help="seconds between streamed tokens"
+        "--token-delay", type=float, default=0.001, help="seconds between paced tokens (0.001)"
+    )
+    parser.add_argument(
+        "--src",
+        type=Path,
+        default=ROOT / "src",
+        help="run the gateway from this source tree (compare versions; default: this checkout)",
+    )
+    parser.add_argument(
+        "--skip-bodies", action="store_true", help="leave out the memory phase (older versions)"
     )
     args = parser.parse_args(argv)
     n = args.requests or (300 if args.quick else 3000)
     seconds = args.seconds or (1.0 if args.quick else 4.0)
 
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
-        model_port, gateway_port = free_port(), free_port()
-        config = write_config(Path(tmp), model_port, args.stream_tokens, args.token_delay)
-        gateway = Gateway(config, gateway_port, Path(tmp) / "serve.log")
+        start_port = _free_block(2)
+        config = write_config(Path(tmp), start_port, args.stream_tokens, args.token_delay)
+        gateway_port = free_port()
+        gateway = Gateway(config, gateway_port, Path(tmp) / "serve.log", args.src)
         pid = gateway.process.pid
-        ports = {"direct": model_port, "gateway": gateway_port}
+        bench = {"direct": start_port, "gateway": gateway_port}  # ports sort by model id
+        paced = {"direct": start_port + 1, "gateway": gateway_port}
         results: dict[str, Any] = {}
         try:
-            gateway.wait_ready(model_port)
-            plain, streamed = body(False), body(True)
+            gateway.wait_ready((start_port, start_port + 1))
             # max_tokens keeps non-streamed answers short whatever --stream-tokens is.
-            plain = json.dumps({**json.loads(plain), "max_tokens": 16}).encode()
-            results["sequential"] = sequential(ports, pid, n, plain)
-            results["sequential-stream"] = sequential(ports, pid, max(50, n // 10), streamed)
+            plain = json.dumps({**json.loads(body(False)), "max_tokens": 16}).encode()
+            streams = max(50, n // 10)
+            results["sequential"] = sequential(bench, pid, n, plain)
+            results["stream"] = sequential(bench, pid, streams, body(True))
+            results["stream-paced"] = sequential(
+                paced, pid, max(20, streams // 5), body(True, model=PACED)
+            )
             for clients in (16, 64):
-                results[f"concurrent-{clients}"] = concurrent(ports, pid, clients, seconds, plain)
-            results["streams-16"] = concurrent(ports, pid, 16, seconds, streamed)
-            results["bodies"] = bodies(gateway_port, pid, 6, 60)
+                results[f"concurrent-{clients}"] = concurrent(bench, pid, clients, seconds, plain)
+            results["streams-16"] = concurrent(bench, pid, 16, seconds, body(True))
+            if not args.skip_bodies:
+                results["bodies"] = bodies(gateway_port, pid, 6, 60)
         finally:
             status = gateway.stop()
             log = (Path(tmp) / "serve.log").read_text()

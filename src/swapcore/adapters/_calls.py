@@ -46,6 +46,7 @@ class Call:
         "_calls",
         "_deadline",
         "_mode",
+        "_receive",
         "_silence",
         "_watcher",
         "exchange",
@@ -71,6 +72,7 @@ class Call:
         self._deadline = 0.0
         self._silence = 0.0
         self._watcher: asyncio.Task[None] | None = None
+        self._receive: Receive | None = None  # to watch for a disconnect, once due
 
     def end(self, reason: str) -> None:
         """End the request early for ``reason`` (the first reason given wins)."""
@@ -141,10 +143,19 @@ class Call:
     def watch_disconnect(self, receive: Receive) -> None:
         """End the request when the client disconnects (call once the body is read).
 
-        Servers also report a disconnect once the response is complete; that
-        one is ignored.
+        Watching costs a task, so it begins only once the request has lasted
+        one sweep (a tenth of a second): most requests are over by then, and
+        a disconnect is still seen within two sweeps. Servers also report a
+        disconnect once the response is complete; that one is ignored.
         """
-        self._watcher = self._calls.loop.create_task(self._watch(receive))
+        self._receive = receive
+        self._calls.watch_later(self)
+
+    def start_watching(self) -> None:
+        """Begin watching for a disconnect now (the sweep calls it when due)."""
+        receive, self._receive = self._receive, None
+        if receive is not None and self._watcher is None and not self.task.done():
+            self._watcher = self._calls.loop.create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
         try:
@@ -168,14 +179,16 @@ class Calls:
 
     Rather than a timer per request (costly to arm and cancel on every
     request), one sweep every ``resolution`` seconds checks every call with
-    a bound armed; it runs only while some call has one. A bound therefore
-    fires up to ``resolution`` seconds late.
+    a bound armed, and starts the disconnect watchers that came due; it runs
+    only while some call needs it. A bound therefore fires up to
+    ``resolution`` seconds late.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = 0.1) -> None:
         self.loop = loop
         self.resolution = resolution
         self._calls: set[Call] = set()
+        self._unwatched: set[Call] = set()  # calls to watch for a disconnect at the next sweep
         self._sweeping: asyncio.TimerHandle | None = None
 
     def open(self, task: asyncio.Task[Any], exchange: Exchange) -> Call:
@@ -188,6 +201,7 @@ class Calls:
         """Forget a finished request (its timer and disconnect watcher stop)."""
         call.close()
         self._calls.discard(call)
+        self._unwatched.discard(call)
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -200,8 +214,16 @@ class Calls:
         if self._sweeping is None:
             self._sweeping = self.loop.call_later(self.resolution, self._sweep)
 
+    def watch_later(self, call: Call) -> None:
+        """Start ``call``'s disconnect watcher at the next sweep, if it is still open."""
+        self._unwatched.add(call)
+        self.watch()
+
     def _sweep(self) -> None:
         now = self.loop.time()
+        unwatched, self._unwatched = self._unwatched, set()
+        for call in unwatched:
+            call.start_watching()
         armed = False
         for call in list(self._calls):
             armed = call.check(now) or armed

@@ -217,7 +217,6 @@ async def relay(
                 break
             call.last = now()
             await exchange.body(chunk)
-            call.last = now()
         call.stop_timer()
         await exchange.finish()
     except aiohttp.ClientError as exc:
