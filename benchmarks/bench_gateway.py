@@ -294,7 +294,11 @@ class Gateway:
 # ------------------------------------------------------------------ scenarios
 
 
-def sequential(ports: dict[str, int], pid: int, n: int, data: bytes) -> dict[str, Any]:
+def sequential(
+    ports: dict[str, int], pid: int, n: int, data: bytes, cpu_of: Any = None
+) -> dict[str, Any]:
+    """Requests one after another, alternating sides; ``cpu_of(pid)`` reads CPU seconds."""
+    process_time = cpu_of or process_cpu
     clients = {name: SyncClient(port) for name, port in ports.items()}
     latencies: dict[str, list[float]] = {name: [] for name in ports}
     events = writes = 0
@@ -302,7 +306,7 @@ def sequential(ports: dict[str, int], pid: int, n: int, data: bytes) -> dict[str
         for _ in range(100):  # warm up
             for client in clients.values():
                 client.post(data)
-        cpu = process_cpu(pid)
+        cpu = process_time(pid)
         for i in range(n):
             order = list(clients.items()) if i % 2 else list(reversed(clients.items()))
             for name, client in order:
@@ -312,7 +316,7 @@ def sequential(ports: dict[str, int], pid: int, n: int, data: bytes) -> dict[str
                 if name == "gateway":
                     events += got
                     writes += wrote
-        cpu = process_cpu(pid) - cpu
+        cpu = process_time(pid) - cpu
     finally:
         for client in clients.values():
             client.close()

@@ -88,7 +88,9 @@ groups:
 class Serve:
     """A ``swapcore serve`` subprocess with its output in files."""
 
-    def __init__(self, tmp_path: Path, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, *args: str, port: int | None = None, verbose: int = 0
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.out_path = tmp_path / "serve.out"
@@ -96,7 +98,16 @@ class Serve:
         self._out = self.out_path.open("w")
         self._err = self.err_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "swapcore", "serve", *args, "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "swapcore",
+                *["-v"] * verbose,
+                "serve",
+                *args,
+                "--port",
+                str(self.port),
+            ],
             stdout=self._out,
             stderr=self._err,
             stdin=subprocess.DEVNULL,

@@ -132,10 +132,10 @@ class Catalog:
         return data
 
     def running(self) -> list[dict[str, Any]]:
-        """``/running`` entries: models starting, ready or stopping, or being swapped in."""
+        """``/running`` entries: models running, being swapped in, or with requests queued."""
         running = []
         for model, snap in self._router.snapshot().models.items():
-            if snap.state not in _RUNNING and not snap.swapping:
+            if snap.state not in _RUNNING and not snap.swapping and not snap.queued:
                 continue
             record: dict[str, Any] = {
                 "model": model,
