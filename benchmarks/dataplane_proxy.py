@@ -1,9 +1,9 @@
 """The least an ASGI proxy can do, over a chosen upstream client (for bench_dataplane.py).
 
-Run by an ASGI server with ``UPSTREAM`` (the upstream's base URL) and
+Run by an ASGI server with ``UPSTREAMS`` (JSON: each model's base URL) and
 ``CLIENT`` (``aiohttp``, ``httpx`` or ``httpcore``) in the environment. It
-reads the body, looks up its model (as any router must), forwards the request
-and streams the answer back: no routing, no bounds, no logging. Its CPU per
+reads the body, looks up its model's upstream, forwards the request and
+streams the answer back: no queue, no bounds, no logging. Its CPU per
 request is the floor a gateway built on these libraries cannot go under.
 """
 
@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-UPSTREAM = os.environ.get("UPSTREAM", "http://127.0.0.1:8080")
+UPSTREAMS: dict[str, str] = json.loads(os.environ.get("UPSTREAMS", "{}"))
 CLIENT = os.environ.get("CLIENT", "aiohttp")
 _HOP = {b"host", b"content-length", b"connection", b"transfer-encoding", b"date", b"server"}
 
@@ -35,7 +35,7 @@ def _forward(headers: Any) -> list[tuple[bytes, bytes]]:
 
 
 class Proxy:
-    """An ASGI app forwarding every request to ``UPSTREAM`` with ``CLIENT``."""
+    """An ASGI app forwarding each request to its model's upstream with ``CLIENT``."""
 
     def __init__(self) -> None:
         self.client: Any = None
@@ -47,8 +47,7 @@ class Proxy:
             await send({"type": "lifespan.shutdown.complete"})
             return
         body = await _body(receive)
-        json.loads(body)["model"]  # what every router does first
-        url = UPSTREAM + scope["path"]
+        url = UPSTREAMS[json.loads(body)["model"]] + scope["path"]
         headers = _forward(scope["headers"])
         await getattr(self, "_" + CLIENT)(url, headers, body, send)
 
