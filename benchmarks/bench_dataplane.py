@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     streams = 100 if args.quick else 500
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-dataplane-") as tmp:
-        start = bg._free_block(2)
+        start = bg.port_block(2)
         config = bg.write_config(Path(tmp), start, STREAM_TOKENS, 0.001)
         gateway = bg.Gateway(config, bg.free_port(), Path(tmp) / "serve.log", bg.ROOT / "src")
         try:

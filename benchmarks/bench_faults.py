@@ -35,33 +35,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
 
-
-def _free_block(count: int) -> int:
-    for start in range(23000, 60000, 103):
-        try:
-            for port in range(start, start + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return start
-    raise RuntimeError("no block of free ports")
-
-
-def _model_pids(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and b"swapcore\0serve" not in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
+from system_helpers import model_pids, port_block  # noqa: E402
 
 
 class Gateway:
@@ -71,7 +47,7 @@ class Gateway:
         config.write_text(
             f"""\
 healthCheckTimeout: 30
-startPort: {_free_block(2)}
+startPort: {port_block(2)}
 models:
   a:
     cmd: "{fake} --port ${{PORT}} --hang-after-tokens 2 --model-name {marker}-a"
@@ -178,21 +154,21 @@ def sigkill() -> dict[str, Any]:
             for thread in threads:
                 thread.start()
             deadline = time.monotonic() + 20
-            while not _model_pids(marker) and time.monotonic() < deadline:
+            while not model_pids(marker) and time.monotonic() < deadline:
                 time.sleep(0.01)
             time.sleep(0.3)
-            before = len(_model_pids(marker))
+            before = len(model_pids(marker))
             killed = time.monotonic()
             gateway.process.send_signal(signal.SIGKILL)
             gateway.process.wait()
             gone_after = None
             while time.monotonic() - killed < 3.0:
-                if not _model_pids(marker):
+                if not model_pids(marker):
                     gone_after = time.monotonic() - killed
                     break
                 time.sleep(0.005)
             time.sleep(max(0.0, 3.0 - (time.monotonic() - killed)))
-            left = _model_pids(marker)
+            left = model_pids(marker)
             for pid in left:
                 os.kill(pid, signal.SIGKILL)
             for thread in threads:

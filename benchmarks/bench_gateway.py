@@ -55,6 +55,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from system_helpers import port_block  # noqa: E402
 
 MODEL = "bench"
 PACED = "paced"
@@ -68,19 +71,6 @@ def body(stream: bool, content: str = "hello gateway", model: str = MODEL) -> by
     if stream:
         payload["stream"] = True
     return json.dumps(payload).encode()
-
-
-def _free_block(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
-    for start in range(20000, 60000, 97):
-        try:
-            for port in range(start, start + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return start
-    raise RuntimeError("no block of free ports")
 
 
 def free_port() -> int:
@@ -553,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = args.seconds or (1.0 if args.quick else 4.0)
 
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
-        start_port = _free_block(2)
+        start_port = port_block(2)
         config = write_config(Path(tmp), start_port, args.stream_tokens, args.token_delay)
         gateway_port = free_port()
         gateway = Gateway(config, gateway_port, Path(tmp) / "serve.log", args.src)

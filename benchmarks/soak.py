@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from swapcore.fakemodel import HANG_MARKER  # noqa: E402
+from system_helpers import model_pids, port_block  # noqa: E402
 
 FAKES = ("a", "b", "c")
 ENGINE = "tiny"
@@ -127,18 +128,6 @@ class Report:
         }
 
 
-def _free_block(count: int) -> int:
-    for start in range(21000, 60000, 101):
-        try:
-            for port in range(start, start + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return start
-    raise RuntimeError("no block of free ports")
-
-
 def _engine_available() -> bool:
     try:
         from engine_helpers import missing_engine_module
@@ -185,7 +174,7 @@ def write_config(directory: Path, marker: str, profile: Profile) -> tuple[Path, 
     path.write_text(
         f"""\
 healthCheckTimeout: 30
-startPort: {_free_block(4)}
+startPort: {port_block(4)}
 models:
 {models}swapcore:
   default_concurrency_limit: {profile.clients * 2}
@@ -193,24 +182,6 @@ models:
 """
     )
     return path, engine
-
-
-def _model_pids(marker: str) -> list[int]:
-    """Live (not zombie) processes of this soak's models."""
-    found = []
-    needle = marker.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        is_gateway = b"swapcore\0serve" in cmdline
-        if needle in cmdline and not is_gateway and state not in ("Z", "X"):
-            found.append(int(entry))
-    return found
 
 
 async def _one(
@@ -306,7 +277,7 @@ async def _drive(url: str, marker: str, profile: Profile, report: Report, stop_a
         async def chaos() -> None:
             while time.monotonic() < stop_at:
                 await asyncio.sleep(profile.kill_every)
-                pids = _model_pids(marker)
+                pids = model_pids(marker)
                 if pids:
                     try:
                         os.kill(rng.choice(pids), signal.SIGKILL)
@@ -367,10 +338,10 @@ def run(profile: Profile, *, log_path: Path | None = None) -> Report:
                     gateway.kill()
                     gateway.wait()
         deadline = time.monotonic() + 3.0
-        while _model_pids(marker) and time.monotonic() < deadline:
+        while model_pids(marker) and time.monotonic() < deadline:
             time.sleep(0.05)
-        report.orphans = len(_model_pids(marker))
-        for pid in _model_pids(marker):  # leave nothing behind even when the soak fails
+        report.orphans = len(model_pids(marker))
+        for pid in model_pids(marker):  # leave nothing behind even when the soak fails
             os.kill(pid, signal.SIGKILL)
         report.tracebacks = log.read_text(errors="replace").count("Traceback")
     return report
