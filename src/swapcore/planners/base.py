@@ -1,22 +1,38 @@
-"""The eviction-policy seam: which running models must stop for a target."""
+"""The eviction-policy seam: which running models must leave for a target, and how."""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
 
+from swapcore.planners.residency import Eviction, SleepRules
+
 __all__ = ["SwapPlanner"]
 
 
 class SwapPlanner(abc.ABC):
-    """An eviction policy: which running models must stop before a target loads.
+    """An eviction policy: which running models must leave before a target loads, and how.
 
     Subclass it and implement :meth:`eviction_for`. The scheduler asks it
     speculatively, once per queued request on every queue drain, so
     ``eviction_for`` must be pure (same answer for the same arguments and
     planner state) and must not log. :meth:`on_swap_start` is called exactly
     once per swap that really starts; it is the place to log or record.
+
+    **Sleep or stop.** When a swap starts, :meth:`residency_for` splits its
+    evictions into models put to sleep and models stopped. The default
+    follows ``sleep_rules``: a model that may sleep (its sleep level is set)
+    sleeps while the host memory of all sleepers stays within the host
+    budget; every other evicted model stops. ``sleep_rules`` is None by
+    default: a router whose processes can sleep then fills it with their
+    sleep levels and no host budget; ``build_router`` fills it from the
+    configuration. A planner written before sleeping existed thus keeps
+    working: its evictions stop, or sleep where the model is configured to.
+    Override :meth:`residency_for` for another rule.
     """
+
+    sleep_rules: SleepRules | None = None
+    """Which models may sleep and the host budget sleepers share (None: all stop)."""
 
     @abc.abstractmethod
     def eviction_for(self, target: str, running: Sequence[str]) -> Sequence[str]:
@@ -24,6 +40,22 @@ class SwapPlanner(abc.ABC):
 
         The result is a subset of ``running`` and never contains ``target``.
         """
+
+    def residency_for(
+        self, target: str, evict: Sequence[str], sleeping: Sequence[str]
+    ) -> Eviction:
+        """Split ``evict`` (for a swap to ``target``) into models to sleep and models to stop.
+
+        ``sleeping`` lists the models asleep or falling asleep now. The result
+        holds every model of ``evict`` once. Called once per swap that
+        really starts, after :meth:`on_swap_start`; it must not raise (a
+        model it cannot place is stopped). The default is
+        ``sleep_rules.split(target, evict, sleeping)``.
+        """
+        rules = self.sleep_rules
+        if rules is None:
+            return Eviction(stop=tuple(evict))
+        return rules.split(target, evict, sleeping)
 
     def on_swap_start(self, target: str, running: Sequence[str]) -> None:  # noqa: B027
         """Hook called once when a swap to ``target`` really starts; does nothing by default."""

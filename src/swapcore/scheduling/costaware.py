@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+from swapcore.costs import CostSource
 from swapcore.errors import ConfigError, PolicyError
 from swapcore.planners.base import SwapPlanner
 from swapcore.process import ProcessState
@@ -16,6 +17,8 @@ from swapcore.scheduling.requests import Request
 __all__ = ["CostAwareScheduler"]
 
 _READY = ProcessState.READY
+_SLEEPING = ProcessState.SLEEPING
+_MIN_COST = 1e-3  # seconds: a measured cost of 0 must not divide the score by zero
 DEFAULT_LOAD_TIME = 1.0
 """Seconds assumed to load a model absent from ``load_times``."""
 _GAP_WEIGHT = 0.2
@@ -91,8 +94,8 @@ class CostAwareScheduler(_BaseScheduler):
 
     ``CostAwareScheduler(planner, effects, *, priority=None, concurrency_limits=None,
     default_concurrency_limit=10, max_wait=None, clock=time.monotonic,
-    load_times=None, wait_offset=1.0, age_exponent=3.0, hold=0.0)``; ``hold`` may
-    also be ``"auto"``.
+    load_times=None, wait_offset=1.0, age_exponent=3.0, hold=0.0, costs=None)``;
+    ``hold`` may also be ``"auto"``.
 
     Everything :class:`~swapcore.FIFOScheduler` guarantees holds unchanged:
     admission and concurrency limits, joining a swap in flight, the fast path
@@ -145,6 +148,14 @@ class CostAwareScheduler(_BaseScheduler):
     time in seconds (absent models: 1.0): for the same backlog, a cheap load
     goes before an expensive one.
 
+    **The real price of a swap.** With ``costs`` (a
+    :class:`~swapcore.costs.CostSource`, such as the router's learned
+    :class:`~swapcore.costs.SwapCosts`), ``load_time(M)`` is what bringing M
+    back costs now: its wake estimate when M is asleep, else its cold-load
+    estimate; ``load_times`` is the fallback where ``costs`` knows nothing.
+    So a sleeping model's backlog ranks far above a cold one's of the same
+    age, and the tail budget and holds count wakes as wakes.
+
     Tail budget: with ``load_times``, the best model may go before the model
     of the oldest request (same priority) only while that request's age plus
     both load times stays within the sum of all ``load_times``; otherwise the
@@ -186,6 +197,7 @@ class CostAwareScheduler(_BaseScheduler):
         wait_offset: float = 1.0,
         age_exponent: float = 3.0,
         hold: float | str = 0.0,
+        costs: CostSource | None = None,
     ) -> None:
         super().__init__(
             planner,
@@ -197,6 +209,7 @@ class CostAwareScheduler(_BaseScheduler):
             clock=clock,
         )
         self._load_times = _check_load_times(load_times)
+        self._costs = costs
         self._wait_offset = _seconds("wait_offset", wait_offset)
         self._age_exponent = _exponent(age_exponent)
         hold_seconds = _hold(hold)
@@ -204,15 +217,36 @@ class CostAwareScheduler(_BaseScheduler):
         self._hold = 0.0 if hold_seconds is None else hold_seconds
         self._holds = self._auto or self._hold > 0.0
         # The tail budget: one turn of every model whose load time is known.
-        self._cycle = sum(self._load_times.values())
+        self._fixed_cycle = sum(self._load_times.values())
         self._rate: dict[str, float] = {}  # model -> moving average of its arrival rate (1/s)
         self._last: dict[str, float] = {}  # model -> its latest arrival (clock)
         self._held: str | None = None  # the hot model kept loaded although others wait
         self._held_until = 0.0
 
     def load_time(self, model: str) -> float:
-        """The load time in seconds the score assumes for ``model``."""
+        """Seconds bringing ``model`` in costs now: a wake if it sleeps, else a cold load."""
+        costs = self._costs
+        if costs is not None:
+            estimate = None
+            if self._effects.model_state(model) is _SLEEPING:
+                estimate = costs.estimate(model, "wake")
+            if estimate is None:
+                estimate = costs.estimate(model, "load")
+            if estimate is not None:
+                return estimate if estimate > _MIN_COST else _MIN_COST
         return self._load_times.get(model, DEFAULT_LOAD_TIME)
+
+    @property
+    def _cycle(self) -> float:
+        """One turn of cold loads of the models of ``load_times`` (learned where known)."""
+        costs = self._costs
+        if costs is None:
+            return self._fixed_cycle
+        total = 0.0
+        for model, configured in self._load_times.items():
+            estimate = costs.estimate(model, "load")
+            total += configured if estimate is None else estimate
+        return total
 
     @property
     def held(self) -> str | None:
@@ -385,6 +419,8 @@ class CostAwareScheduler(_BaseScheduler):
         for request in group:
             age = now - request.arrived
             total += ((age if age > 0.0 else 0.0) + offset) ** exponent
+        if self._costs is not None:
+            return total / self.load_time(model)
         return total / self._load_times.get(model, DEFAULT_LOAD_TIME)
 
     def _rank(self, groups: dict[str, list[Request]]) -> list[list[Request]]:

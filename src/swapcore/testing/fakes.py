@@ -13,6 +13,7 @@ _STARTING = ProcessState.STARTING
 _READY = ProcessState.READY
 _STOPPING = ProcessState.STOPPING
 _SHUTDOWN = ProcessState.SHUTDOWN
+_SLEEPING = ProcessState.SLEEPING
 
 
 class FakeProcessError(RuntimeError):
@@ -61,6 +62,17 @@ class FakeProcess:
     process is then ``STOPPED``. Both attributes may be set at any time; a
     start already in progress keeps the script it began with.
 
+    **Sleep.** With ``sleep_level`` (1 or 2) the fake is a
+    :class:`~swapcore.process.SleepingProcess`: ``sleep(timeout)`` takes a
+    ready process through ``STOPPING`` to ``SLEEPING`` in ``sleep_delay``
+    seconds, and ``ensure_ready`` wakes a sleeping one through ``STARTING``
+    in ``wake_delay`` seconds. ``fail_wake=N`` fails the next ``N`` wakes: the
+    fake then does what a real server's adapter does, it stops and starts
+    cold (a start, counted in ``starts``). ``fail_sleep=N`` makes the next
+    ``N`` ``sleep()`` calls raise (the process stays ready). A crash while
+    asleep leaves it ``STOPPED``. Counters: ``sleeps`` (sleeps completed),
+    ``wakes`` (wakes completed), ``failed_wakes``.
+
     ``stop(timeout)`` is idempotent and returns once the process is stopped;
     it takes ``min(stop_delay, timeout)`` seconds (the timeout plays the
     forced kill), aborts a start in progress, and concurrent calls share one
@@ -82,9 +94,16 @@ class FakeProcess:
         auto_ready: bool = True,
         fail_start: BaseException | int | None = None,
         crash_start: int = 0,
+        sleep_level: int | None = None,
+        sleep_delay: float = 0.0,
+        wake_delay: float = 0.0,
+        fail_wake: int = 0,
+        fail_sleep: int = 0,
     ) -> None:
-        if start_delay < 0 or stop_delay < 0:
-            raise ValueError("start_delay and stop_delay must be >= 0")
+        if min(start_delay, stop_delay, sleep_delay, wake_delay) < 0:
+            raise ValueError("start_delay, stop_delay, sleep_delay and wake_delay must be >= 0")
+        if sleep_level not in (None, 1, 2):
+            raise ValueError(f"sleep_level must be None, 1 or 2, got {sleep_level!r}")
         if isinstance(crash_start, bool) or not isinstance(crash_start, int) or crash_start < 0:
             raise ValueError(f"crash_start must be an int >= 0, got {crash_start!r}")
         self.name = name
@@ -93,6 +112,14 @@ class FakeProcess:
         self.auto_ready = auto_ready
         self.fail_start: BaseException | int | None = fail_start
         self.crash_start = crash_start
+        self._sleep_level = sleep_level
+        self.sleep_delay = sleep_delay
+        self.wake_delay = wake_delay
+        self.fail_wake = fail_wake
+        self.fail_sleep = fail_sleep
+        self.sleeps = 0
+        self.wakes = 0
+        self.failed_wakes = 0
         self.starts = 0
         self.ready_count = 0
         self.stops = 0
@@ -105,6 +132,7 @@ class FakeProcess:
         self._done: asyncio.Future[object] | None = None
         self._gate: asyncio.Future[None] | None = None  # manual start: set by mark_ready()
         self._watchers: list[tuple[ProcessState, asyncio.Future[None]]] = []
+        self._falling_asleep = False  # STOPPING means "going to sleep", not "stopping"
 
     def __repr__(self) -> str:
         return f"FakeProcess({self.name!r}, state={self._state.value})"
@@ -113,6 +141,11 @@ class FakeProcess:
     def state(self) -> ProcessState:
         """The current state."""
         return self._state
+
+    @property
+    def sleep_level(self) -> int | None:
+        """The level this fake sleeps at (1 or 2), or None when it does not sleep."""
+        return self._sleep_level
 
     # -- the Process contract ---------------------------------------------------
 
@@ -133,6 +166,8 @@ class FakeProcess:
                 raise FakeProcessError(f"{self.name}: process is shut down")
             if state is _STOPPED:
                 self._begin_start()
+            elif state is _SLEEPING:
+                self._begin_wake()
             done = self._done
             assert done is not None
             remaining = deadline - loop.time()
@@ -145,6 +180,32 @@ class FakeProcess:
             if isinstance(outcome, BaseException):
                 raise outcome
             # A stop finished, or a start succeeded or was aborted: look again.
+
+    async def sleep(self, timeout: float) -> None:
+        """Put a ready process to sleep; returns once ``SLEEPING``.
+
+        Raises :class:`FakeProcessError` when the fake does not sleep, is not
+        ready (nor asleep, nor falling asleep), or a failure was scripted
+        (``fail_sleep``); the state is then unchanged.
+        """
+        if self._sleep_level is None:
+            raise FakeProcessError(f"{self.name}: does not sleep")
+        while True:
+            state = self._state
+            if state is _SLEEPING:
+                return
+            if state is _READY:
+                if self.fail_sleep > 0:
+                    self.fail_sleep -= 1
+                    raise FakeProcessError(f"{self.name}: scripted sleep failure")
+                self._begin_sleep(timeout)
+            elif state is not _STOPPING or not self._falling_asleep:
+                raise FakeProcessError(f"{self.name}: cannot sleep while {state.value}")
+            done = self._done
+            assert done is not None
+            await asyncio.wait((done,))
+            if self._state is not _SLEEPING:
+                raise FakeProcessError(f"{self.name}: did not fall asleep")
 
     async def stop(self, timeout: float) -> None:
         """Stop the process; idempotent; returns once it is ``STOPPED`` (or shut down)."""
@@ -209,6 +270,8 @@ class FakeProcess:
     # -- internals ----------------------------------------------------------------
 
     def _set_state(self, state: ProcessState) -> None:
+        if state is not _STOPPING:
+            self._falling_asleep = False
         self._state = state
         if self._watchers:
             keep = []
@@ -266,6 +329,46 @@ class FakeProcess:
             self.ready_count += 1
             self._set_state(_READY)
             done.set_result(None)
+
+    def _begin_wake(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self._set_state(_STARTING)
+        self._task = loop.create_task(self._run_wake(self._done))
+
+    async def _run_wake(self, done: asyncio.Future[object]) -> None:
+        await asyncio.sleep(self.wake_delay)
+        if done.done():
+            return
+        self._task = None
+        if self.fail_wake > 0:
+            # A server that cannot wake is stopped and started cold.
+            self.fail_wake -= 1
+            self.failed_wakes += 1
+            self._set_state(_STOPPED)
+            done.set_result(None)  # waiters look again and start it
+            return
+        self.wakes += 1
+        self._set_state(_READY)
+        done.set_result(None)
+
+    def _begin_sleep(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self._falling_asleep = True
+        self._set_state(_STOPPING)
+        delay = max(0.0, min(self.sleep_delay, timeout))
+        self._task = loop.create_task(self._run_sleep(self._done, delay))
+
+    async def _run_sleep(self, done: asyncio.Future[object], delay: float) -> None:
+        await asyncio.sleep(delay)
+        if done.done():
+            return
+        self._task = None
+        self.sleeps += 1
+        self._falling_asleep = False
+        self._set_state(_SLEEPING)
+        done.set_result(None)
 
     def _begin_stop(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
