@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from swapcore import ConfigError, GroupPlanner
 from swapcore.planners.base import SwapPlanner
-from swapcore.planners.residency import Eviction, SleepRules
+from swapcore.planners.residency import Eviction, SleepRules, plan_residency
 
 
 class EvictAll(SwapPlanner):
@@ -114,4 +114,32 @@ def test_shipped_planners_use_the_rules_they_are_given() -> None:
     planner.sleep_rules = SleepRules(levels={"a": 1})
     assert planner.residency_for("b", planner.eviction_for("b", ["a"]), []) == Eviction(
         sleep=("a",)
+    )
+
+
+class Raising(EvictAll):
+    def residency_for(self, target: str, evict: Sequence[str], sleeping: Sequence[str]) -> Eviction:
+        raise RuntimeError("boom")
+
+
+class Wrong(EvictAll):
+    def residency_for(self, target: str, evict: Sequence[str], sleeping: Sequence[str]) -> Eviction:
+        return Eviction(sleep=("zzz",))
+
+
+def test_plan_residency_contains_planner_faults(caplog: pytest.LogCaptureFixture) -> None:
+    everyone = lambda model: True  # noqa: E731
+    assert plan_residency(Raising(), "c", ["a", "b"], [], everyone) == Eviction(stop=("a", "b"))
+    assert "Raising.residency_for('c', ['a', 'b']) raised" in caplog.text
+    assert plan_residency(Wrong(), "c", ["a"], [], everyone) == Eviction(stop=("a",))
+    assert "Wrong.residency_for('c', ['a']) returned" in caplog.text
+    assert plan_residency(Raising(), "c", [], [], everyone) == Eviction()
+
+
+def test_plan_residency_stops_what_cannot_sleep() -> None:
+    planner = EvictAll()
+    planner.sleep_rules = SleepRules(levels={"a": 1, "b": 1})
+    only_b = lambda model: model == "b"  # noqa: E731
+    assert plan_residency(planner, "c", ["a", "b"], [], only_b) == Eviction(
+        sleep=("b",), stop=("a",)
     )

@@ -12,15 +12,22 @@ one swap: the models to put to sleep and the models to stop.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import attrs
 
 from swapcore.errors import ConfigError
 
-__all__ = ["Eviction", "SleepRules"]
+if TYPE_CHECKING:
+    from swapcore.planners.base import SwapPlanner
+
+__all__ = ["Eviction", "SleepRules", "plan_residency"]
+
+_log = logging.getLogger("swapcore.planners")
 
 
 def _exact(value: float) -> Fraction:
@@ -121,3 +128,40 @@ class SleepRules:
             held += need
             asleep.append(model)
         return Eviction(tuple(asleep), tuple(stopped))
+
+
+def plan_residency(
+    planner: SwapPlanner,
+    target: str,
+    evict: Sequence[str],
+    sleeping: Sequence[str],
+    sleepable: Callable[[str], bool],
+) -> Eviction:
+    """``planner.residency_for(target, evict, sleeping)``, checked, for a driver.
+
+    Sleepers whose process cannot sleep (``sleepable(model)`` false) are
+    stopped instead. A planner that raises, or answers without every model
+    of ``evict`` exactly once (or with others), is logged once, naming its
+    class and method, and every model of ``evict`` is stopped: stopping is
+    always safe.
+    """
+    if not evict:
+        return Eviction()
+    name = f"{type(planner).__name__}.residency_for({target!r}, {list(evict)!r})"
+    try:
+        answer = planner.residency_for(target, evict, sleeping)
+    except Exception as exc:
+        _log.error("planner %s raised %r; stopping every evicted model", name, exc, exc_info=exc)
+        return Eviction(stop=tuple(evict))
+    models = answer.models if isinstance(answer, Eviction) else ()
+    if len(models) != len(evict) or set(models) != set(evict):
+        _log.error(
+            "planner %s returned %r, which is not the evicted models once each; stopping them",
+            name,
+            answer,
+        )
+        return Eviction(stop=tuple(evict))
+    asleep = tuple(m for m in answer.sleep if sleepable(m))
+    if len(asleep) == len(answer.sleep):
+        return answer
+    return Eviction(asleep, tuple(m for m in evict if m not in asleep))
