@@ -24,6 +24,7 @@ from swapcore.errors import RoutingError
 from swapcore.process import ProcessState
 
 __all__ = [
+    "CostMeasured",
     "ModelsUnloaded",
     "ProcessStateChanged",
     "RequestCancelled",
@@ -56,10 +57,16 @@ class RouterEvent:
 
 @attrs.frozen
 class SwapStarted(RouterEvent):
-    """A swap to ``model`` started: ``evict`` stops first (in parallel), then ``model`` loads."""
+    """A swap to ``model`` started: ``evict`` leaves first (in parallel), then ``model`` loads.
+
+    ``asleep`` lists the models of ``evict`` put to sleep instead of stopped;
+    ``wake`` is True when ``model`` was asleep and wakes rather than starts cold.
+    """
 
     model: str
     evict: tuple[str, ...] = attrs.field(converter=_as_tuple)
+    asleep: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
+    wake: bool = False
 
 
 @attrs.frozen
@@ -167,6 +174,20 @@ class ProcessStateChanged(RouterEvent):
     model: str
     old: ProcessState
     new: ProcessState
+
+
+@attrs.frozen
+class CostMeasured(RouterEvent):
+    """The router measured one transition of ``model``: ``kind`` took ``seconds``.
+
+    ``kind`` is ``"load"`` (a cold start to ready), ``"wake"`` (asleep to
+    ready), ``"stop"`` or ``"sleep"`` (ready to asleep); see
+    :class:`~swapcore.costs.SwapCosts`.
+    """
+
+    model: str
+    kind: str
+    seconds: float
 
 
 @attrs.frozen
