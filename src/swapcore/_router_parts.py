@@ -7,20 +7,25 @@ Internal to :mod:`swapcore.router`, which re-exports the public names
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from swapcore.costs import CostKind
 from swapcore.events import UnloadReason
-from swapcore.process import Process, ProcessState
+from swapcore.process import Process, ProcessState, SleepingProcess
 from swapcore.scheduling.requests import Request
+from swapcore.scheduling.swaps import describe
 
 if TYPE_CHECKING:
     from swapcore.router import BaseRouter
 
 __all__ = ["Lease", "ModelSnapshot", "RouterSnapshot"]
+
+log = logging.getLogger("swapcore.router")
 
 
 @attrs.frozen
@@ -140,12 +145,18 @@ class Ticket(asyncio.Future[Lease]):
 
 @attrs.define(eq=False, slots=True)
 class Swap:
-    """One swap the router runs: stop ``evict`` in parallel, then make ``model`` ready."""
+    """One swap the router runs: ``evict`` leaves in parallel, then ``model`` gets ready.
+
+    ``asleep`` are the models of ``evict`` put to sleep (the rest stop);
+    ``wake`` is True when ``model`` was asleep as the swap began.
+    """
 
     model: str
     evict: tuple[str, ...]
     started: float
     after: list[asyncio.Future[None]]  # committed stops of `model` that must begin first
+    asleep: tuple[str, ...] = ()
+    wake: bool = False
     task: asyncio.Task[None] | None = None
     reported: bool = False  # swap-done already given to the scheduler
 
@@ -181,3 +192,20 @@ async def stop_quietly(process: Process, timeout: float) -> BaseException | None
     except Exception as exc:
         return exc
     return None
+
+
+async def sleep_or_stop(
+    process: Process, model: str, timeout: float
+) -> tuple[CostKind, BaseException | None]:
+    """Put ``process`` to sleep, or stop it when it cannot sleep now (logged).
+
+    Returns what happened (``"sleep"`` or ``"stop"``) and the stop's error.
+    """
+    if isinstance(process, SleepingProcess):
+        try:
+            await process.sleep(timeout)
+        except Exception as exc:
+            log.warning("model %r could not sleep (%s); stopping it instead", model, describe(exc))
+        else:
+            return "sleep", None
+    return "stop", await stop_quietly(process, timeout)

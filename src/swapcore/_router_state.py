@@ -18,8 +18,16 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from swapcore._router_parts import FAILED, GONE, Swap, Ticket, Unload
+from swapcore.costs import CostKind, SwapCosts
 from swapcore.errors import ConfigError, PolicyError, RoutingError
-from swapcore.events import ProcessStateChanged, RequestCancelled, RequestRejected, RouterEvent
+from swapcore.events import (
+    CostMeasured,
+    ProcessStateChanged,
+    RequestCancelled,
+    RequestRejected,
+    RouterEvent,
+)
+from swapcore.planners.base import SwapPlanner
 from swapcore.process import Process, ProcessState
 from swapcore.scheduling.effects import Scheduler
 from swapcore.scheduling.requests import Request
@@ -44,6 +52,7 @@ _T = TypeVar("_T")
 _READY = ProcessState.READY
 _STARTING = ProcessState.STARTING
 _STOPPING = ProcessState.STOPPING
+_SLEEPING = ProcessState.SLEEPING
 RUNNING_STATES = frozenset({_STARTING, _READY, _STOPPING})
 NEW, RUNNING, CLOSING, CLOSED = range(4)
 
@@ -61,8 +70,12 @@ class _RouterState:
         on_event: Callable[[RouterEvent], None] | None,
         lease_timeout: float | None,
         start_retries: int,
+        costs: SwapCosts | None = None,
     ) -> None:
         self._processes: dict[str, Process] = dict(processes)
+        if costs is not None and not isinstance(costs, SwapCosts):
+            raise ConfigError(f"costs: must be a SwapCosts, got {type(costs).__name__}")
+        self._costs = SwapCosts() if costs is None else costs
         self._swap_timeout = positive("swap_timeout", swap_timeout)
         self._lease_timeout = (
             None if lease_timeout is None else positive_finite("lease_timeout", lease_timeout)
@@ -104,6 +117,7 @@ class _RouterState:
         self._swaps: dict[str, Swap] = {}  # target -> the swap in flight
         self._unloads: set[Unload] = set()
         self._stopping: dict[str, int] = {}  # model -> committed stops not finished
+        self._falling_asleep: set[str] = set()  # evicted to sleep, not asleep yet
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ttl_handles: dict[str, asyncio.TimerHandle] = {}
         self._activity: dict[str, int] = {}  # model -> arrivals (TTL generation)
@@ -118,7 +132,8 @@ class _RouterState:
         self._lease_timer: asyncio.TimerHandle | None = None
         self._lease_timer_at = math.inf
         self._stale_leases = 0
-        # Set by the subclass once it has built the scheduler.
+        # Set by the subclass once it has built the planner and the scheduler.
+        self._planner: SwapPlanner
         self._scheduler: Scheduler
         self._next_deadline: Callable[[], float | None] | None = None
         self._on_tick: Callable[[], None] | None = None
@@ -134,9 +149,21 @@ class _RouterState:
         if process is None:
             return None
         state = process.state
-        if model in self._stopping and (state is _READY or state is _STARTING):
+        if model in self._stopping and (
+            state is _READY or state is _STARTING or state is _SLEEPING
+        ):
             return _STOPPING
         return state
+
+    def _measured(self, model: str, kind: CostKind, seconds: float) -> None:
+        """Learn one transition's duration, on the run loop (which reports it to ``on_event``)."""
+        self._post(self._on_measured_event, (model, kind, seconds))
+
+    def _on_measured_event(self, measured: tuple[str, CostKind, float]) -> None:
+        model, kind, seconds = measured
+        self._costs.record(model, kind, seconds)
+        if self._on_event is not None:
+            self._emit(CostMeasured(clock(), model, kind, seconds))
 
     def running_models(self) -> dict[str, ProcessState]:
         """Every model whose process is starting, ready or stopping (a fresh dict)."""

@@ -10,7 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from swapcore._router_parts import Swap, Unload, group_timeouts, stop_quietly
+from swapcore._router_parts import (
+    Swap,
+    Unload,
+    group_timeouts,
+    sleep_or_stop,
+    stop_quietly,
+)
 from swapcore._router_state import (
     CLOSED,
     CLOSING,
@@ -22,6 +28,8 @@ from swapcore._router_state import (
 )
 from swapcore.errors import ModelUnloaded, RouterShutdown
 from swapcore.events import ModelsUnloaded, SwapFinished, SwapRetried, SwapStarted, UnloadReason
+from swapcore.planners.residency import plan_residency
+from swapcore.process import ProcessState, can_sleep
 from swapcore.scheduling.swaps import describe
 
 __all__: list[str] = []
@@ -39,17 +47,44 @@ class _SwapDriver(_RouterState):
             for unload in self._unloads
             if (fut := unload.begun.get(model)) is not None and not fut.done()
         ]
-        swap = Swap(model, evict, clock(), after)
+        asleep = self._sleepers_for(model, evict)
+        wake = self._processes[model].state is ProcessState.SLEEPING
+        swap = Swap(model, evict, clock(), after, asleep, wake)
         self._swaps[model] = swap
+        self._falling_asleep.update(asleep)
         if self._ttl_handles:
             for name in (model, *evict):
                 handle = self._ttl_handles.pop(name, None)
                 if handle is not None:
                     handle.cancel()
-        log.debug("swap to %r started (evicting %s)", model, ", ".join(evict) or "nothing")
+        log.debug(
+            "swap to %r started (evicting %s%s)%s",
+            model,
+            ", ".join(evict) or "nothing",
+            f"; to sleep: {', '.join(asleep)}" if asleep else "",
+            ": waking it" if wake else "",
+        )
         if self._on_event is not None:
-            self._emit(SwapStarted(swap.started, model, evict))
+            self._emit(SwapStarted(swap.started, model, evict, asleep, wake))
         swap.task = self._spawn(self._run_swap(swap))
+
+    def _sleepers_for(self, model: str, evict: tuple[str, ...]) -> tuple[str, ...]:
+        """The models of ``evict`` that go to sleep (the planner's choice, checked)."""
+        if not evict or self._planner.sleep_rules is None:
+            return ()
+        processes = self._processes
+        sleeping = [
+            m
+            for m, p in processes.items()
+            if m in self._falling_asleep or p.state is ProcessState.SLEEPING
+        ]
+        eviction = plan_residency(
+            self._planner, model, evict, sleeping, lambda m: can_sleep(processes[m])
+        )
+        return eviction.sleep
+
+    def _on_asleep_event(self, model: str) -> None:
+        self._falling_asleep.discard(model)
 
     async def _run_swap(self, swap: Swap) -> None:
         """Stop the evict set in parallel, then ``ensure_ready`` (never "if stopped: start").
@@ -61,10 +96,7 @@ class _SwapDriver(_RouterState):
         error: BaseException | None = None
         try:
             if swap.evict:
-                stops = [
-                    self._spawn(stop_quietly(self._processes[m], self._unload_timeout_of(m)))
-                    for m in swap.evict
-                ]
+                stops = [self._spawn(self._evict_one(swap, m)) for m in swap.evict]
                 await asyncio.wait(stops)
                 error = next((e for t in stops if (e := t.result()) is not None), None)
             if error is None:
@@ -79,6 +111,32 @@ class _SwapDriver(_RouterState):
             error = exc
         self._post(self._on_swap_done_event, (swap, error))
 
+    async def _evict_one(self, swap: Swap, model: str) -> BaseException | None:
+        """Put one evicted model to sleep, or stop it, as the swap planned (measured)."""
+        process = self._processes[model]
+        timeout = self._unload_timeout_of(model)
+        if model not in swap.asleep:
+            return await self._timed_stop(model, timeout)
+        resident = process.state.is_resident
+        began = clock()
+        try:
+            kind, error = await sleep_or_stop(process, model, timeout)
+        finally:
+            self._post(self._on_asleep_event, model)
+        if error is None and resident:
+            self._measured(model, kind, clock() - began)
+        return error
+
+    async def _timed_stop(self, model: str, timeout: float) -> BaseException | None:
+        """Stop ``model``'s process quietly; measure the stop of a process that was alive."""
+        process = self._processes[model]
+        resident = process.state.is_resident
+        began = clock()
+        error = await stop_quietly(process, timeout)
+        if error is None and resident:
+            self._measured(model, "stop", clock() - began)
+        return error
+
     async def _start_with_retries(self, swap: Swap) -> None:
         model = swap.model
         process = self._processes[model]
@@ -86,7 +144,13 @@ class _SwapDriver(_RouterState):
         attempt = 1
         while True:
             try:
+                state = process.state
+                began = clock()
                 await process.ensure_ready(self._swap_timeout)
+                if state is ProcessState.SLEEPING:
+                    self._measured(model, "wake", clock() - began)
+                elif state is ProcessState.STOPPED:
+                    self._measured(model, "load", clock() - began)
                 return
             except Exception as exc:
                 if attempt >= attempts or not getattr(exc, "retryable", False):
@@ -188,7 +252,7 @@ class _SwapDriver(_RouterState):
     async def _run_unload(self, unload: Unload) -> None:
         first_error: BaseException | None = None
         for timeout, group in unload.groups:
-            stops = [self._spawn(stop_quietly(self._processes[m], timeout)) for m in group]
+            stops = [self._spawn(self._timed_stop(m, timeout)) for m in group]
             for model in group:  # after the stop tasks exist: they run first
                 unload.begun[model].set_result(None)
             await asyncio.wait(stops)

@@ -34,6 +34,7 @@ from swapcore._router_parts import (
     Ticket,
 )
 from swapcore._router_state import CLOSED, NEW, RUNNING, clock, log, positive, positive_finite
+from swapcore.costs import SwapCosts
 from swapcore.errors import ModelNotFound, RouterNotRunning, RouterShutdown, RoutingError
 from swapcore.events import (
     RequestCancelled,
@@ -43,7 +44,8 @@ from swapcore.events import (
     RouterEvent,
 )
 from swapcore.planners.base import SwapPlanner
-from swapcore.process import Process
+from swapcore.planners.residency import SleepRules
+from swapcore.process import Process, SleepingProcess
 from swapcore.scheduling.effects import Effects, SchedulerFactory
 from swapcore.scheduling.requests import Request
 
@@ -93,6 +95,23 @@ class BaseRouter(_LeaseKeeper):
     included, fail the swap at once. Invalid configuration raises
     :class:`~swapcore.ConfigError` naming the key.
 
+    **Sleeping models.** A process that can sleep
+    (:class:`~swapcore.process.SleepingProcess` with a ``sleep_level``) may
+    be put to sleep instead of stopped when a swap evicts it: the planner's
+    :meth:`~swapcore.SwapPlanner.residency_for` decides (a failed sleep
+    becomes a stop), and a swap to a sleeping model wakes it through
+    ``ensure_ready``. When the planner has no ``sleep_rules`` and some
+    processes can sleep, the router gives it
+    ``SleepRules(levels={model: process.sleep_level})``: every such model
+    sleeps when evicted, with no host budget. Sleeping models are not
+    running (``running_models``): they hold no accelerator memory, and
+    ``unload`` and shutdown stop them.
+
+    **Learned costs.** ``costs`` (a :class:`~swapcore.costs.SwapCosts`; a
+    new one by default, see :attr:`costs`) receives the duration of every
+    cold load, wake, stop and sleep the router runs, per model; each is also
+    reported as a :class:`~swapcore.events.CostMeasured` event.
+
     Hooks that raise never stop the router: a planner fault fails the
     request it concerns with :class:`~swapcore.PolicyError` (inside the
     shipped schedulers); a scheduler hook that raises is logged naming
@@ -118,6 +137,7 @@ class BaseRouter(_LeaseKeeper):
         on_event: Callable[[RouterEvent], None] | None = None,
         lease_timeout: float | None = None,
         start_retries: int = 1,
+        costs: SwapCosts | None = None,
     ) -> None:
         super().__init__(
             processes,
@@ -127,8 +147,17 @@ class BaseRouter(_LeaseKeeper):
             on_event=on_event,
             lease_timeout=lease_timeout,
             start_retries=start_retries,
+            costs=costs,
         )
         self._planner = planner
+        if planner.sleep_rules is None:
+            levels = {
+                model: process.sleep_level
+                for model, process in self._processes.items()
+                if isinstance(process, SleepingProcess) and process.sleep_level is not None
+            }
+            if levels:
+                planner.sleep_rules = SleepRules(levels=levels)
         self._leases = {model: Lease(model, process) for model, process in self._processes.items()}
         self._ids = 0
         self._closer: asyncio.Task[None] | None = None
@@ -140,6 +169,11 @@ class BaseRouter(_LeaseKeeper):
         self._scheduler = scheduler(planner, effects)
         self._next_deadline = getattr(self._scheduler, "next_deadline", None)
         self._on_tick = getattr(self._scheduler, "on_tick", None)
+
+    @property
+    def costs(self) -> SwapCosts:
+        """The learned swap costs: every cold load, wake, stop and sleep measured, per model."""
+        return self._costs
 
     async def __aenter__(self) -> Self:
         """Start the run loop; a router can be entered once (else :class:`RouterNotRunning`)."""

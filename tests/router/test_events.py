@@ -11,6 +11,7 @@ from router_helpers import OneAtATime, bounded, eventually
 
 from swapcore import BaseRouter, ConcurrencyLimitExceeded, ModelNotFound
 from swapcore.events import (
+    CostMeasured,
     ModelsUnloaded,
     RequestGranted,
     RequestQueued,
@@ -33,6 +34,11 @@ async def test_a_swap_reports_start_finish_and_grant_in_order() -> None:
         async with router.acquire("b"):
             pass
         await bounded(router.unload("b"))
+    measured = [e for e in events if isinstance(e, CostMeasured)]
+    assert [(e.model, e.kind) for e in measured] == [("a", "stop"), ("b", "load"), ("b", "stop")]
+    assert all(e.seconds >= 0 for e in measured)
+    assert (router.costs.measured("a", "load"), router.costs.measured("b", "load")) == (1, 1)
+    events = [e for e in events if not isinstance(e, CostMeasured)]
     started, finished, granted, released, unloaded = events[:5]
     assert started == SwapStarted(started.at, "b", ("a",))
     assert isinstance(finished, SwapFinished)

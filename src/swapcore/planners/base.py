@@ -41,9 +41,7 @@ class SwapPlanner(abc.ABC):
         The result is a subset of ``running`` and never contains ``target``.
         """
 
-    def residency_for(
-        self, target: str, evict: Sequence[str], sleeping: Sequence[str]
-    ) -> Eviction:
+    def residency_for(self, target: str, evict: Sequence[str], sleeping: Sequence[str]) -> Eviction:
         """Split ``evict`` (for a swap to ``target``) into models to sleep and models to stop.
 
         ``sleeping`` lists the models asleep or falling asleep now. The result
