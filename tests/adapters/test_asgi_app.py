@@ -425,12 +425,29 @@ async def test_loading_progress_then_the_upstream_stream(bench: Make) -> None:
     assert events[-1] == "[DONE]"
     assert content(events) == "You said: hello there"
     progress = reasoning(events)
-    assert progress.startswith("swapcore: loading model a\n")
+    assert progress.startswith("swapcore: loading model a (a cold start)\n")
     assert "model a ready after" in progress
     first = events[0]
     assert first["object"] == "chat.completion.chunk"
     assert first["choices"][0]["delta"]["role"] == "assistant"
     await eventually(lambda: b.router.snapshot().models["a"].in_flight == 0, "the release")
+
+
+async def test_loading_progress_says_a_sleeping_model_wakes_and_what_it_costs(
+    bench: Make,
+) -> None:
+    processes = {m: FakeProcess(m, sleep_level=1) for m in "ab"}
+    b = await bench(processes=processes, send_loading_state=True, loading_tick=5.0)
+    await b.router.preload("a", "b")  # one at a time: a sleeps
+    assert processes["a"].state is ProcessState.SLEEPING
+    b.router.costs.set_prior("a", "wake", 1.25)
+    body = {"model": "a", "stream": True, **CHAT}
+    reply = await b.client.post("/v1/chat/completions", json=body)
+    progress = reasoning(sse_data(reply.text))
+    assert progress.startswith(
+        "swapcore: loading model a (waking it from sleep, usually about 1.2 s)\n"
+    )
+    assert processes["a"].wakes == 1 and processes["a"].starts == 1
 
 
 async def test_loading_progress_reports_the_queue_position(bench: Make) -> None:
@@ -612,6 +629,8 @@ async def test_running_and_unload(bench: Make) -> None:
     await b.client.post("/v1/chat/completions", json={"model": "nick", **CHAT})
     await eventually(lambda: b.router.snapshot().models["real"].in_flight == 0, "the release")
     running = (await b.client.get("/running")).json()["running"]
+    load = running[0]["costs"].pop("load")
+    assert load["measured"] == 1 and load["source"] == "measured" and load["seconds"] >= 0
     assert running == [
         {
             "model": "real",
@@ -619,6 +638,7 @@ async def test_running_and_unload(bench: Make) -> None:
             "in_flight": 0,
             "queued": 0,
             "waiting": 0,
+            "costs": {},
             "proxy": b.urls["real"],
             "ttl": 0,
             "name": "Real",

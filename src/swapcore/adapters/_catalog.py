@@ -23,7 +23,9 @@ __all__ = ["Catalog", "Upstreams"]
 Upstreams: TypeAlias = "Mapping[str, str] | Callable[[str], str]"
 """Model id -> the upstream server's base URL, as a mapping or a function."""
 
-_RUNNING = frozenset({ProcessState.STARTING, ProcessState.READY, ProcessState.STOPPING})
+_SHOWN = frozenset(
+    {ProcessState.STARTING, ProcessState.READY, ProcessState.STOPPING, ProcessState.SLEEPING}
+)
 
 
 class Catalog:
@@ -132,10 +134,14 @@ class Catalog:
         return data
 
     def running(self) -> list[dict[str, Any]]:
-        """``/running`` entries: models running, being swapped in, or with requests queued."""
+        """``/running`` entries: models alive (running or asleep), being swapped in, or queued for.
+
+        Each has its tier (``state``) and its swap costs (learned or configured).
+        """
         running = []
+        costs = self._router.costs
         for model, snap in self._router.snapshot().models.items():
-            if snap.state not in _RUNNING and not snap.swapping and not snap.queued:
+            if snap.state not in _SHOWN and not snap.swapping and not snap.queued:
                 continue
             record: dict[str, Any] = {
                 "model": model,
@@ -143,6 +149,7 @@ class Catalog:
                 "in_flight": snap.in_flight,
                 "queued": snap.queued,
                 "waiting": snap.waiting,
+                "costs": costs.describe(model),
             }
             proxy = self._given_upstream(model) or self._config_proxy(model)
             if proxy is not None:

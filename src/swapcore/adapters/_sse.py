@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import time
+from collections.abc import Callable
 
 from swapcore.adapters._http import SSE_HEADERS, Exchange
 
@@ -34,12 +35,14 @@ class LoadingReporter:
     task and sends a last line, :meth:`stop` stops it without one (an error
     event follows); either way the caller then owns the stream again.
     :meth:`close` cancels the task (a disconnect). No task outlives the
-    request: the caller always ends with :meth:`close`.
+    request: the caller always ends with :meth:`close`. ``hint()``, when
+    given, is appended to the first line (what the load will cost).
     """
 
     __slots__ = (
         "_began",
         "_exchange",
+        "_hint",
         "_id",
         "_model",
         "_position",
@@ -49,8 +52,16 @@ class LoadingReporter:
         "_wake",
     )
 
-    def __init__(self, exchange: Exchange, *, model: str, tick: float) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        *,
+        model: str,
+        tick: float,
+        hint: Callable[[], str] | None = None,
+    ) -> None:
         self._exchange = exchange
+        self._hint = hint
         self._model = model
         self._tick = tick
         self._id = f"swapcore-loading-{next(_ids)}"
@@ -113,7 +124,8 @@ class LoadingReporter:
         exchange = self._exchange
         exchange.sse = True
         await exchange.start(200, list(SSE_HEADERS))
-        await self._send(f"swapcore: loading model {self._model}\n", role=True)
+        hint = self._hint() if self._hint is not None else ""
+        await self._send(f"swapcore: loading model {self._model}{hint}\n", role=True)
         shown: int | None = None
         while True:
             position = self._position

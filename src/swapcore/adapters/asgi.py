@@ -429,6 +429,19 @@ class GatewayApp:
                     f" ({call.reason})" if call.reason else "",
                 )
 
+    def _load_hint(self, model: str) -> str:
+        """What bringing ``model`` in will cost, for the loading progress' first line."""
+        state = self._router.model_state(model)
+        costs = self._router.costs
+        if state is ProcessState.SLEEPING or state is ProcessState.STOPPED:
+            waking = state is ProcessState.SLEEPING
+            what = "waking it from sleep" if waking else "a cold start"
+            seconds = costs.estimate(model, "wake" if waking else "load")
+            if seconds is None:
+                return f" ({what})"
+            return f" ({what}, usually about {seconds:.1f} s)"
+        return ""
+
     async def _ended(self, call: Call, reason: str) -> None:
         """Answer a request ended early, as its reason requires."""
         exchange = call.exchange
@@ -618,7 +631,9 @@ class GatewayApp:
         reporter: LoadingReporter | None = None
         on_position = None
         if loading:
-            reporter = LoadingReporter(exchange, model=shown or model, tick=self._tick)
+            reporter = LoadingReporter(
+                exchange, model=shown or model, tick=self._tick, hint=lambda: self._load_hint(model)
+            )
             on_position = reporter.position
             # Advisory read: it only decides whether to show progress.
             if self._router.model_state(model) is not ProcessState.READY:
