@@ -78,8 +78,13 @@ class _SwapDriver(_RouterState):
             for m, p in processes.items()
             if m in self._falling_asleep or p.state is ProcessState.SLEEPING
         ]
+        # Only a ready server can go to sleep; one still starting is stopped.
         eviction = plan_residency(
-            self._planner, model, evict, sleeping, lambda m: can_sleep(processes[m])
+            self._planner,
+            model,
+            evict,
+            sleeping,
+            lambda m: processes[m].state is ProcessState.READY and can_sleep(processes[m]),
         )
         return eviction.sleep
 

@@ -38,8 +38,11 @@ def test_a_host_budget_that_fits_one_sleeper_stops_the_second() -> None:
     # a goes to sleep for b; then b is evicted for c while a sleeps: b is stopped.
     assert rules.split("b", ["a"], []) == Eviction(sleep=("a",))
     assert rules.split("c", ["b"], ["a"]) == Eviction(stop=("b",))
-    # Waking a gives its host memory back: b may sleep in its place.
-    assert rules.split("a", ["b"], ["a"]) == Eviction(sleep=("b",))
+    # Waking a: a is still asleep while b leaves, so b does not fit beside it.
+    assert rules.split("a", ["b"], ["a"]) == Eviction(stop=("b",))
+    # With room for two, it does.
+    roomy = SleepRules(levels=rules.levels, host_memory=rules.host_memory, host_budget=16)
+    assert roomy.split("a", ["b"], ["a"]) == Eviction(sleep=("b",))
 
 
 def test_level_two_holds_no_host_memory() -> None:
@@ -90,13 +93,13 @@ def test_split_never_overfills_the_host_and_keeps_every_eviction(
     evict = data.draw(st.lists(st.sampled_from(others), unique=True))
     rest = [m for m in others if m not in evict]
     asleep_now = data.draw(st.lists(st.sampled_from(rest), unique=True)) if rest else []
-    # Only a state the rules allowed: the sleepers already within budget (target aside).
-    if budget is not None and rules.held_by(m for m in asleep_now if m != target) > budget:
+    # Only a state the rules allowed: the sleepers already within budget.
+    if budget is not None and rules.held_by(asleep_now) > budget:
         return
     eviction = rules.split(target, evict, asleep_now)
     assert sorted(eviction.models) == sorted(evict)
     assert all(m in levels for m in eviction.sleep)
-    after = [m for m in asleep_now if m != target] + list(eviction.sleep)
+    after = list(asleep_now) + list(eviction.sleep)  # the target is still asleep meanwhile
     if budget is not None:
         assert rules.held_by(after) <= budget
     # Nothing that could sleep was stopped for no reason.

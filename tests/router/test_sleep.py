@@ -71,8 +71,10 @@ async def test_a_host_budget_for_one_sleeper_stops_the_second() -> None:
         await bounded(use(router, "c"))  # b would not fit beside a: stopped
         assert [procs[m].state for m in "abc"] == [SLEEPING, STOPPED, READY]
         assert (procs["b"].sleeps, procs["b"].stops) == (0, 1)
-        await bounded(use(router, "a"))  # a wakes, giving its room back: c may sleep
-        assert [procs[m].state for m in "abc"] == [READY, STOPPED, SLEEPING]
+        await bounded(use(router, "a"))  # a is asleep while c leaves: no room for c
+        assert [procs[m].state for m in "abc"] == [READY, STOPPED, STOPPED]
+        await bounded(use(router, "b"))  # a sleeps again: the host holds it alone
+        assert [procs[m].state for m in "abc"] == [SLEEPING, READY, STOPPED]
 
 
 async def test_a_model_whose_process_cannot_sleep_is_stopped() -> None:

@@ -19,7 +19,10 @@ are always a subset of what the latest swap kept plus its target.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
+from collections.abc import Mapping
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -142,6 +145,99 @@ class CostAwareFaultsMachine(FaultsMachine):
 TestCostAwareFaults = CostAwareFaultsMachine.TestCase
 
 
+class SleepingGroupsMachine(GroupsMachine):  # inherits GroupsMachine's settings
+    """Random group configurations with sleeping models and a tight host budget.
+
+    Evicted models sleep (levels 1 and 2, one model that cannot sleep) while
+    their host memory fits 8 units beside the sleepers already there, and
+    are stopped otherwise; wakes and sleeps fail at random (a failed wake
+    starts cold, a failed sleep stops). On top of every router invariant:
+    never over the host budget, never a grant to a sleeping model (grants
+    go to READY processes only), never a busy model put to sleep, and the
+    same co-residency as without sleep (sleepers are not running).
+    """
+
+    sleepers = True
+    host_sizes: ClassVar[Mapping[str, float]] = {"a": 4, "b": 4, "c": 8, "d": 2, "e": 4}
+    host_budget = 8.0
+
+
+TestSleepingGroups = SleepingGroupsMachine.TestCase
+
+
+@settings(max_examples=EXAMPLES, stateful_step_count=STEPS)
+class SleepingOneAtATimeMachine(RouterStateMachine):
+    """One model at a time over four sleeping models: every switch evicts, so sleeps abound.
+
+    Host budget 6 with sizes 4, 4, 2 and 1 (the fourth cannot sleep): some
+    evictions sleep, others must stop for lack of room.
+    """
+
+    models = ("a", "b", "c", "d", "e")
+    sleepers = True
+    host_sizes: ClassVar[Mapping[str, float]] = {"a": 4, "b": 4, "c": 2, "d": 1}
+    host_budget = 6.0
+
+    def make_planner(self) -> SwapPlanner:
+        return GroupPlanner({}, models=self.models)
+
+    def check_coresidency(self, running: frozenset[str]) -> None:
+        assert len(running) <= 1, f"{sorted(running)} run together"
+
+
+TestSleepingOneAtATime = SleepingOneAtATimeMachine.TestCase
+
+
+def test_the_sleeping_machine_really_sleeps_wakes_and_meets_the_budget() -> None:
+    """The machine above exercises what it claims: sleeps, wakes, failed wakes, stops for room."""
+    totals: collections.Counter[str] = collections.Counter()
+
+    class Counting(SleepingOneAtATimeMachine):
+        def teardown(self) -> None:
+            for fake in self.processes.values():
+                totals["sleeps"] += fake.sleeps
+                totals["wakes"] += fake.wakes
+                totals["failed wakes"] += fake.failed_wakes
+            super().teardown()
+
+    run_state_machine_as_test(
+        Counting, settings=settings(Counting.TestCase.settings, max_examples=300, derandomize=True)
+    )
+    assert totals["sleeps"] > 0 and totals["wakes"] > 0, totals
+    assert totals["failed wakes"] > 0, totals
+
+
+class SleepingCostAwareMachine(SleepingGroupsMachine):
+    """The same under CostAwareScheduler pricing swaps with learned costs, and with faults."""
+
+    planner_faults = True
+    lease_timeout = 30.0
+
+    def make_scheduler(self) -> SchedulerFactory | None:
+        machine = self
+
+        def factory(planner: SwapPlanner, effects: object) -> CostAwareScheduler:
+            return CostAwareScheduler(
+                planner,
+                effects,  # type: ignore[arg-type]
+                default_concurrency_limit=machine.concurrency_limit,
+                max_wait=0.5,
+                clock=machine.loop.time,
+                costs=machine.costs,
+            )
+
+        return factory
+
+    def configure(self, data: st.DataObject) -> None:
+        super().configure(data)
+        from swapcore.costs import SwapCosts
+
+        self.costs = SwapCosts({m: {"load": 30.0, "wake": 1.5} for m in self.models})
+
+
+TestSleepingCostAware = SleepingCostAwareMachine.TestCase
+
+
 @settings(max_examples=EXAMPLES, stateful_step_count=STEPS)
 class MatrixMachine(RouterStateMachine):
     """Random swap matrices (1-5 models, 1-3 sets, vars, references, costs).
@@ -169,6 +265,15 @@ class MatrixMachine(RouterStateMachine):
 
 
 TestMatrix = MatrixMachine.TestCase
+
+
+class SleepingMatrixMachine(MatrixMachine):
+    """Random swap matrices with sleeping models (no host budget)."""
+
+    sleepers = True
+
+
+TestSleepingMatrix = SleepingMatrixMachine.TestCase
 
 
 class _EvictsBusy(SerialScheduler):

@@ -106,15 +106,17 @@ class SleepRules:
     def split(self, target: str, evict: Sequence[str], sleeping: Sequence[str]) -> Eviction:
         """Sleep what may sleep and fits the host budget, in ``evict``'s order; stop the rest.
 
-        ``sleeping`` lists the models asleep (or falling asleep) now; the
-        target, if among them, wakes and gives its host memory back. A model
-        already asleep keeps its place: a new sleeper that does not fit is
-        stopped, never an older one displaced.
+        ``sleeping`` lists the models asleep (or falling asleep) now. The
+        target counts among them even when it is the one to wake: it wakes
+        only once the evicted models have left the accelerator, so while
+        they fall asleep its weights are still in host memory beside theirs.
+        A model already asleep keeps its place: a new sleeper that does not
+        fit is stopped, never an older one displaced.
         """
         if not self.levels:
             return Eviction(stop=tuple(evict))
         budget = None if self.host_budget is None else _exact(self.host_budget)
-        held = sum((_exact(self.held(m)) for m in sleeping if m != target), Fraction(0))
+        held = sum((_exact(self.held(m)) for m in set(sleeping)), Fraction(0))
         asleep: list[str] = []
         stopped: list[str] = []
         for model in evict:

@@ -55,7 +55,7 @@ class ErrorLog(logging.Handler):
 
 def _injected(record: logging.LogRecord) -> bool:
     """A scheduler's log line about a fault a :class:`FaultyPlanner` injected."""
-    if record.name != "swapcore.scheduling":
+    if record.name not in ("swapcore.scheduling", "swapcore.planners"):
         return False
     if record.exc_info and isinstance(record.exc_info[1], InjectedFault):
         return True
@@ -83,8 +83,16 @@ class Watched:
     def state(self) -> ProcessState:
         return self.fake.state
 
+    @property
+    def sleep_level(self) -> int | None:
+        return self.fake.sleep_level
+
     async def ensure_ready(self, timeout: float) -> None:
         await self.fake.ensure_ready(timeout)
+
+    async def sleep(self, timeout: float) -> None:
+        self._on_stop(self.model)  # putting a busy model to sleep is as bad as stopping it
+        await self.fake.sleep(timeout)
 
     async def stop(self, timeout: float) -> None:
         self._on_stop(self.model)

@@ -147,6 +147,11 @@ class FakeProcess:
         """The level this fake sleeps at (1 or 2), or None when it does not sleep."""
         return self._sleep_level
 
+    @property
+    def falling_asleep(self) -> bool:
+        """True while ``STOPPING`` means going to sleep (not stopping)."""
+        return self._falling_asleep
+
     # -- the Process contract ---------------------------------------------------
 
     async def ensure_ready(self, timeout: float) -> None:

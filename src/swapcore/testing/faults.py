@@ -18,13 +18,14 @@ from typing import Literal
 import attrs
 
 from swapcore.planners.base import SwapPlanner
+from swapcore.planners.residency import Eviction, SleepRules
 
 __all__ = ["INVALID_ANSWER", "FaultyPlanner", "Hook", "InjectedFault"]
 
-Hook = Literal["eviction_for", "on_swap_start", "on_serve"]
+Hook = Literal["eviction_for", "on_swap_start", "on_serve", "residency_for"]
 """The planner hooks a :class:`FaultyPlanner` can make fail."""
 
-HOOKS: tuple[Hook, ...] = ("eviction_for", "on_swap_start", "on_serve")
+HOOKS: tuple[Hook, ...] = ("eviction_for", "on_swap_start", "on_serve", "residency_for")
 
 INVALID_ANSWER = "<injected-invalid-answer>"
 """The model an armed ``eviction_for(..., invalid=True)`` answers with (never running)."""
@@ -52,6 +53,8 @@ class FaultyPlanner(SwapPlanner):
     ``injected`` counts the faults delivered so far. ``on_serve`` is always
     overridden here, so a scheduler calls it on every grant and the inner
     planner's own ``on_serve`` (the default does nothing) runs behind it.
+    ``sleep_rules`` is the inner planner's (reading and setting it reach
+    through), and ``residency_for`` delegates like the other hooks.
     """
 
     def __init__(self, planner: SwapPlanner) -> None:
@@ -93,6 +96,21 @@ class FaultyPlanner(SwapPlanner):
                 return [INVALID_ANSWER]
             raise InjectedFault(f"injected fault in eviction_for({target!r})")
         return self.planner.eviction_for(target, running)
+
+    @property
+    def sleep_rules(self) -> SleepRules | None:
+        """The inner planner's sleep rules."""
+        return self.planner.sleep_rules
+
+    @sleep_rules.setter
+    def sleep_rules(self, rules: SleepRules | None) -> None:
+        self.planner.sleep_rules = rules
+
+    def residency_for(self, target: str, evict: Sequence[str], sleeping: Sequence[str]) -> Eviction:
+        """The inner planner's answer, unless a fault is armed for this call."""
+        if self._take("residency_for", target) is not None:
+            raise InjectedFault(f"injected fault in residency_for({target!r})")
+        return self.planner.residency_for(target, evict, sleeping)
 
     def on_swap_start(self, target: str, running: Sequence[str]) -> None:
         """The inner planner's hook, unless a fault is armed for this call."""

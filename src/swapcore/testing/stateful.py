@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from swapcore.planners.base import SwapPlanner
+from swapcore.planners.residency import SleepRules
 from swapcore.process import ProcessState
 from swapcore.router import BaseRouter
 from swapcore.scheduling.effects import SchedulerFactory
@@ -48,6 +49,8 @@ _STOPPED = ProcessState.STOPPED
 _STARTING = ProcessState.STARTING
 _READY = ProcessState.READY
 _SHUTDOWN = ProcessState.SHUTDOWN
+_SLEEPING = ProcessState.SLEEPING
+_STOPPING = ProcessState.STOPPING
 
 _SETTINGS_APPLIED = "_hypothesis_internal_settings_applied"  # set by @settings on a machine
 
@@ -91,7 +94,13 @@ class RouterStateMachine(FaultRules):
     (values each ``request`` draws its own from; default none) make leases
     expire; ``start_retries`` (default 1) is the router's; ``planner_faults
     = True`` wraps the planner in a :class:`~swapcore.testing.FaultyPlanner`
-    and adds the ``planner_fault`` rule. During a run, ``self.router``,
+    and adds the ``planner_fault`` rule. Sleep: ``sleepers = True`` makes
+    the default fakes sleep when evicted (level 1; every 4th model level 2,
+    every 5th unable to sleep; on the slow stoppers of odd index, sleeping
+    and waking take ``slow_stop`` virtual seconds) and adds the ``sleep_fault`` rule;
+    ``host_sizes`` and ``host_budget`` give the planner's ``sleep_rules``
+    their host memory (unless :meth:`make_planner` set rules itself). During
+    a run, ``self.router``,
     ``self.planner`` (yours, unwrapped), ``self.faulty`` (the wrapper, or
     None), ``self.processes`` (the fakes), ``self.loop`` and :meth:`held`
     are available.
@@ -124,7 +133,9 @@ class RouterStateMachine(FaultRules):
     (``forbid_loads_for_cancelled``; callers cancelled from inside a router
     handler excepted); ``unload()`` returns only after its models' stops
     returned; no ERROR record on the ``swapcore`` loggers and no unhandled
-    error on the loop; queue positions are 1-based; your
+    error on the loop; queue positions are 1-based; the sleeping models
+    (and those falling asleep) never hold more than the host budget; a
+    model is never put to sleep with leases held; your
     :meth:`check_coresidency`. After a step that settled the
     loop also: in-flight counts equal the leases the clients hold, per model
     (router snapshot, and the scheduler's ``in_flight``/``admitted`` when it
@@ -159,6 +170,9 @@ class RouterStateMachine(FaultRules):
     lease_timeouts: ClassVar[tuple[float | None, ...]] = ()
     start_retries: ClassVar[int] = 1
     planner_faults: ClassVar[bool] = False
+    sleepers: ClassVar[bool] = False
+    host_sizes: ClassVar[Mapping[str, float] | None] = None
+    host_budget: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -217,8 +231,20 @@ class RouterStateMachine(FaultRules):
         2: ready and stopped on the next loop turn.
         """
         kind = index % 3
+        slow = self.slow_stop if kind == 1 else 0.0
+        if not self.sleepers:
+            return FakeProcess(model, auto_ready=kind != 0, stop_delay=slow)
+        # Sleepers: level 1, but every 4th model at level 2; every 5th cannot sleep.
+        # The slow stoppers of every other index sleep and wake slowly too.
+        level = None if index % 5 == 4 else 2 if index % 4 == 3 else 1
+        transition = slow if index % 2 else 0.0
         return FakeProcess(
-            model, auto_ready=kind != 0, stop_delay=self.slow_stop if kind == 1 else 0.0
+            model,
+            auto_ready=kind != 0,
+            stop_delay=slow,
+            sleep_level=level,
+            sleep_delay=transition,
+            wake_delay=transition,
         )
 
     def make_idle_ttl(self) -> Mapping[str, float]:
@@ -277,6 +303,14 @@ class RouterStateMachine(FaultRules):
         self._leases = st.sampled_from(self.lease_timeouts) if self.lease_timeouts else None
         self.processes = {m: self.make_process(m, i) for i, m in enumerate(self.models)}
         self.planner = self.make_planner()
+        if self.sleepers and self.planner.sleep_rules is None:
+            self.planner.sleep_rules = SleepRules(
+                levels={
+                    m: p.sleep_level for m, p in self.processes.items() if p.sleep_level is not None
+                },
+                host_memory=dict(self.host_sizes or {}),
+                host_budget=self.host_budget,
+            )
         watched = {
             m: Watched(m, p, self._on_stop, self._on_stopped) for m, p in self.processes.items()
         }
@@ -415,6 +449,16 @@ class RouterStateMachine(FaultRules):
             self._crash_process(model)
         self._end_step()
 
+    @precondition(lambda self: self.sleepers)
+    @rule(data=st.data(), which=st.sampled_from(("wake", "sleep")))
+    def sleep_fault(self, data: st.DataObject, which: str) -> None:
+        """The model's next wake fails (it starts cold), or its next sleep (it is stopped)."""
+        fake = self.processes[data.draw(self._model)]
+        if which == "wake":
+            fake.fail_wake += 1
+        else:
+            fake.fail_sleep += 1
+
     @rule(data=st.data())
     def fail_start(self, data: st.DataObject) -> None:
         """The model's next start fails (a start in progress keeps its script)."""
@@ -482,3 +526,22 @@ class RouterStateMachine(FaultRules):
             m for m, p in self.processes.items() if p.state is _READY or p.state is _STARTING
         )
         self.check_coresidency(running)
+        self._check_host_budget()
+
+    def _check_host_budget(self) -> None:
+        """Sleeping models (and those falling asleep) never hold more than the host budget."""
+        planner = self.planner
+        rules = planner.sleep_rules if planner is not None else None
+        if rules is None or rules.host_budget is None:
+            return
+        asleep = [
+            m
+            for m, p in self.processes.items()
+            if p.state is _SLEEPING or (p.state is _STOPPING and p.falling_asleep)
+        ]
+        held = rules.held_by(asleep)
+        if held > rules.host_budget:
+            raise AssertionError(
+                f"sleeping models {asleep} hold {held} of host memory, over the budget "
+                f"{rules.host_budget}"
+            )
