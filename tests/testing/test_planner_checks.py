@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from swapcore import Group, GroupPlanner, SwapPlanner
+from swapcore.planners.residency import Eviction
 from swapcore.testing.planner_checks import check_planner, planner_violations
 
 MODELS = ["a", "b", "c", "d"]
@@ -212,3 +213,76 @@ def test_check_planner_reports_a_raising_hook() -> None:
 def test_check_planner_needs_model_ids(models: list[str]) -> None:
     with pytest.raises(ValueError, match="model"):
         check_planner(EvictAll(), models)
+
+
+# ------------------------------------------------------------ sleep or stop
+
+
+def test_check_planner_accepts_shipped_planners_with_sleep_rules() -> None:
+    from swapcore import GroupPlanner, MemoryBudgetPlanner
+    from swapcore.planners.residency import SleepRules
+
+    rules = SleepRules(
+        levels={"a": 1, "b": 2, "c": 1}, host_memory={"a": 4, "b": 4, "c": 6}, host_budget=8
+    )
+
+    def groups() -> GroupPlanner:
+        planner = GroupPlanner({}, models=["a", "b", "c", "d"])
+        planner.sleep_rules = rules
+        return planner
+
+    def memory() -> MemoryBudgetPlanner:
+        planner = MemoryBudgetPlanner({"a": 4, "b": 4, "c": 6, "d": 2}, budget=10)
+        planner.sleep_rules = rules
+        return planner
+
+    check_planner(groups, ["a", "b", "c", "d"], max_examples=60)
+    check_planner(memory, ["a", "b", "c", "d"], max_examples=60)
+
+
+class GreedySleeper(EvictAll):
+    """Puts every evicted model to sleep, whatever the host budget says."""
+
+    def residency_for(self, target: str, evict: Sequence[str], sleeping: Sequence[str]) -> Eviction:
+        return Eviction(sleep=tuple(evict))
+
+
+def test_check_planner_finds_a_planner_over_the_host_budget() -> None:
+    from swapcore.planners.residency import SleepRules
+
+    def make() -> GreedySleeper:
+        planner = GreedySleeper()
+        planner.sleep_rules = SleepRules(
+            levels=dict.fromkeys("abc", 1), host_memory=dict.fromkeys("abc", 5), host_budget=5
+        )
+        return planner
+
+    with pytest.raises(AssertionError, match="residency: host budget"):
+        check_planner(make, ["a", "b", "c"], max_examples=200)
+
+
+def test_residency_violations_name_each_rule() -> None:
+    from swapcore.planners.residency import SleepRules
+    from swapcore.testing.planner_checks import residency_violations
+
+    class Lossy(EvictAll):
+        def residency_for(
+            self, target: str, evict: Sequence[str], sleeping: Sequence[str]
+        ) -> Eviction:
+            return Eviction(sleep=("a",))
+
+    class Raising(EvictAll):
+        def residency_for(
+            self, target: str, evict: Sequence[str], sleeping: Sequence[str]
+        ) -> Eviction:
+            raise KeyError(target)
+
+    lossy = Lossy()
+    lossy.sleep_rules = SleepRules(levels={"b": 1})
+    found = residency_violations(lossy, "c", ["a", "b"], [])
+    assert any(v.startswith("residency: covers the eviction") for v in found)
+    assert any(v.startswith("residency: sleeps only sleepers: ['a']") for v in found)
+    assert residency_violations(Raising(), "c", ["a"], []) == [
+        "residency: no exception: raised KeyError: 'c'"
+    ]
+    assert residency_violations(EvictAll(), "c", ["a"], []) == []

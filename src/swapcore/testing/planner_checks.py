@@ -19,6 +19,17 @@ in the messages:
 - ``no logging``: it emits no ``logging`` record (it runs speculatively for
   every queued request on every queue drain; log in ``on_swap_start``);
 - ``no exception``: it does not raise for a known target and running set.
+
+And of ``residency_for(target, evict, sleeping)`` (sleep or stop), checked
+by :func:`check_planner` on every answer of ``eviction_for``:
+
+- ``residency: returns an Eviction``, naming every evicted model exactly
+  once (``covers the eviction``);
+- ``residency: sleeps only sleepers``: with ``sleep_rules``, only models
+  with a sleep level go to sleep (none without rules);
+- ``residency: host budget``: the sleepers (those already asleep, the
+  target among them, plus the new ones) hold no more than the host budget;
+- ``residency: deterministic`` and ``residency: no exception``.
 """
 
 from __future__ import annotations
@@ -33,8 +44,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from swapcore.planners.base import SwapPlanner
+from swapcore.planners.residency import Eviction
 
-__all__ = ["check_planner", "planner_violations"]
+__all__ = ["check_planner", "planner_violations", "residency_violations"]
 
 
 class _Recorder(logging.Handler):
@@ -187,6 +199,10 @@ def check_planner(
     ``on_serve(target, now)`` after some calls, as a router would after a real
     swap, so state-dependent planners are checked in many states.
 
+    Each answer is also split with ``residency_for`` over a generated set
+    of sleeping models (see :func:`residency_violations`): give the planner
+    ``sleep_rules`` with host sizes and a budget to check its sleeping.
+
     Raises ``AssertionError`` naming the broken rules and the call's
     arguments (hypothesis reports the shrunk example), or when a hook
     raises. Raises ``ValueError`` for an empty ``models``. Runs hypothesis
@@ -210,6 +226,7 @@ def check_planner(
         model,
         st.lists(model, unique=True, max_size=len(model_ids)),
         st.booleans() if exercise_hooks else st.just(False),
+        st.lists(model, unique=True, max_size=len(model_ids)),
     )
 
     @settings(
@@ -218,11 +235,17 @@ def check_planner(
         suppress_health_check=[HealthCheck.too_slow],
     )
     @given(calls=st.lists(call, min_size=1, max_size=8))
-    def run(calls: list[tuple[str, list[str], bool]]) -> None:
+    def run(calls: list[tuple[str, list[str], bool, list[str]]]) -> None:
         subject = make_planner()
         earlier: list[tuple[str, list[str], _Call]] = []
-        for now, (target, running, swap) in enumerate(calls):
+        for now, (target, running, swap, asleep) in enumerate(calls):
             call = _check_call(subject, target, running)
+            if not call.violations and call.result is not None:
+                # Sleepers are never running; the target may be one of them.
+                sleeping = [m for m in asleep if m not in running]
+                call.violations.extend(
+                    residency_violations(subject, target, list(call.copy), sleeping)
+                )
             # The scheduler keeps the evict set of a swap in flight while it asks
             # about other requests: an answer must not change under its feet.
             for old_target, old_running, old in earlier:
@@ -240,6 +263,45 @@ def check_planner(
                 _call_hook(subject, target, list(running), float(now))
 
     run()
+
+
+def residency_violations(
+    planner: SwapPlanner, target: str, evict: Sequence[str], sleeping: Sequence[str]
+) -> list[str]:
+    """Check one ``planner.residency_for(target, evict, sleeping)`` call (rules above).
+
+    The host budget is checked only when ``sleeping`` itself fits it (a
+    state the rules could have reached).
+    """
+    answers = []
+    for _ in range(2):
+        try:
+            answers.append(planner.residency_for(target, list(evict), list(sleeping)))
+        except Exception as exc:
+            return [f"residency: no exception: raised {type(exc).__name__}: {exc}"]
+    answer = answers[0]
+    if not isinstance(answer, Eviction):
+        return [f"residency: returns an Eviction: returned {type(answer).__name__} {answer!r}"]
+    violations = []
+    if answers[1] != answer:
+        violations.append(f"residency: deterministic: returned {answer!r}, then {answers[1]!r}")
+    if sorted(answer.models) != sorted(evict):
+        violations.append(
+            f"residency: covers the eviction: returned {answer!r} for evicting {list(evict)!r}"
+        )
+    rules = planner.sleep_rules
+    sleepers = [m for m in answer.sleep if rules is None or rules.level(m) is None]
+    if sleepers:
+        violations.append(f"residency: sleeps only sleepers: {sleepers!r} may not sleep")
+    budget = rules.host_budget if rules is not None else None
+    if rules is not None and budget is not None and rules.held_by(sleeping) <= budget:
+        held = rules.held_by([*sleeping, *answer.sleep])
+        if held > budget:
+            violations.append(
+                f"residency: host budget: sleepers {[*sleeping, *answer.sleep]!r} would hold "
+                f"{held}, over {budget}"
+            )
+    return violations
 
 
 def _call_hook(planner: SwapPlanner, target: str, running: list[str], now: float) -> None:
