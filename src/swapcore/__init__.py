@@ -22,7 +22,9 @@ from swapcore.errors import (
     SwapcoreError,
     SwapFailed,
 )
+from swapcore.costs import SwapCosts
 from swapcore.events import (
+    CostMeasured,
     ModelsUnloaded,
     ProcessStateChanged,
     RequestCancelled,
@@ -42,7 +44,8 @@ from swapcore.planners.groups import Group, GroupPlanner
 from swapcore.planners.lru import MaxLoadedPlanner
 from swapcore.planners.matrix import MatrixPlanner
 from swapcore.planners.memory import MemoryBudgetPlanner
-from swapcore.process import Process, ProcessState
+from swapcore.planners.residency import Eviction, SleepRules
+from swapcore.process import Process, ProcessState, SleepingProcess
 from swapcore.scheduling.arrival import ArrivalOrderScheduler
 from swapcore.scheduling.costaware import CostAwareScheduler
 from swapcore.scheduling.effects import Effects, Scheduler, SchedulerFactory
@@ -79,7 +82,9 @@ __all__ = [
     "ConcurrencyLimitExceeded",
     "ConfigError",
     "CostAwareScheduler",
+    "CostMeasured",
     "Effects",
+    "Eviction",
     "FIFOScheduler",
     "Group",
     "GroupPlanner",
@@ -113,7 +118,10 @@ __all__ = [
     "RoutingError",
     "Scheduler",
     "SchedulerFactory",
+    "SleepRules",
+    "SleepingProcess",
     "SolveResult",
+    "SwapCosts",
     "SwapFailed",
     "SwapPlanner",
     "SwapcoreError",
