@@ -8,6 +8,7 @@ the pure core never loads asyncio. Adapters live behind extras.
 
 from typing import TYPE_CHECKING
 
+from swapcore.costs import SwapCosts
 from swapcore.errors import (
     ConcurrencyLimitExceeded,
     ConfigError,
@@ -22,7 +23,6 @@ from swapcore.errors import (
     SwapcoreError,
     SwapFailed,
 )
-from swapcore.costs import SwapCosts
 from swapcore.events import (
     CostMeasured,
     ModelsUnloaded,

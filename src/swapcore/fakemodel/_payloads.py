@@ -8,7 +8,7 @@ import math
 import struct
 from typing import Any
 
-from swapcore._fake_wire import _BadRequest
+from swapcore.fakemodel._wire import _BadRequest
 
 
 def _reply_tokens(prompt: str, count: int) -> list[str]:

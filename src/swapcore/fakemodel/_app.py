@@ -1,54 +1,22 @@
-"""A fake OpenAI-compatible model server, for demos and tests.
-
-``FakeModel`` is a plain ASGI app with no dependency beyond the standard
-library; ``main`` serves it with uvicorn (the ``gateway`` extra)::
-
-    python -m swapcore.fakemodel --port 5800 --load 2     # or: swapcore fake-model ...
-
-Endpoints:
-
-- ``GET /health``: 503 until ``load`` seconds have passed since the app was
-  built, then 200 ``{"status": "ok"}``. While loading, every ``/v1`` endpoint
-  also answers 503 (as llama.cpp's server does).
-- ``GET /v1/models``: the one model.
-- ``POST /v1/chat/completions`` and ``POST /v1/completions``: a deterministic
-  reply of ``tokens`` tokens (``max_tokens`` caps it) that repeats the last
-  user message (the prompt); ``"stream": true`` sends it as server-sent
-  events, one token per chunk, each after ``token_delay`` seconds, then
-  ``data: [DONE]``. The streamed text equals the non-streamed text.
-- ``POST /v1/embeddings``: unit vectors of ``embedding_dim`` dimensions (or the
-  request's ``dimensions``) derived from a hash of each input; ``float`` or
-  ``base64`` encoding.
-- ``POST /fake/crash``: the server exits at once with ``CRASH_EXIT_CODE``,
-  without answering. ``crash_after_tokens=N`` does the same after the N-th
-  token of a completion (before replying, when not streaming).
-- Hangs: ``hang_after_tokens=N`` makes every completion stop after its N-th
-  token and send nothing more, keeping the connection open (a non-streamed
-  completion never answers); a prompt containing ``HANG_MARKER`` does the
-  same for that one request, after its first token. A hung request ends only
-  when its client disconnects or the server stops.
-
-A body that is not a JSON object, or lacks a required field, gets an
-OpenAI-style 400 error.
-"""
+"""The fake model server's ASGI app (see :mod:`swapcore.fakemodel`)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import itertools
 import json
 import math
 import os
-import signal
 import struct
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import urllib.parse
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
-from swapcore._fake_payloads import (
+from swapcore.errors import ConfigError
+from swapcore.fakemodel._payloads import (
     _embedding,
     _embedding_inputs,
     _include_usage,
@@ -56,7 +24,8 @@ from swapcore._fake_payloads import (
     _text,
     _usage,
 )
-from swapcore._fake_wire import (
+from swapcore.fakemodel._sleep import SLEEP_PATHS, SleepMode
+from swapcore.fakemodel._wire import (
     _SSE,
     _BadRequest,
     _lifespan,
@@ -67,9 +36,8 @@ from swapcore._fake_wire import (
     _send_error,
     _send_json,
 )
-from swapcore.errors import ConfigError
 
-__all__ = ["CRASH_EXIT_CODE", "HANG_MARKER", "FakeModel", "main"]
+__all__ = ["CRASH_EXIT_CODE", "HANG_MARKER", "FakeModel"]
 
 CRASH_EXIT_CODE = 70
 """Exit status of a deliberate crash (``/fake/crash``, ``crash_after_tokens``)."""
@@ -91,7 +59,9 @@ class FakeModel:
     ``model``, or this), ``load`` (seconds before ``/health`` turns 200),
     ``tokens`` (completion length), ``token_delay`` (seconds before each
     streamed token), ``embedding_dim``, ``crash_after_tokens`` (None: never),
-    ``hang_after_tokens`` (None: never),
+    ``hang_after_tokens`` (None: never), ``sleep_mode`` (serve vLLM's
+    ``/sleep``, ``/wake_up`` and ``/is_sleeping``), ``sleep_time`` and
+    ``wake_time`` (the seconds a sleep and a wake take),
     ``clock`` (monotonic seconds; inject one to control loading in tests) and
     ``crash`` (called for a deliberate crash; the default ends the process
     with ``os._exit``, so in-process tests inject one that raises).
@@ -110,6 +80,9 @@ class FakeModel:
         embedding_dim: int = 8,
         crash_after_tokens: int | None = None,
         hang_after_tokens: int | None = None,
+        sleep_mode: bool = False,
+        sleep_time: float = 0.05,
+        wake_time: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         crash: Callable[[], None] = _crash_now,
     ) -> None:
@@ -117,6 +90,10 @@ class FakeModel:
             raise ConfigError(f"model_name: must be a non-empty string, got {model_name!r}")
         _check_number("load", load, minimum=0.0)
         _check_number("token_delay", token_delay, minimum=0.0)
+        _check_number("sleep_time", sleep_time, minimum=0.0)
+        _check_number("wake_time", wake_time, minimum=0.0)
+        if not isinstance(sleep_mode, bool):
+            raise ConfigError(f"sleep_mode: must be a bool, got {sleep_mode!r}")
         _check_int("tokens", tokens, minimum=1)
         _check_int("embedding_dim", embedding_dim, minimum=1)
         if crash_after_tokens is not None:
@@ -130,6 +107,11 @@ class FakeModel:
         self.embedding_dim = embedding_dim
         self.crash_after_tokens = crash_after_tokens
         self.hang_after_tokens = hang_after_tokens
+        self.sleep = (
+            SleepMode(model=model_name, sleep_time=float(sleep_time), wake_time=float(wake_time))
+            if sleep_mode
+            else None
+        )
         self._clock = clock
         self._crash = crash
         self._born = clock()
@@ -149,8 +131,10 @@ class FakeModel:
             return
         method, path = scope["method"], scope["path"]
         handler = _ROUTES.get((method, path))
+        if path in SLEEP_PATHS and self.sleep is None:
+            handler = None  # vLLM without --enable-sleep-mode has no such route
         if handler is None:
-            allowed = path in _ROUTES_BY_PATH
+            allowed = path in _ROUTES_BY_PATH and not (path in SLEEP_PATHS and self.sleep is None)
             status = 405 if allowed else 404
             message = f"{method} not allowed on {path}" if allowed else f"no route for {path}"
             await _send_error(send, status, message, "invalid_request_error")
@@ -158,7 +142,24 @@ class FakeModel:
         if path.startswith("/v1/") and not self.ready:
             await _send_error(send, 503, "Loading model", "unavailable_error")
             return
+        sleep = self.sleep
+        if (
+            sleep is not None
+            and not sleep.serving
+            and path.startswith("/v1/")
+            and path != "/v1/models"
+        ):
+            await _send_error(
+                send,
+                503,
+                f"model {self.model_name} is {sleep.state}; POST /wake_up to serve requests",
+                "unavailable_error",
+            )
+            return
         try:
+            if path in SLEEP_PATHS:
+                await handler(self, {"query": scope.get("query_string", b"")}, send)
+                return
             body = await _read_json(receive) if method == "POST" else {}
             await handler(self, body, send)
         except _BadRequest as exc:
@@ -275,6 +276,33 @@ class FakeModel:
         reply = {"object": "list", "data": data, "model": model, "usage": usage}
         await _send_json(send, 200, reply)
 
+    async def _sleep(self, body: dict[str, Any], send: _Send) -> None:
+        assert self.sleep is not None
+        query = urllib.parse.parse_qs(body["query"].decode("latin-1"))
+        levels = query.get("level", ["1"])
+        if len(levels) != 1 or levels[0] not in ("1", "2"):
+            raise _BadRequest(f"level must be 1 or 2, got {', '.join(levels)}", param="level")
+        await self.sleep.sleep(int(levels[0]))
+        await _send_json(send, 200, {})
+
+    async def _wake_up(self, body: dict[str, Any], send: _Send) -> None:
+        assert self.sleep is not None
+        await self.sleep.wake()
+        await _send_json(send, 200, {})
+
+    async def _is_sleeping(self, body: dict[str, Any], send: _Send) -> None:
+        assert self.sleep is not None
+        await _send_json(send, 200, {"is_sleeping": self.sleep.sleeping})
+
+    async def _stats(self, body: dict[str, Any], send: _Send) -> None:
+        sleep = self.sleep
+        stats: dict[str, Any] = {"pid": os.getpid(), "model": self.model_name}
+        if sleep is not None:
+            stats.update(
+                sleep_state=sleep.state, level=sleep.level, sleeps=sleep.sleeps, wakes=sleep.wakes
+            )
+        await _send_json(send, 200, stats)
+
     async def _fake_crash(self, body: dict[str, Any], send: _Send) -> None:
         self._crash()
 
@@ -344,6 +372,10 @@ _ROUTES: dict[tuple[str, str], _Handler] = {
     ("POST", "/v1/completions"): FakeModel._completions,
     ("POST", "/v1/embeddings"): FakeModel._embeddings,
     ("POST", "/fake/crash"): FakeModel._fake_crash,
+    ("GET", "/fake/stats"): FakeModel._stats,
+    ("POST", "/sleep"): FakeModel._sleep,
+    ("POST", "/wake_up"): FakeModel._wake_up,
+    ("GET", "/is_sleeping"): FakeModel._is_sleeping,
 }
 _ROUTES_BY_PATH = frozenset(path for _, path in _ROUTES)
 
@@ -360,88 +392,3 @@ def _check_number(field: str, value: object, *, minimum: float) -> None:
 def _check_int(field: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{field}: must be an int >= {minimum}, got {value!r}")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="swapcore fake-model",
-        description="A fake OpenAI-compatible model server with a configurable load delay.",
-    )
-    add = parser.add_argument
-    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    add("--port", type=int, required=True, help="port to listen on")
-    add("--load", type=float, default=0.0, help="seconds before /health turns 200 (default 0)")
-    add("--model-name", default="fake-model", help="the model id (default fake-model)")
-    add("--tokens", type=int, default=16, help="tokens per completion (default 16)")
-    add("--token-delay", type=float, default=0.0, help="seconds per streamed token (default 0)")
-    add("--embedding-dim", type=int, default=8, help="embedding dimensions (default 8)")
-    add(
-        "--crash-after-tokens",
-        type=int,
-        default=None,
-        metavar="N",
-        help=f"exit with code {CRASH_EXIT_CODE} after the N-th token of a completion",
-    )
-    add(
-        "--hang-after-tokens",
-        type=int,
-        default=None,
-        metavar="N",
-        help="stop sending after the N-th token of every completion (keep the connection)",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Serve a ``FakeModel`` with uvicorn until SIGTERM or SIGINT; returns the exit status.
-
-    A signal makes uvicorn shut down gracefully (open streams get about a
-    second) and ``main`` return 0; a port that cannot be bound ends the
-    process with a non-zero status (uvicorn's).
-    """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        app = FakeModel(
-            model_name=args.model_name,
-            load=args.load,
-            tokens=args.tokens,
-            token_delay=args.token_delay,
-            embedding_dim=args.embedding_dim,
-            crash_after_tokens=args.crash_after_tokens,
-            hang_after_tokens=args.hang_after_tokens,
-        )
-    except ConfigError as exc:
-        parser.error(str(exc))
-    import uvicorn  # only here: building the app must not need it
-
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-
-    def request_exit(signum: int, frame: object) -> None:
-        server.should_exit = True
-
-    # uvicorn swaps in its own handlers while serving and, once shut down, re-raises
-    # the signal it caught under the handlers it found: these, so we exit with 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, request_exit)
-    print(
-        f"fake-model {args.model_name}: listening on http://{args.host}:{args.port}"
-        f" (healthy after {args.load:g} s)",
-        file=sys.stderr,
-        flush=True,
-    )
-    server.run()
-    return 0 if server.started else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
