@@ -356,6 +356,32 @@ async def test_ensure_ready_while_falling_asleep_waits_then_wakes(make: Factory)
     assert process.sleeps == 1 and process.wakes == 1
 
 
+async def test_stop_during_a_wake_aborts_it(make: Factory) -> None:
+    process = make(cmd=server_cmd("--wake-time", "3600"))
+    pid = await ready(process)
+    await bounded(process.sleep(STOP_TIMEOUT))
+    waking = asyncio.ensure_future(process.ensure_ready(READY_TIMEOUT))
+    await wait_until(lambda: lines_with(process, "wake") != [], "the wake call")
+    assert process.state is S.STARTING
+    await bounded(process.stop(STOP_TIMEOUT))
+    with pytest.raises(ProcessStartError, match="stopped while starting"):
+        await bounded(waking)
+    assert state_of(process) is S.STOPPED and process.pid is None
+    await wait_until(lambda: gone(pid), "the server to die")
+
+
+async def test_a_cancelled_sleep_caller_leaves_the_sleep_running(make: Factory) -> None:
+    process = make(cmd=server_cmd("--sleep-time", "0.3"))
+    pid = await ready(process)
+    caller = asyncio.ensure_future(process.sleep(STOP_TIMEOUT))
+    await wait_until(lambda: lines_with(process, "sleep") != [], "the sleep call")
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await wait_until(lambda: process.state is S.SLEEPING, "the sleep to complete")
+    assert process.pid == pid and process.sleeps == 1
+
+
 async def test_concurrent_sleeps_share_one_call(make: Factory) -> None:
     process = make(cmd=server_cmd("--sleep-time", "0.2"))
     await ready(process)
