@@ -423,3 +423,39 @@ def test_missing_pyyaml_is_one_line(
         "swapcore check: error: reading YAML configurations needs PyYAML: "
         "pip install 'swapcore[config]'\n",
     )
+
+
+def test_memory_router_and_residency_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = """\
+models:
+  a:
+    cmd: srv --port ${PORT}
+    memory: 16GiB
+    sleepMode: {level: 1}
+    hostMemory: 1.5TiB
+    swapCosts: {load: 30, wake: 2.5}
+  b: {cmd: "srv --port ${PORT}", memory: 512MiB}
+swapcore:
+  memory_budget: 48GiB
+  host_memory_budget: 2TiB
+  costs_file: costs.json
+"""
+    path = write(tmp_path, text)
+    status, out, err = run(capsys, path)
+    assert (status, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == f"{path}: valid: 2 models, router memory, 0 warnings"
+    assert (
+        "     sleeps at level 1 (/sleep?level={level}, /wake_up); host memory 1.5 TiB; "
+        "memory 16 GiB; swap costs load 30 s, wake 2.5 s"
+    ) in lines
+    assert "     memory 512 MiB" in lines
+    assert lines[lines.index("memory budget 48 GiB:") + 1 :][:2] == ["  a  16 GiB", "  b  512 MiB"]
+    costs = tmp_path / "costs.json"
+    assert f"residency: host_memory_budget 2 TiB, costs_file {costs}" in lines
+    status, out, _ = run(capsys, path, "--json")
+    summary = json.loads(out)
+    assert summary["memory"] == {"budget": 48 << 30, "sizes": {"a": 16 << 30, "b": 512 << 20}}
+    assert summary["settings"]["costs_file"] == str(costs)

@@ -242,3 +242,39 @@ def test_request_is_required(groups: str, capsys: pytest.CaptureFixture[str]) ->
         main(["explain", groups])
     assert info.value.code == 2
     assert "--request" in capsys.readouterr().err
+
+
+# ---------------------------------------------------- memory budget, sleep
+
+MEMORY = """\
+models:
+  a: {cmd: "srv --port ${PORT} a", memory: 16GiB, sleepMode: {level: 1}, hostMemory: 16GiB}
+  b: {cmd: "srv --port ${PORT} b", memory: 24GiB, sleepMode: {level: 1}, hostMemory: 40GiB}
+  c: {cmd: "srv --port ${PORT} c", memory: 40GiB}
+  d: {cmd: "srv --port ${PORT} d", memory: 8GiB}
+swapcore:
+  memory_budget: 48GiB
+  host_memory_budget: 32GiB
+"""
+
+
+def test_memory_budget_and_sleepers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "memory.yaml"
+    path.write_text(MEMORY)
+    status, out, err = run(capsys, str(path), "--running", "a,b,d", "--request", "c")
+    assert (status, err) == (0, "")
+    assert out.splitlines() == [
+        "request: c, memory 40 GiB of the budget 48 GiB",
+        "running: a, b, d",
+        "evict 2 of 3:",
+        "  a  holds 16 GiB; evicted to make room",
+        "  b  holds 24 GiB; evicted to make room",
+        "keep:",
+        "  d  holds 8 GiB; fits beside c",
+        "asleep instead of stopped: a",  # b's 40 GiB do not fit the 32 GiB host budget
+        "then start: c",
+    ]
+    status, out, _ = run(capsys, str(path), "--running", "a,b,d", "--request", "c", "--json")
+    result = json.loads(out)
+    assert result["router"] == "memory" and result["sleep"] == ["a"]
+    assert result["memory"] == 40 << 30 and result["budget"] == 48 << 30

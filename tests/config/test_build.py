@@ -150,6 +150,9 @@ def test_processes_receive_every_model_setting(monkeypatch: pytest.MonkeyPatch) 
         "check_endpoint": "/ready",
         "env": {"GPU": "1"},
         "cmd_stop": "kill ${PID}",
+        "sleep_level": None,
+        "sleep_endpoint": "/sleep?level={level}",
+        "wake_endpoint": "/wake_up",
         "output_lines": 5,
     }
     assert by_name["a"]["cmd_stop"] is None

@@ -30,6 +30,12 @@ health-check, stop; its state may change on its own) for a command such as
   begun, always completes, even if its caller is cancelled.
 - **No stray tasks.** When ``stop`` or ``shutdown`` returns, no task of this
   object is left running.
+- **Sleep (optional).** With ``sleep_level`` set it is a
+  :class:`~swapcore.process.SleepingProcess`: ``sleep`` asks the server to
+  give its accelerator memory back (vLLM's ``POST /sleep?level=N``) and
+  keeps the child; ``ensure_ready`` wakes it (``POST /wake_up``, then the
+  health check), and a server that cannot wake is stopped and started cold
+  within the same call. A child that dies while asleep is ``stopped``.
 
 POSIX only (process groups and signals).
 """
@@ -40,6 +46,7 @@ import asyncio
 import logging
 import os
 import signal
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeAlias
 
@@ -57,10 +64,19 @@ from swapcore.adapters._options import (
 from swapcore.adapters._outputlog import OutputLog
 from swapcore.adapters._ports import local_endpoint, port_in_use, port_taken_reason
 from swapcore.adapters._reasons import cannot_run, exit_reason
+from swapcore.adapters._sleep import (
+    DEFAULT_SLEEP_ENDPOINT,
+    DEFAULT_WAKE_ENDPOINT,
+    ProcessSleepError,
+    parse_endpoint,
+    parse_sleep_level,
+    post,
+    sleep_path,
+)
 from swapcore.errors import ConfigError, SwapcoreError
 from swapcore.process import ProcessState
 
-__all__ = ["ProcessStartError", "StateCallback", "SubprocessProcess"]
+__all__ = ["ProcessSleepError", "ProcessStartError", "StateCallback", "SubprocessProcess"]
 
 logger = logging.getLogger(__name__)
 _output_logger = logging.getLogger(__name__ + ".output")
@@ -72,11 +88,14 @@ _Command: TypeAlias = "str | Sequence[str]"
 
 _S = ProcessState
 # Legal transitions; anything else is a bug in this module and raises loudly.
+# Falling asleep shows as STOPPING (back to READY if the server refuses);
+# waking shows as STARTING.
 _TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
     _S.STOPPED: frozenset({_S.STARTING, _S.SHUTDOWN}),
     _S.STARTING: frozenset({_S.READY, _S.STOPPED, _S.STOPPING}),
     _S.READY: frozenset({_S.STOPPING, _S.STOPPED}),
-    _S.STOPPING: frozenset({_S.STOPPED}),
+    _S.STOPPING: frozenset({_S.STOPPED, _S.SLEEPING, _S.READY}),
+    _S.SLEEPING: frozenset({_S.STARTING, _S.STOPPING, _S.STOPPED}),
     _S.SHUTDOWN: frozenset(),
 }
 
@@ -87,6 +106,9 @@ _DRAIN_GRACE = 0.5
 # A port found in use before a spawn is checked again for this long: a server
 # we have just stopped may take a moment to close its listening socket.
 _PORT_GRACE = 1.0
+# A server that could not wake gets at most this long to stop on SIGTERM
+# before the cold start kills its group.
+_FALLBACK_STOP_GRACE = 5.0
 
 
 class ProcessStartError(SwapcoreError):
@@ -164,6 +186,12 @@ class SubprocessProcess:
       already listens on the proxy's port on this machine (default True).
       Turn it off only when something there is meant to answer for the
       server (an SSH tunnel, a local reverse proxy).
+    - ``sleep_level``: 1 or 2 to let the server sleep instead of stopping
+      (see :meth:`sleep`), None (the default) when it must not.
+    - ``sleep_endpoint``: the path POSTed to put the server to sleep
+      (default ``/sleep?level={level}``, vLLM's; ``{level}`` becomes
+      ``sleep_level``).
+    - ``wake_endpoint``: the path POSTed to wake it (default ``/wake_up``).
     - ``on_state_change``: ``callback(old, new)`` for every state change,
       called in the event loop; it must not block, and its exceptions are
       logged, never raised.
@@ -187,6 +215,9 @@ class SubprocessProcess:
         output_lines: int = 100,
         on_state_change: StateCallback | None = None,
         port_check: bool = True,
+        sleep_level: int | None = None,
+        sleep_endpoint: str = DEFAULT_SLEEP_ENDPOINT,
+        wake_endpoint: str = DEFAULT_WAKE_ENDPOINT,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"name: must be a non-empty string, got {name!r}")
@@ -229,6 +260,10 @@ class SubprocessProcess:
         if on_state_change is not None and not callable(on_state_change):
             raise ConfigError(f"model {name!r}: on_state_change: must be callable")
         self._on_state_change = on_state_change
+        self._sleep_level = parse_sleep_level(name, sleep_level)
+        sleep_template = parse_endpoint(name, "sleep_endpoint", sleep_endpoint)
+        self._sleep_url = self._url + sleep_path(sleep_template, self._sleep_level or 1)
+        self._wake_url = self._url + parse_endpoint(name, "wake_endpoint", wake_endpoint)
 
         self._state = ProcessState.STOPPED
         self._shutting_down = False
@@ -239,7 +274,12 @@ class SubprocessProcess:
         self._start_began = 0.0
         self._start_deadline = 0.0
         self._stop_task: asyncio.Task[None] | None = None
+        self._sleep_task: asyncio.Task[None] | None = None  # falling asleep while not done
         self._background: set[asyncio.Task[None]] = set()
+        self._sleeps = 0
+        self._wakes = 0
+        self._failed_wakes = 0
+        self._durations: dict[str, float] = {}
 
     # ----------------------------------------------------------------- views
 
@@ -274,8 +314,39 @@ class SubprocessProcess:
 
     @property
     def pid(self) -> int | None:
-        """The child's pid while it runs (starting, ready, stopping), else None."""
+        """The child's pid while it lives (starting, ready, stopping, sleeping), else None."""
         return None if self._child is None else self._child.pid
+
+    @property
+    def sleep_level(self) -> int | None:
+        """The level the server sleeps at (1 or 2), or None when it never sleeps."""
+        return self._sleep_level
+
+    @property
+    def sleeps(self) -> int:
+        """How many times the server fell asleep."""
+        return self._sleeps
+
+    @property
+    def wakes(self) -> int:
+        """How many times the server woke from sleep (cold starts after a failed wake excluded)."""
+        return self._wakes
+
+    @property
+    def failed_wakes(self) -> int:
+        """How many wakes failed, each followed by a stop and a cold start."""
+        return self._failed_wakes
+
+    @property
+    def durations(self) -> Mapping[str, float]:
+        """Seconds the latest transition of each kind took, by kind (read-only).
+
+        Kinds: ``load`` (a cold start, spawn to ready), ``wake`` (sleeping to
+        ready), ``stop`` and ``sleep`` (ready to sleeping). Only transitions
+        that succeeded are recorded; a kind not yet seen is absent. These
+        are for display and debugging: the router measures its own.
+        """
+        return types.MappingProxyType(dict(self._durations))
 
     @property
     def exit_code(self) -> int | None:
@@ -301,7 +372,11 @@ class SubprocessProcess:
         endpoint. starting: joins the start in progress (one spawn for all
         callers; each waits at most its own ``timeout``, and the start's
         deadline is the latest of its callers'). stopping: waits for the stop,
-        then starts. shutdown: raises.
+        then starts. sleeping: wakes it (the wake endpoint, then the health
+        check; callers share one wake); a wake that fails (an error answer,
+        no answer within the timeout, a lost connection) stops the whole
+        group and starts the server cold within this call, with one WARNING.
+        Falling asleep: waits for the sleep, then wakes it. shutdown: raises.
 
         Raises ``ProcessStartError`` when the child exits before it is ready
         (``retryable`` set), cannot be run, is not healthy within ``timeout``
@@ -320,6 +395,16 @@ class SubprocessProcess:
             state = self._state
             if state is ProcessState.READY:
                 return
+            if self._falling_asleep():
+                sleep_task = self._sleep_task
+                assert sleep_task is not None
+                await asyncio.wait({sleep_task}, timeout=max(0.0, deadline - loop.time()))
+                if not sleep_task.done():
+                    raise ProcessStartError(
+                        self._name,
+                        f"not ready within {timeout:g} s: the process was still falling asleep",
+                    )
+                continue
             if state is ProcessState.STOPPING:
                 stop_task = self._stop_task
                 assert stop_task is not None, "stopping without a stop task"
@@ -332,6 +417,8 @@ class SubprocessProcess:
                 continue
             if state is ProcessState.STOPPED:
                 self._begin_start(loop, deadline)
+            elif state is ProcessState.SLEEPING:
+                self._begin_start(loop, deadline, wake=True)
             await self._join_start(loop, deadline, timeout)
             return
 
@@ -340,13 +427,19 @@ class SubprocessProcess:
 
         Runs ``cmd_stop`` if set, else sends SIGTERM to the whole process
         group; after ``timeout`` seconds the group gets SIGKILL. Once the leader
-        has exited, the rest of its group is killed. A start in progress is
-        aborted (its callers get ``ProcessStartError``). A concurrent stop waits
-        for the one already running. The stop completes even if the caller is
-        cancelled.
+        has exited, the rest of its group is killed. A start or wake in
+        progress is aborted (its callers get ``ProcessStartError``); a
+        sleeping server is stopped the same way; a server falling asleep is
+        waited for (the sleep call is bounded by its own timeout), then
+        stopped. A concurrent stop waits for the one already running. The
+        stop, once begun, completes even if the caller is cancelled.
         """
         check_timeout(timeout)
-        if self._state in (ProcessState.STARTING, ProcessState.READY):
+        while self._falling_asleep():
+            sleep_task = self._sleep_task
+            assert sleep_task is not None
+            await asyncio.wait({sleep_task})
+        if self._state in (ProcessState.STARTING, ProcessState.READY, ProcessState.SLEEPING):
             self._set_state(ProcessState.STOPPING)
             if self._child is not None:
                 # Before anything can yield: an exit from here on is ours, not a crash.
@@ -368,6 +461,43 @@ class SubprocessProcess:
                 raise error  # a bug in this module: surface it
         await self._join_background()
 
+    async def sleep(self, timeout: float) -> None:
+        """Put the ready server to sleep; return once it is ``SLEEPING``, with the same child.
+
+        The state is ``STOPPING`` while the sleep endpoint is called (one
+        POST, bounded by ``timeout``); an answer in the 2xx range makes it
+        ``SLEEPING``. Sleeping: returns at once; falling asleep: joins the
+        sleep in progress. Raises :class:`ProcessSleepError` when the
+        process has no sleep level, is not ready, or the server answers with
+        an error, does not answer within ``timeout`` or exits; the state is
+        then ``READY`` again if the child is alive, ``STOPPED`` if it died.
+        The caller then stops it. Cancelling the caller does not cancel the
+        sleep call.
+        """
+        check_timeout(timeout)
+        if self._sleep_level is None:
+            raise ProcessSleepError(self._name, "it has no sleep level")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        state = self._state
+        if state is ProcessState.SLEEPING:
+            return
+        joining = self._falling_asleep()
+        if not joining:
+            if state is not ProcessState.READY or self._shutting_down:
+                what = "shutting down" if self._shutting_down else state.value
+                raise ProcessSleepError(self._name, f"it is {what}, not ready")
+            self._begin_sleep(loop, timeout)
+        task = self._sleep_task
+        assert task is not None
+        # A sleep we began is bounded by our timeout already; one we join, by its own.
+        await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()) if joining else None)
+        if not task.done():
+            raise ProcessSleepError(self._name, f"not asleep within {timeout:g} s")
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
+
     async def shutdown(self, timeout: float) -> None:
         """Stop the server, then enter ``shutdown`` for good; idempotent.
 
@@ -382,11 +512,15 @@ class SubprocessProcess:
 
     # ---------------------------------------------------------------- start
 
-    def _begin_start(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    def _begin_start(
+        self, loop: asyncio.AbstractEventLoop, deadline: float, *, wake: bool = False
+    ) -> None:
         self._start_began = loop.time()
         self._start_deadline = deadline
         self._set_state(ProcessState.STARTING)
-        task = loop.create_task(self._start(), name=f"swapcore-start-{self._name}")
+        work = self._wake() if wake else self._start()
+        kind = "wake" if wake else "start"
+        task = loop.create_task(work, name=f"swapcore-{kind}-{self._name}")
         task.add_done_callback(_retrieve)
         self._start_task = task
 
@@ -425,12 +559,20 @@ class SubprocessProcess:
             await self._check_port(loop, *self._endpoint)
         child = await self._spawn(output)
         logger.debug("model %r: started pid %d: %s", self._name, child.pid, self._program)
+        await self._become_ready(loop, child, "at once")
+        self._record("load", loop.time() - self._start_began)
+        logger.debug("model %r: ready after %.2f s", self._name, loop.time() - self._start_began)
+
+    async def _become_ready(
+        self, loop: asyncio.AbstractEventLoop, child: Child, at_once: str
+    ) -> None:
+        """Poll the health check until ready; otherwise kill the child and raise."""
         if self._health_url is None:
             if not child.exited.done():
                 self._set_state(ProcessState.READY)
                 return
             await self._fail_start(
-                child, exit_reason(child.exited.result(), "at once"), retryable=True
+                child, exit_reason(child.exited.result(), at_once), retryable=True
             )
         cause: Exception | None = None
         try:
@@ -441,7 +583,6 @@ class SubprocessProcess:
             # A crash while loading may not happen again; a timeout or a bug would.
             retryable = cause is None and child.exited.done()
             await self._fail_start(child, failure, cause=cause, retryable=retryable)
-        logger.debug("model %r: ready after %.2f s", self._name, loop.time() - self._start_began)
 
     async def _check_port(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
         """Fail the start, spawning nothing, while something else listens on our port."""
@@ -543,9 +684,91 @@ class SubprocessProcess:
         logger.warning("%s", error)
         raise error from cause
 
+    # ---------------------------------------------------------- sleep, wake
+
+    def _falling_asleep(self) -> bool:
+        task = self._sleep_task
+        return self._state is ProcessState.STOPPING and task is not None and not task.done()
+
+    def _begin_sleep(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        # The task exists before the state says STOPPING: _falling_asleep() holds at once.
+        task = loop.create_task(self._fall_asleep(timeout), name=f"swapcore-sleep-{self._name}")
+        task.add_done_callback(_retrieve)
+        self._sleep_task = task
+        self._set_state(ProcessState.STOPPING)
+
+    async def _fall_asleep(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        child = self._child
+        assert child is not None, "ready without a child"
+        reason = await self._call(child, self._sleep_url, timeout, "the sleep call")
+        if self._child is not child or self._state is not ProcessState.STOPPING:
+            # The child died meanwhile: the exit watcher has made the process STOPPED.
+            raise ProcessSleepError(self._name, "the server exited while falling asleep")
+        if reason is not None:
+            self._set_state(ProcessState.READY)
+            error = ProcessSleepError(self._name, reason)
+            logger.warning("%s", error)
+            raise error
+        self._sleeps += 1
+        self._record("sleep", loop.time() - began)
+        self._set_state(ProcessState.SLEEPING)
+        logger.debug("model %r: asleep after %.2f s", self._name, loop.time() - began)
+
+    async def _wake(self) -> None:
+        loop = asyncio.get_running_loop()
+        child = self._child
+        assert child is not None, "sleeping without a child"
+        remaining = self._start_deadline - loop.time()
+        reason = await self._call(child, self._wake_url, remaining, "the wake call")
+        if reason is None:
+            await self._become_ready(loop, child, "while waking")
+            self._wakes += 1
+            self._record("wake", loop.time() - self._start_began)
+            logger.debug(
+                "model %r: awake after %.2f s", self._name, loop.time() - self._start_began
+            )
+            return
+        # A server that cannot wake is stopped and started cold, in this same start.
+        self._failed_wakes += 1
+        logger.warning(
+            "model %r: could not wake (%s); stopping it and starting it cold", self._name, reason
+        )
+        grace = min(_FALLBACK_STOP_GRACE, max(0.0, self._start_deadline - loop.time()))
+        child.expecting_exit = True
+        await self._terminate(child, grace)
+        if self._child is child:
+            self._child = None
+        if self._start_deadline - loop.time() <= 0:
+            self._set_state(ProcessState.STOPPED)
+            raise ProcessStartError(
+                self._name, f"could not wake ({reason}), and no time was left to start it cold"
+            )
+        self._start_began = loop.time()
+        await self._start()
+
+    async def _call(self, child: Child, url: str, timeout: float, what: str) -> str | None:
+        """POST ``url`` racing the child's exit: None on success, else the reason."""
+        call = asyncio.ensure_future(post(url, timeout, what=what))
+        try:
+            racers: set[asyncio.Future[Any]] = {call, child.exited}
+            await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not call.done():
+                call.cancel()
+                await asyncio.wait({call})
+        if child.exited.done():
+            return f"the server {exit_reason(child.exited.result(), 'during ' + what)}"
+        return call.result()
+
+    def _record(self, kind: str, seconds: float) -> None:
+        self._durations[kind] = seconds
+
     # ----------------------------------------------------------------- stop
 
     async def _stop(self, timeout: float) -> None:
+        began = asyncio.get_running_loop().time()
         try:
             start_task = self._start_task
             if start_task is not None and not start_task.done():
@@ -557,6 +780,7 @@ class SubprocessProcess:
             self._child = None
             self._set_state(ProcessState.STOPPED)
             logger.debug("model %r: stopped (exit code %s)", self._name, self._exit_code)
+        self._record("stop", asyncio.get_running_loop().time() - began)
 
     async def _terminate(self, child: Child, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -629,21 +853,27 @@ class SubprocessProcess:
             return
         # Whoever is left in the group would be orphaned: kill it now.
         child.signal(signal.SIGKILL)
-        if self._state is not ProcessState.READY:
-            return  # starting: the start task sees the exit and reports it
+        state = self._state
+        if state is ProcessState.STARTING:
+            return  # the start or wake task sees the exit and reports it
+        # Ready, asleep or falling asleep: the one rule, a dead child is STOPPED.
+        when = "" if state is ProcessState.READY else " while asleep"
+        if self._falling_asleep():
+            when = " while falling asleep"
         self._child = None
         self._set_state(ProcessState.STOPPED)
-        report = asyncio.get_running_loop().create_task(self._report_crash(child, exit_code))
+        report = asyncio.get_running_loop().create_task(self._report_crash(child, exit_code, when))
         self._background.add(report)
         report.add_done_callback(self._background.discard)
 
-    async def _report_crash(self, child: Child, exit_code: int) -> None:
+    async def _report_crash(self, child: Child, exit_code: int, when: str) -> None:
         await child.close(_DRAIN_GRACE)
         lines = child.output.lines()
         logger.warning(
-            "model %r: pid %d exited unexpectedly with code %d; last output:\n%s",
+            "model %r: pid %d exited unexpectedly%s with code %d; last output:\n%s",
             self._name,
             child.pid,
+            when,
             exit_code,
             "\n".join(f"  {line}" for line in lines) if lines else "  (none)",
         )

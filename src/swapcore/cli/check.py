@@ -138,6 +138,26 @@ def _timeouts(timeouts: dict[str, float | None]) -> str:
     )
 
 
+def _residency(model: dict[str, Any]) -> str:
+    """``sleeps at level 1 (/sleep?level={level}, /wake_up); memory 16 GiB; ...`` or ""."""
+    from swapcore.config.schema import format_size
+
+    parts = []
+    if model["sleep_level"] is not None:
+        parts.append(
+            f"sleeps at level {model['sleep_level']} "
+            f"({model['sleep_endpoint']}, {model['wake_endpoint']})"
+        )
+    if model["host_memory"] is not None:
+        parts.append(f"host memory {format_size(model['host_memory'])}")
+    if model["memory"] is not None:
+        parts.append(f"memory {format_size(model['memory'])}")
+    costs = model["swap_costs"]
+    if costs:
+        parts.append("swap costs " + ", ".join(f"{k} {v:g} s" for k, v in costs.items()))
+    return "; ".join(parts)
+
+
 def _one_line(command: str) -> str:
     return " ".join(command.split())
 
@@ -181,6 +201,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             extras.append("unlisted")
         add(f"{pad}{'; '.join(extras)}")
         add(f"{pad}timeouts: {_timeouts(m['timeouts'])}")
+        residency = _residency(m)
+        if residency:
+            add(f"{pad}{residency}")
 
     add("")
     if summary["router"] == "group":
@@ -190,6 +213,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         for g in groups:
             members = ", ".join(g["members"]) or "(no members)"
             add(f"  {g['name']:<{gwidth}}  {_flags(g)}  members: {members}")
+    elif summary["router"] == "memory":
+        from swapcore.config.schema import format_size
+
+        memory = summary["memory"]
+        add(f"memory budget {format_size(memory['budget'])}:")
+        for model, size in memory["sizes"].items():
+            add(f"  {model}  {format_size(size)}")
     else:
         matrix = summary["matrix"]
         sets = matrix["sets"]
@@ -241,6 +271,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"sendLoadingState {'true' if settings['send_loading_state'] else 'false'}, "
         f"apiKeys {settings['api_keys']}"
     )
+    if settings["host_memory_budget"] is not None or settings["costs_file"] is not None:
+        from swapcore.config.schema import format_size
+
+        host = settings["host_memory_budget"]
+        add(
+            "residency: host_memory_budget "
+            + ("unbounded" if host is None else format_size(host))
+            + f", costs_file {settings['costs_file'] or 'none'}"
+        )
 
     add("")
     if warnings:

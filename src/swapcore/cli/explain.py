@@ -3,8 +3,11 @@
 Asks the configuration's own planner, with no process started: for groups,
 each running model's fate with :meth:`GroupPlanner.eviction_reason` (or why
 it stays); for a swap matrix, the set the solver chooses, its DSL, the
-combination and the eviction cost of each running model. Model names may be
-aliases; an unknown name is a one-line error with exit status 2.
+combination and the eviction cost of each running model; for a memory
+budget, each model's memory against the budget. When models may sleep, the
+evicted models that would sleep rather than stop are named (assuming none is
+asleep yet). Model names may be aliases; an unknown name is a one-line error
+with exit status 2.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from swapcore.config import GatewayConfig
     from swapcore.planners.groups import GroupPlanner
     from swapcore.planners.matrix import MatrixPlanner
+    from swapcore.planners.memory import MemoryBudgetPlanner
 
 __all__ = ["explain", "format_explanation", "register"]
 
@@ -87,8 +91,13 @@ def explain(config: GatewayConfig, running: list[str], request: str) -> dict[str
     planner = build_planner(config)
     if config.routing.router == "matrix":
         result.update(_explain_matrix(planner, target, loaded))  # type: ignore[arg-type]
+    elif config.routing.router == "memory":
+        result.update(_explain_memory(planner, target, loaded))  # type: ignore[arg-type]
     else:
         result.update(_explain_groups(planner, target, loaded))  # type: ignore[arg-type]
+    if planner.sleep_rules is not None:
+        evicted = [entry["model"] for entry in result["evict"]]
+        result["sleep"] = list(planner.residency_for(target, evicted, ()).sleep)
     result["already_running"] = target in loaded
     if target in loaded:
         # The fast path: a running model is served at once, whatever the policy says.
@@ -123,6 +132,28 @@ def _explain_groups(planner: GroupPlanner, target: str, running: list[str]) -> d
     return {
         "group": target_group,
         "flags": {"swap": flags.swap, "exclusive": flags.exclusive, "persistent": flags.persistent},
+        "evict": evicted,
+        "keep": kept,
+    }
+
+
+def _explain_memory(
+    planner: MemoryBudgetPlanner, target: str, running: list[str]
+) -> dict[str, Any]:
+    from swapcore.config.schema import format_size
+
+    sizes = planner.sizes
+    evict = set(planner.eviction_for(target, running))
+    evicted, kept = [], []
+    for model in running:
+        held = format_size(int(sizes[model]))
+        if model in evict:
+            evicted.append({"model": model, "reason": f"holds {held}; evicted to make room"})
+        else:
+            kept.append({"model": model, "reason": f"holds {held}; fits beside {target}"})
+    return {
+        "memory": sizes[target],
+        "budget": planner.budget,
         "evict": evicted,
         "keep": kept,
     }
@@ -173,6 +204,11 @@ def format_explanation(result: dict[str, Any]) -> str:
             f"{k}={'yes' if f[k] else 'no'}" for k in ("swap", "exclusive", "persistent")
         )
         add(f"request: {named}, group {result['group']!r} ({flags})")
+    elif result["router"] == "memory":
+        from swapcore.config.schema import format_size
+
+        memory, budget = format_size(result["memory"]), format_size(result["budget"])
+        add(f"request: {named}, memory {memory} of the budget {budget}")
     else:
         add(f"request: {named}")
     add("running: " + (", ".join(result["running"]) or "nothing"))
@@ -202,6 +238,8 @@ def format_explanation(result: dict[str, Any]) -> str:
     if keep:
         add("keep:")
         lines.extend(row(e) for e in keep)
+    if result.get("sleep"):
+        add("asleep instead of stopped: " + ", ".join(result["sleep"]))
     add(f"then start: {target}")
     return "\n".join(lines)
 

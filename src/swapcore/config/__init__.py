@@ -15,10 +15,12 @@ supported keys, the macro rules and the differences from llama-swap.
 """
 
 from swapcore.config.build import (
+    build_costs,
     build_planner,
     build_processes,
     build_router,
     build_scheduler_factory,
+    build_sleep_rules,
     router_kwargs,
 )
 from swapcore.config.demo import DEMO_VARIANTS, demo_config, demo_yaml
@@ -53,10 +55,12 @@ __all__ = [
     "RoutingConfig",
     "SwapcoreSettings",
     "UpstreamTimeouts",
+    "build_costs",
     "build_planner",
     "build_processes",
     "build_router",
     "build_scheduler_factory",
+    "build_sleep_rules",
     "demo_config",
     "demo_yaml",
     "load_config",

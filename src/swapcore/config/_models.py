@@ -16,6 +16,13 @@ from typing import Any
 import attrs
 
 from swapcore.config._reader import MAX_PORT, Reader, kind
+from swapcore.config._residency import (
+    SleepMode,
+    endpoint_problem,
+    read_size,
+    read_sleep_mode,
+    read_swap_costs,
+)
 from swapcore.config._timeouts import build_timeouts, raw_timeouts
 from swapcore.config.macros import (
     check_macro,
@@ -61,6 +68,11 @@ _MODEL = frozenset(
         "metadata",
         "sendLoadingState",
         "timeouts",
+        # swapcore's own keys
+        "sleepMode",
+        "hostMemory",
+        "memory",
+        "swapCosts",
     }
 )
 _MODEL_UNSUPPORTED = frozenset({"filters", "capabilities", "compat"})
@@ -95,6 +107,10 @@ class RawModel:
     metadata: dict[str, Any]
     send_loading_state: bool
     timeouts: dict[str, Any]  # known keys, values not yet expanded
+    sleep_mode: SleepMode | None  # endpoints not yet expanded
+    host_memory: int | None
+    memory: int | None
+    swap_costs: dict[str, float]
 
 
 def macro_entries(r: Reader, value: object, path: str) -> list[tuple[str, object]]:
@@ -218,6 +234,10 @@ def read_model(
             raw.get("sendLoadingState"), at("sendLoadingState"), gw["send_loading_state"]
         ),
         timeouts=raw_timeouts(r, raw.get("timeouts"), at("timeouts")),
+        sleep_mode=read_sleep_mode(r, raw.get("sleepMode"), at("sleepMode")),
+        host_memory=read_size(r, raw.get("hostMemory"), at("hostMemory")),
+        memory=read_size(r, raw.get("memory"), at("memory"), positive=True),
+        swap_costs=read_swap_costs(r, raw.get("swapCosts"), at("swapCosts")),
     )
 
 
@@ -264,6 +284,13 @@ def expand_model(
             "metadata": expand_value(model.metadata, macros, path=f"{path}.metadata"),
             "timeouts": expand_value(model.timeouts, macros, path=f"{path}.timeouts"),
         }
+        if model.sleep_mode is not None:
+            for key, text in (
+                ("sleepEndpoint", model.sleep_mode.sleep_endpoint),
+                ("wakeEndpoint", model.sleep_mode.wake_endpoint),
+            ):
+                where = f"{path}.sleepMode.{key}"
+                fields[f"sleepMode.{key}"] = expand(text, macros, path=where)
         env = {where: (name, expand(text, macros, path=where)) for name, text, where in model.env}
     except ConfigError as exc:
         r.errors.append(exc)
@@ -316,6 +343,15 @@ def expand_model(
             f"{path}.checkEndpoint", f"must be a path starting with '/', or none, got {endpoint!r}"
         )
         return None, uses_port
+    sleep = model.sleep_mode
+    if sleep is not None:
+        for key in ("sleepEndpoint", "wakeEndpoint"):
+            problem = endpoint_problem(fields[f"sleepMode.{key}"])
+            if problem:
+                r.error(f"{path}.sleepMode.{key}", problem)
+                ok = False
+        if not ok:
+            return None, uses_port
     try:
         config = ModelConfig(
             id=model.id,
@@ -336,6 +372,12 @@ def expand_model(
             port=port if uses_port else None,
             metadata=fields["metadata"],
             timeouts=timeouts,
+            sleep_level=None if sleep is None else sleep.level,
+            sleep_endpoint=fields.get("sleepMode.sleepEndpoint", "/sleep?level={level}"),
+            wake_endpoint=fields.get("sleepMode.wakeEndpoint", "/wake_up"),
+            host_memory=model.host_memory,
+            memory=model.memory,
+            swap_costs=model.swap_costs,
         )
     except ConfigError as exc:  # a hand-checked invariant the reader missed
         r.error(path, str(exc))

@@ -48,9 +48,23 @@ def upstream_address(proxy: str) -> tuple[str, int] | None:
 
 
 def _never_together(
-    models: Mapping[str, ModelConfig], routing: RoutingConfig
+    models: Mapping[str, ModelConfig], routing: RoutingConfig, memory_budget: int | None
 ) -> tuple[Callable[[str, str], bool], str] | None:
     """A test of whether two models can never run at once, and how to make it so."""
+    if routing.router == "memory":
+        if memory_budget is None:
+            return None
+
+        def too_big(a: str, b: str) -> bool:
+            sizes = models[a].memory, models[b].memory
+            if sizes[0] is None or sizes[1] is None:
+                return True  # the missing memory is reported on its own
+            return sizes[0] + sizes[1] > memory_budget
+
+        return (
+            too_big,
+            "swapcore.memory_budget lets both models run at once (their memory fits it together)",
+        )
     if routing.router == "matrix" and routing.matrix is not None:
         from swapcore.matrix import compile_matrix  # lazy: the matrix is optional here
 
@@ -80,13 +94,18 @@ def _never_together(
 
 
 def check_shared_upstreams(
-    r: Reader, models: Mapping[str, ModelConfig], routing: RoutingConfig
+    r: Reader,
+    models: Mapping[str, ModelConfig],
+    routing: RoutingConfig,
+    memory_budget: int | None = None,
 ) -> None:
     """Record an error for each model whose upstream address an earlier model shares,
     unless the routing guarantees the two never run at the same time.
 
     ``models`` are the built models in definition order; each error names the
-    later model's ``proxy`` and the earlier one's.
+    later model's ``proxy`` and the earlier one's. ``memory_budget`` is the
+    memory router's budget: two models then never run together when their
+    memory adds up to more.
     """
     rule: tuple[Callable[[str, str], bool], str] | None = None
     seen: dict[tuple[str, int], list[str]] = {}
@@ -99,7 +118,7 @@ def check_shared_upstreams(
         if len(before) == 1:
             continue
         if rule is None:
-            rule = _never_together(models, routing)
+            rule = _never_together(models, routing, memory_budget)
             if rule is None:
                 return
         never_together, advice = rule

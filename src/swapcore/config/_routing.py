@@ -4,7 +4,8 @@ Private to :mod:`swapcore.config`. Accepts llama-swap's ``routing.router``
 block (``use: group|matrix`` with ``settings.groups``/``settings.matrix``)
 and the legacy top-level ``groups``/``matrix`` keys, never both (as
 llama-swap). Matrix expressions are compiled here so DSL errors surface at
-load time with their key path.
+load time with their key path. ``swapcore.memory_budget`` selects the
+memory router instead, and then neither groups nor a matrix may be given.
 """
 
 from __future__ import annotations
@@ -160,9 +161,42 @@ def _compile_check(
         r.error(path, str(exc))
 
 
+def _memory_routing(
+    r: Reader,
+    root: Mapping[str, Any],
+    router: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    budget_key: str,
+) -> None:
+    """Record an error for each groups or matrix key given beside the memory budget."""
+    given = [
+        key
+        for key, value in (
+            ("groups", root.get("groups")),
+            ("matrix", root.get("matrix")),
+            ("routing.router.use", router.get("use")),
+            ("routing.router.settings.groups", settings.get("groups")),
+            ("routing.router.settings.matrix", settings.get("matrix")),
+        )
+        if value is not None and value != {}
+    ]
+    for key in given:
+        r.error(
+            budget_key,
+            f"cannot be combined with {key}: a memory budget replaces groups and the matrix; "
+            f"remove one of them",
+        )
+
+
 def read_routing(
-    r: Reader, root: Mapping[str, Any], models: Collection[str], aliases: Mapping[str, str]
+    r: Reader,
+    root: Mapping[str, Any],
+    models: Collection[str],
+    aliases: Mapping[str, str],
+    *,
+    memory_budget: str | None = None,
 ) -> RoutingConfig:
+    """The routing section; ``memory_budget`` names the budget's key when one is set."""
     routing = r.mapping(root.get("routing"), "routing") or {}
     r.keys(routing, "routing", ("router", "scheduler"))
     router = r.mapping(routing.get("router"), "routing.router") or {}
@@ -171,6 +205,13 @@ def read_routing(
     r.keys(settings, "routing.router.settings", ("groups", "matrix"))
     scheduler = r.mapping(routing.get("scheduler"), "routing.scheduler") or {}
     r.keys(scheduler, "routing.scheduler", ("use", "settings"))
+    if memory_budget is not None:
+        _memory_routing(r, root, router, settings, memory_budget)
+        return RoutingConfig(
+            router="memory",
+            scheduler=_scheduler_use(r, scheduler),
+            priority=_priority(r, scheduler, models, aliases),
+        )
 
     # As llama-swap: the legacy keys and routing.router are mutually exclusive.
     legacy = bool(root.get("groups")) or root.get("matrix") is not None

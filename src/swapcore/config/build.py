@@ -13,8 +13,10 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from swapcore.config.schema import GatewayConfig
+from swapcore.costs import SwapCosts
 from swapcore.planners.base import SwapPlanner
 from swapcore.planners.groups import GroupPlanner
+from swapcore.planners.residency import SleepRules
 from swapcore.scheduling.effects import SchedulerFactory
 
 if TYPE_CHECKING:
@@ -22,38 +24,91 @@ if TYPE_CHECKING:
     from swapcore.router import BaseRouter
 
 __all__ = [
+    "build_costs",
     "build_planner",
     "build_processes",
     "build_router",
     "build_scheduler_factory",
+    "build_sleep_rules",
     "router_kwargs",
 ]
 
 
 def build_planner(config: GatewayConfig) -> SwapPlanner:
-    """Return the eviction policy the configuration selects.
+    """Return the eviction policy the configuration selects, with its sleep rules.
 
     ``group`` routing gives a :class:`~swapcore.GroupPlanner` over the
     configured groups (every other model joins ``"(default)"``); ``matrix``
     routing gives a :class:`~swapcore.planners.matrix.MatrixPlanner` over the
-    compiled sets with the configured ``evict_costs``.
+    compiled sets with the configured ``evict_costs``; ``memory`` routing
+    (``swapcore.memory_budget``) gives a
+    :class:`~swapcore.planners.memory.MemoryBudgetPlanner` over the models'
+    ``memory``, in bytes. When any model has ``sleepMode``, the planner's
+    ``sleep_rules`` are :func:`build_sleep_rules`'s.
     """
+    planner: SwapPlanner
     matrix = config.routing.matrix
-    if config.routing.router == "matrix" and matrix is not None:
+    budget = config.swapcore.memory_budget
+    if config.routing.router == "memory" and budget is not None:
+        from swapcore.planners.memory import MemoryBudgetPlanner
+
+        sizes = {m.id: m.memory for m in config.models.values() if m.memory is not None}
+        planner = MemoryBudgetPlanner(sizes, budget)
+    elif config.routing.router == "matrix" and matrix is not None:
         from swapcore.matrix import MatrixSolver, compile_matrix
         from swapcore.planners.matrix import MatrixPlanner
 
         program = compile_matrix(matrix.sets, vars=matrix.vars, models=list(config.models))
-        return MatrixPlanner(MatrixSolver(program, matrix.evict_costs))
-    return GroupPlanner(config.routing.groups, models=config.models)
+        planner = MatrixPlanner(MatrixSolver(program, matrix.evict_costs))
+    else:
+        planner = GroupPlanner(config.routing.groups, models=config.models)
+    rules = build_sleep_rules(config)
+    if rules is not None:
+        planner.sleep_rules = rules
+    return planner
+
+
+def build_sleep_rules(config: GatewayConfig) -> SleepRules | None:
+    """Return which models sleep instead of stopping, or None when none does.
+
+    ``levels`` holds each model with ``sleepMode`` and its level,
+    ``host_memory`` each sleeping model's ``hostMemory`` in bytes (a model
+    without it counts as holding none), and ``host_budget`` is
+    ``swapcore.host_memory_budget`` (None: unbounded). An evicted model then
+    sleeps when its host memory fits the budget beside the models already
+    asleep, and is stopped otherwise; a sleeper is never displaced.
+    """
+    levels = {m.id: m.sleep_level for m in config.models.values() if m.sleep_level is not None}
+    if not levels:
+        return None
+    host_memory = {
+        m.id: m.host_memory
+        for m in config.models.values()
+        if m.id in levels and m.host_memory is not None
+    }
+    return SleepRules(
+        levels=levels,
+        host_memory=host_memory,
+        host_budget=config.swapcore.host_memory_budget,
+    )
+
+
+def build_costs(config: GatewayConfig) -> SwapCosts:
+    """Return a :class:`~swapcore.costs.SwapCosts` with each model's ``swapCosts`` as priors.
+
+    It holds no measurement: loading ``swapcore.costs_file`` is the caller's
+    choice (``costs.load(config.swapcore.costs_file)``).
+    """
+    return SwapCosts({m.id: dict(m.swap_costs) for m in config.models.values() if m.swap_costs})
 
 
 def build_processes(config: GatewayConfig, **process_kwargs: Any) -> dict[str, SubprocessProcess]:
     """Return one :class:`~swapcore.adapters.subprocess.SubprocessProcess` per model.
 
     Each gets the model's expanded ``cmd``, ``cmdStop``, ``proxy``,
-    ``checkEndpoint``, ``env`` and assigned port. ``process_kwargs`` (for
-    example ``health_interval`` or ``on_state_change``) go to every process.
+    ``checkEndpoint``, ``env``, assigned port and ``sleepMode`` (its level
+    and endpoints). ``process_kwargs`` (for example ``health_interval`` or
+    ``on_state_change``) go to every process.
     """
     from swapcore.adapters.subprocess import SubprocessProcess
 
@@ -66,6 +121,9 @@ def build_processes(config: GatewayConfig, **process_kwargs: Any) -> dict[str, S
             check_endpoint=model.check_endpoint,
             env=dict(model.env),
             cmd_stop=model.cmd_stop or None,
+            sleep_level=model.sleep_level,
+            sleep_endpoint=model.sleep_endpoint,
+            wake_endpoint=model.wake_endpoint,
             **process_kwargs,
         )
         for model in config.models.values()

@@ -29,6 +29,7 @@ from typing import Any
 from swapcore.config._models import RawModel, check_aliases, expand_model, macro_entries, read_model
 from swapcore.config._ports import check_shared_upstreams
 from swapcore.config._reader import MAX_PORT, Reader, kind
+from swapcore.config._residency import check_residency, read_size
 from swapcore.config._routing import KNOWN_SCHEDULERS, read_routing
 from swapcore.config._timeouts import build_timeouts, raw_timeouts
 from swapcore.config._yaml import parse_yaml, read_source
@@ -100,7 +101,17 @@ _TOP_UNSUPPORTED = frozenset(
 )
 _PEER = frozenset({"proxy", "apiKey", "models", "timeouts"})
 _PEER_UNSUPPORTED = frozenset({"filters", "tailcatKey"})
-_SWAPCORE = frozenset({"scheduler", "max_wait", "default_concurrency_limit", "start_retries"})
+_SWAPCORE = frozenset(
+    {
+        "scheduler",
+        "max_wait",
+        "default_concurrency_limit",
+        "start_retries",
+        "host_memory_budget",
+        "memory_budget",
+        "costs_file",
+    }
+)
 
 
 def _preload(
@@ -222,7 +233,39 @@ def _peer_timeouts(
     return build_timeouts(r, raw, path, DEFAULT_PEER_TIMEOUTS)
 
 
-def _swapcore(r: Reader, root: Mapping[str, Any]) -> SwapcoreSettings:
+def _costs_file(r: Reader, value: object, base_dir: str | None) -> str | None:
+    """``swapcore.costs_file``: a path made absolute against ``base_dir`` (or the cwd)."""
+    path = "swapcore.costs_file"
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        r.error(path, f"must be a file path, got {kind(value)}")
+        return None
+    text = value
+    if not text.strip():
+        r.error(path, "must be a file path, or null for none")
+        return None
+    if "\0" in text:
+        r.error(path, "must not contain a NUL character")
+        return None
+    expanded = os.path.expanduser(text)
+    return os.path.abspath(os.path.join(base_dir or os.getcwd(), expanded))
+
+
+def _memory_budget(root: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """Whether ``swapcore.memory_budget`` is given (its key path) and its size, if valid.
+
+    Read ahead of the ``swapcore:`` section, since it selects the router;
+    :func:`_swapcore` reports its problems.
+    """
+    section = root.get("swapcore")
+    value = section.get("memory_budget") if isinstance(section, Mapping) else None
+    if value is None:
+        return None, None
+    return "swapcore.memory_budget", read_size(Reader(), value, "swapcore.memory_budget")
+
+
+def _swapcore(r: Reader, root: Mapping[str, Any], base_dir: str | None) -> SwapcoreSettings:
     section = r.mapping(root.get("swapcore"), "swapcore") or {}
     r.keys(section, "swapcore", _SWAPCORE)
     scheduler = r.string(section.get("scheduler"), "swapcore.scheduler", "fifo")
@@ -247,6 +290,13 @@ def _swapcore(r: Reader, root: Mapping[str, Any]) -> SwapcoreSettings:
             DEFAULT_START_RETRIES,
             minimum=0,
         ),
+        host_memory_budget=read_size(
+            r, section.get("host_memory_budget"), "swapcore.host_memory_budget"
+        ),
+        memory_budget=read_size(
+            r, section.get("memory_budget"), "swapcore.memory_budget", positive=True
+        ),
+        costs_file=_costs_file(r, section.get("costs_file"), base_dir),
     )
 
 
@@ -278,12 +328,18 @@ def _globals(r: Reader, root: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_config(
-    data: object, *, source: str = "<config>", env: Mapping[str, str] | None = None
+    data: object,
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
 ) -> GatewayConfig:
     """Validate a llama-swap configuration already parsed into Python objects.
 
     ``env`` supplies ``${env.NAME}`` values (default: ``os.environ``).
     ``source`` names the configuration in messages and in the result.
+    ``base_dir`` is the directory relative paths (``swapcore.costs_file``)
+    are relative to (default: the current working directory).
     Returns a :class:`GatewayConfig` whose ``warnings`` list every ignored
     key. Raises :class:`~swapcore.ConfigError` (nothing else) listing every
     problem found, one per line, each starting with its key path; a single
@@ -338,14 +394,16 @@ def parse_config(
             built[model_id] = config
 
     built = {m: built[m] for m in declared if m in built}  # definition order
+    budget_key, budget = _memory_budget(root)
     errors_before_routing = len(r.errors)
-    routing = read_routing(r, root, model_ids, aliases)
+    routing = read_routing(r, root, model_ids, aliases, memory_budget=budget_key)
     if len(r.errors) == errors_before_routing:  # who may run together is known
-        check_shared_upstreams(r, built, routing)
+        check_shared_upstreams(r, built, routing, budget)
     preload = _preload(r, root, model_ids, aliases)
     api_keys = _api_keys(r, root)
     peers = _peers(r, root, global_macros, model_ids, aliases)
-    swapcore = _swapcore(r, root)
+    swapcore = _swapcore(r, root, None if base_dir is None else os.fspath(base_dir))
+    check_residency(r, built, swapcore, declared)
     if root.get("models") in (None, {}) and not root.get("peers"):
         r.error("models", "at least one model is required")
 
@@ -380,7 +438,9 @@ def load_config(
     contains a newline; otherwise it is a file path when such a file exists
     or when it ends in ``.yaml``/``.yml``, and YAML text otherwise.
     ``source`` overrides the name used in messages (default: the path, or
-    ``<string>``). Needs PyYAML (the ``config`` extra).
+    ``<string>``). A relative ``swapcore.costs_file`` is relative to the
+    file's directory (to the current directory for YAML text). Needs PyYAML
+    (the ``config`` extra).
 
     Raises :class:`~swapcore.ConfigError` for an unreadable file, a YAML
     error (naming file, line and column), a document past the limits of
@@ -388,8 +448,9 @@ def load_config(
     mapping, and every problem :func:`parse_config` finds.
     """
     text, name = read_source(path_or_text)
+    base_dir = None if name == "<string>" else os.path.dirname(os.path.abspath(name))
     name = source or name
     data = parse_yaml(text, name)
     if data is None:
         raise ConfigError(f"{name}: the configuration is empty")
-    return parse_config(data, source=name, env=env)
+    return parse_config(data, source=name, env=env, base_dir=base_dir)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import types
 import unicodedata
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
+from swapcore.costs import COST_KINDS
 from swapcore.errors import ConfigError
 from swapcore.planners.groups import DEFAULT_GROUP, Group
 
@@ -39,6 +42,7 @@ __all__ = [
     "RoutingConfig",
     "SwapcoreSettings",
     "UpstreamTimeouts",
+    "format_size",
     "invisible_character",
 ]
 
@@ -87,6 +91,17 @@ def invisible_character(text: str) -> str | None:
     return None
 
 
+def format_size(size: int) -> str:
+    """A byte count for people: ``16 GiB``, ``1.5 TiB``, ``512 MiB``, ``123 B``.
+
+    The largest binary unit the size reaches, with up to two decimals.
+    """
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{round(size / scale, 2):g} {unit}"
+    return f"{size} B"
+
+
 def _frozen_mapping(value: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> Mapping[Any, Any]:
     return types.MappingProxyType(dict(value))
 
@@ -133,6 +148,62 @@ def _visible_names(instance: object, attribute: attrs.Attribute[Any], value: obj
             raise ConfigError(
                 f"{type(instance).__name__}.{attribute.name}: {name!r} contains {problem}"
             )
+
+
+def _bytes_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name}: must be a number of bytes (an int "
+            f">= 0) or None, got {value!r}"
+        )
+
+
+def _positive_bytes_or_none(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    _bytes_or_none(instance, attribute, value)
+    if value == 0:
+        raise ConfigError(f"{type(instance).__name__}.{attribute.name}: must be > 0 bytes")
+
+
+def _sleep_level(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (isinstance(value, bool) or value not in (1, 2)):
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name}: must be 1, 2 or None, got {value!r}"
+        )
+
+
+def _path(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name}: must be a path starting with '/', "
+            f"got {value!r}"
+        )
+
+
+def _swap_costs(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    for key, seconds in value.items():  # type: ignore[attr-defined]  # a mapping after conversion
+        if key not in COST_KINDS:
+            raise ConfigError(
+                f"{type(instance).__name__}.{attribute.name}: unknown kind {key!r} "
+                f"(valid: {', '.join(COST_KINDS)})"
+            )
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
+            raise ConfigError(
+                f"{type(instance).__name__}.{attribute.name}[{key!r}]: must be a finite number "
+                f"of seconds >= 0, got {seconds!r}"
+            )
+
+
+def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def _seconds_or_none(value: object) -> object:
@@ -228,6 +299,15 @@ class ModelConfig:
     ``timeouts`` bound the gateway's waits on the model's server. The id and
     the aliases must not contain invisible characters (see
     :func:`invisible_character`).
+
+    Residency (swapcore's keys): ``sleep_level`` (1 or 2, from
+    ``sleepMode.level``; None = the model never sleeps), ``sleep_endpoint``
+    and ``wake_endpoint`` (paths on ``proxy``; ``{level}`` in
+    ``sleep_endpoint`` becomes the level), ``host_memory`` (bytes the model
+    holds in host memory while asleep at level 1; None = not given),
+    ``memory`` (bytes of accelerator memory it needs while running; None =
+    not given) and ``swap_costs`` (configured seconds of a ``load``,
+    ``wake``, ``stop`` or ``sleep``: the priors of learned costs).
     """
 
     id: str = attrs.field(validator=_visible_name)
@@ -252,6 +332,14 @@ class ModelConfig:
         factory=dict, converter=_frozen_mapping, eq=True, hash=False
     )
     timeouts: UpstreamTimeouts = attrs.field(default=DEFAULT_MODEL_TIMEOUTS, validator=_timeouts)
+    sleep_level: int | None = attrs.field(default=None, validator=_sleep_level)
+    sleep_endpoint: str = attrs.field(default="/sleep?level={level}", validator=_path)
+    wake_endpoint: str = attrs.field(default="/wake_up", validator=_path)
+    host_memory: int | None = attrs.field(default=None, validator=_bytes_or_none)
+    memory: int | None = attrs.field(default=None, validator=_positive_bytes_or_none)
+    swap_costs: Mapping[str, float] = attrs.field(
+        factory=dict, converter=_frozen_mapping, validator=_swap_costs, eq=True, hash=False
+    )
 
     @property
     def health_check_enabled(self) -> bool:
@@ -303,14 +391,16 @@ class MatrixConfig:
 
 @attrs.frozen(kw_only=True)
 class RoutingConfig:
-    """Which eviction policy runs (``group`` or ``matrix``) and the FIFO priorities.
+    """Which eviction policy runs (``group``, ``matrix`` or ``memory``) and the FIFO priorities.
 
     ``groups`` holds the configured groups only; models in no group join the
-    ``"(default)"`` group when the planner is built. ``priority`` maps real
-    model ids (aliases resolved) to their queue priority (default 0).
+    ``"(default)"`` group when the planner is built. ``memory`` is chosen by
+    ``swapcore.memory_budget``: a memory-budget planner over the models'
+    ``memory``, with no groups and no matrix. ``priority`` maps real model
+    ids (aliases resolved) to their queue priority (default 0).
     """
 
-    router: Literal["group", "matrix"] = "group"
+    router: Literal["group", "matrix", "memory"] = "group"
     groups: Mapping[str, Group] = attrs.field(factory=dict, converter=_frozen_mapping, hash=False)
     matrix: MatrixConfig | None = None
     scheduler: str = "fifo"
@@ -319,10 +409,12 @@ class RoutingConfig:
     def __attrs_post_init__(self) -> None:
         if self.router == "matrix" and self.matrix is None:
             raise ConfigError("RoutingConfig.matrix: required when router is 'matrix'")
-        if self.router not in ("group", "matrix"):
+        if self.router not in ("group", "matrix", "memory"):
             raise ConfigError(
-                f"RoutingConfig.router: must be 'group' or 'matrix', not {self.router!r}"
+                f"RoutingConfig.router: must be 'group', 'matrix' or 'memory', not {self.router!r}"
             )
+        if self.router == "memory" and (self.groups or self.matrix is not None):
+            raise ConfigError("RoutingConfig: the memory router takes no groups and no matrix")
 
 
 @attrs.frozen(kw_only=True)
@@ -335,6 +427,13 @@ class SwapcoreSettings:
     without ``concurrencyLimit``. ``start_retries`` is how many times a swap
     restarts a model whose start crashed before it fails the requests
     waiting for it.
+
+    ``host_memory_budget`` (bytes, None = unbounded) bounds the host memory
+    sleeping models hold together; ``memory_budget`` (bytes, None = unset)
+    selects the memory router, which keeps the running models' ``memory``
+    within it; ``costs_file`` is where learned swap costs are saved and
+    loaded (None = nowhere; the loader makes a relative path relative to
+    the configuration file's directory).
     """
 
     scheduler: str = "fifo"
@@ -343,6 +442,9 @@ class SwapcoreSettings:
         default=DEFAULT_CONCURRENCY_LIMIT, validator=_positive_or_none
     )
     start_retries: int = attrs.field(default=DEFAULT_START_RETRIES, validator=_count)
+    host_memory_budget: int | None = attrs.field(default=None, validator=_bytes_or_none)
+    memory_budget: int | None = attrs.field(default=None, validator=_positive_bytes_or_none)
+    costs_file: Path | None = attrs.field(default=None, converter=_optional_path)
 
     def __attrs_post_init__(self) -> None:
         if self.max_wait is not None:
@@ -399,6 +501,33 @@ class GatewayConfig:
                         f"GatewayConfig.models: alias {alias!r} is used by {owner!r} and {key!r}"
                     )
         object.__setattr__(self, "_aliases", types.MappingProxyType(aliases))
+        self._check_memory_router()
+
+    def _check_memory_router(self) -> None:
+        budget = self.swapcore.memory_budget
+        memory_router = self.routing.router == "memory"
+        if memory_router and budget is None:
+            raise ConfigError(
+                "GatewayConfig.routing: the memory router needs swapcore.memory_budget"
+            )
+        if budget is not None and not memory_router:
+            raise ConfigError(
+                "GatewayConfig.swapcore.memory_budget: set, but routing.router is "
+                f"{self.routing.router!r}, not 'memory'"
+            )
+        if budget is None:
+            return
+        for model in self.models.values():
+            if model.memory is None:
+                raise ConfigError(
+                    f"GatewayConfig.models: model {model.id!r} has no memory, "
+                    "which the memory router needs"
+                )
+            if model.memory > budget:
+                raise ConfigError(
+                    f"GatewayConfig.models: model {model.id!r} needs more memory than "
+                    "swapcore.memory_budget"
+                )
 
     @property
     def aliases(self) -> Mapping[str, str]:
@@ -446,13 +575,16 @@ class GatewayConfig:
         """Describe the configuration as plain data (for ``swapcore check``).
 
         Keys: ``source``, ``models`` (id, aliases, port, proxy, ttl,
-        ``timeouts`` by field name with None for no timeout, ...),
-        ``router`` (``group`` or ``matrix``), ``groups`` or ``matrix`` (sets
-        with their combination counts, capped at
-        :data:`SUMMARY_COMBINATION_LIMIT`: ``combinations`` is then None and
-        ``combinations_at_least`` holds the cap), ``scheduler``, ``priority``,
-        ``peers`` (with their ``timeouts``), ``preload``, ``settings`` and
-        ``warnings``. Values are JSON-serialisable.
+        ``timeouts`` by field name with None for no timeout, ``sleep_level``,
+        ``sleep_endpoint`` and ``wake_endpoint``, ``host_memory`` and
+        ``memory`` in bytes, ``swap_costs``, ...), ``router`` (``group``,
+        ``matrix`` or ``memory``), ``groups``, ``matrix`` (sets with their
+        combination counts, capped at :data:`SUMMARY_COMBINATION_LIMIT`:
+        ``combinations`` is then None and ``combinations_at_least`` holds the
+        cap) or ``memory`` (``budget`` and each model's ``sizes``, in
+        bytes), ``scheduler``, ``priority``, ``peers`` (with their
+        ``timeouts``), ``preload``, ``settings`` and ``warnings``. Values are
+        JSON-serialisable.
         """
         models = [
             {
@@ -468,6 +600,12 @@ class GatewayConfig:
                 "use_model_name": m.use_model_name,
                 "unlisted": m.unlisted,
                 "timeouts": attrs.asdict(m.timeouts),
+                "sleep_level": m.sleep_level,
+                "sleep_endpoint": m.sleep_endpoint if m.sleep_level is not None else None,
+                "wake_endpoint": m.wake_endpoint if m.sleep_level is not None else None,
+                "host_memory": m.host_memory,
+                "memory": m.memory,
+                "swap_costs": dict(m.swap_costs),
             }
             for m in self.models.values()
         ]
@@ -488,6 +626,11 @@ class GatewayConfig:
                 for name, members in self.group_members().items()
                 for group in [self.routing.groups.get(name, Group(members))]
             ]
+        elif self.routing.router == "memory":
+            result["memory"] = {
+                "budget": self.swapcore.memory_budget,
+                "sizes": {m.id: m.memory for m in self.models.values()},
+            }
         else:
             result["matrix"] = self._matrix_summary()
         result["scheduler"] = self.swapcore.scheduler
@@ -513,6 +656,11 @@ class GatewayConfig:
             "max_wait": self.swapcore.max_wait,
             "default_concurrency_limit": self.swapcore.default_concurrency_limit,
             "start_retries": self.swapcore.start_retries,
+            "host_memory_budget": self.swapcore.host_memory_budget,
+            "memory_budget": self.swapcore.memory_budget,
+            "costs_file": None
+            if self.swapcore.costs_file is None
+            else str(self.swapcore.costs_file),
         }
         result["warnings"] = list(self.warnings)
         return result

@@ -243,7 +243,7 @@ def _llama_swap_config(source: str, loads: Mapping[str, float], default_load: fl
     if config.swapcore.max_wait is not None:
         defaults["max_wait"] = config.swapcore.max_wait
     build_planner(config)  # validate once, now
-    name = "matrix" if config.routing.router == "matrix" else "groups"
+    name = {"matrix": "matrix", "memory": "memory"}.get(config.routing.router, "groups")
     return SimConfig(
         source=source,
         kind="llama-swap",
