@@ -223,3 +223,31 @@ def test_demo_defaults_use_this_interpreter() -> None:
     assert load_config(text, env={}).models["embed-small"].port == 5800
     with pytest.raises(ValueError, match="unknown demo variant"):
         demo_yaml("pools")  # type: ignore[arg-type]
+
+
+def test_the_cost_aware_scheduler_prices_swaps_with_the_router_costs() -> None:
+    from swapcore import CostAwareScheduler
+    from swapcore.config import parse_config
+    from swapcore.config.build import build_router
+    from swapcore.testing.fakes import FakeProcess
+
+    config = parse_config(
+        {
+            "models": {
+                "a": {"cmd": "srv --port ${PORT}", "swapCosts": {"load": 30, "wake": 1.5}},
+                "b": {"cmd": "srv --port ${PORT}"},
+            },
+            "swapcore": {"scheduler": "cost-aware"},
+        }
+    )
+    router = build_router(config, processes={m: FakeProcess(m) for m in "ab"})
+    scheduler = router._scheduler
+    assert isinstance(scheduler, CostAwareScheduler)
+    assert scheduler.load_time("a") == 30
+    router.costs.record("a", "load", 12.0)
+    assert scheduler.load_time("a") == 12.0  # the same learned costs
+    assert router.costs.describe("a")["wake"] == {
+        "seconds": 1.5,
+        "measured": 0,
+        "source": "configured",
+    }

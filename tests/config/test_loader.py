@@ -696,7 +696,7 @@ def test_swapcore_section_errors() -> None:
         "swapcore": {"scheduler": "cost", "max_wait": -1, "default_concurrency_limit": 0},
     }
     assert error_of(document).splitlines() == [
-        "swapcore.scheduler: unknown scheduler 'cost' (valid: fifo)",
+        "swapcore.scheduler: unknown scheduler 'cost' (valid: cost-aware, fifo)",
         "swapcore.max_wait: must be >= 0",
         "swapcore.default_concurrency_limit: must be >= 1",
     ]

@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,6 +33,8 @@ from swapcore.errors import ConfigError, SwapcoreError
 if TYPE_CHECKING:
     from swapcore.adapters.asgi import GatewayApp
     from swapcore.config import GatewayConfig
+    from swapcore.costs import SwapCosts
+    from swapcore.events import RouterEvent
 
 __all__ = ["load_serve_config", "register", "run_event_loop", "serve"]
 
@@ -113,6 +115,12 @@ def register(subparsers: Any) -> None:
         metavar="MIB",
         help="most request-body MiB held at once over all requests; beyond it requests get "
         f"503 with Retry-After (default {DEFAULT_MAX_BUFFERED_MB}; 0: no limit)",
+    )
+    parser.add_argument(
+        "--costs-file",
+        metavar="PATH",
+        help="load learned swap costs from PATH at start and save them there as they are "
+        "measured (default: swapcore.costs_file in the config; none: not saved)",
     )
     parser.add_argument(
         "--record-trace",
@@ -230,6 +238,7 @@ async def serve(
     on_started: Callable[[str], None] | None = None,
     record_trace: str | os.PathLike[str] | None = None,
     gateway_options: Mapping[str, Any] | None = None,
+    costs_file: str | os.PathLike[str] | None = None,
 ) -> int:
     """Serve ``config`` until the server is told to exit; return the exit status.
 
@@ -244,15 +253,30 @@ async def serve(
     ``record_trace``: a path where every served request is written as a
     trace record (:class:`~swapcore.sim.record.TraceRecorder`).
     ``gateway_options``: more keyword arguments for the ``GatewayApp``
-    (``max_body_size``, ``max_buffered_bytes``, ...).
+    (``max_body_size``, ``max_buffered_bytes``, ...). ``costs_file``
+    (default: ``swapcore.costs_file``): the learned swap costs are loaded
+    from it at start and saved to it after each measurement (a malformed
+    file raises :class:`~swapcore.ConfigError` before anything starts).
     """
     from swapcore.adapters.asgi import GatewayApp
     from swapcore.config import build_router
+    from swapcore.config.build import build_costs
     from swapcore.sim.record import TraceRecorder
 
+    costs = build_costs(config)
+    path = costs_file if costs_file is not None else config.swapcore.costs_file
+    if path is not None and costs.load(path):
+        logger.info("learned swap costs loaded from %s", os.fspath(path))
     recorder = None if record_trace is None else TraceRecorder(record_trace)
+    listeners: list[Callable[[RouterEvent], None]] = []
+    if recorder is not None:
+        listeners.append(recorder)
+    if path is not None:
+        listeners.append(_saver(costs, path))
     try:
-        overrides = {} if recorder is None else {"on_event": recorder}
+        overrides: dict[str, Any] = {"costs": costs}
+        if listeners:
+            overrides["on_event"] = _fan_out(listeners)
         router = build_router(config, **overrides)
         return await _serve_app(
             GatewayApp(router, config=config, **(gateway_options or {})),
@@ -271,6 +295,39 @@ async def serve(
                 os.fspath(record_trace or ""),
                 recorder.not_served,
             )
+
+
+def _saver(costs: SwapCosts, path: str | os.PathLike[str]) -> Callable[[RouterEvent], None]:
+    """An ``on_event`` listener that saves ``costs`` after each measurement."""
+    from swapcore.events import CostMeasured
+
+    failed = False
+
+    def save(event: RouterEvent) -> None:
+        nonlocal failed
+        if not isinstance(event, CostMeasured):
+            return
+        try:
+            costs.save(path)
+        except OSError as exc:
+            if not failed:  # once: the gateway goes on serving without the file
+                logger.warning("cannot save learned costs to %s: %s", os.fspath(path), exc)
+            failed = True
+        else:
+            failed = False
+
+    return save
+
+
+def _fan_out(listeners: Sequence[Callable[[RouterEvent], None]]) -> Callable[[RouterEvent], None]:
+    if len(listeners) == 1:
+        return listeners[0]
+
+    def each(event: RouterEvent) -> None:
+        for listener in listeners:
+            listener(event)
+
+    return each
 
 
 async def _serve_app(
@@ -409,6 +466,7 @@ def _run(args: argparse.Namespace) -> int:
             graceful_timeout=args.graceful_timeout,
             on_started=banner,
             record_trace=args.record_trace,
+            costs_file=args.costs_file,
             gateway_options={
                 "max_body_size": args.max_body_mb * _MiB,
                 "max_buffered_bytes": args.max_buffered_mb * _MiB or None,

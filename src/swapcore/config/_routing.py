@@ -20,10 +20,13 @@ from swapcore.config.schema import MatrixConfig, RoutingConfig
 from swapcore.errors import ConfigError, MatrixSyntaxError
 from swapcore.planners.groups import Group
 
-__all__ = ["KNOWN_SCHEDULERS", "read_routing"]
+__all__ = ["KNOWN_SCHEDULERS", "SWAPCORE_SCHEDULERS", "read_routing"]
 
 KNOWN_SCHEDULERS = frozenset({"fifo"})
-"""Values accepted for ``swapcore.scheduler`` and ``routing.scheduler.use``."""
+"""Values accepted for llama-swap's ``routing.scheduler.use``."""
+
+SWAPCORE_SCHEDULERS = frozenset({"fifo", "cost-aware"})
+"""Values accepted for ``swapcore.scheduler``: llama-swap's FIFO, or swapcore's cost-aware."""
 
 _GROUP = frozenset({"members", "swap", "exclusive", "persistent"})
 _MATRIX = frozenset({"vars", "evict_costs", "sets"})

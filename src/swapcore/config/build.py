@@ -130,27 +130,37 @@ def build_processes(config: GatewayConfig, **process_kwargs: Any) -> dict[str, S
     }
 
 
-def build_scheduler_factory(config: GatewayConfig) -> SchedulerFactory:
-    """Return the scheduler factory: ``FIFOScheduler`` with the configured settings.
+def build_scheduler_factory(
+    config: GatewayConfig, costs: SwapCosts | None = None
+) -> SchedulerFactory:
+    """Return the scheduler factory: ``swapcore.scheduler`` with the configured settings.
 
-    Priorities come from ``routing.scheduler.settings.fifo.priority``,
+    ``fifo`` (the default) is :class:`~swapcore.FIFOScheduler`;
+    ``cost-aware`` is :class:`~swapcore.CostAwareScheduler` pricing swaps
+    with ``costs`` (the router's learned costs; default: the configured
+    priors). Priorities come from ``routing.scheduler.settings.fifo.priority``,
     concurrency limits from each model's ``concurrencyLimit``, the default
     limit and ``max_wait`` from the ``swapcore:`` section.
     """
-    from swapcore.scheduling.fifo import FIFOScheduler
-
     limits = {
         model.id: model.concurrency_limit
         for model in config.models.values()
         if model.concurrency_limit is not None
     }
-    return functools.partial(
-        FIFOScheduler,
-        priority=dict(config.routing.priority),
-        concurrency_limits=limits,
-        default_concurrency_limit=config.swapcore.default_concurrency_limit,
-        max_wait=config.swapcore.max_wait,
-    )
+    options: dict[str, Any] = {
+        "priority": dict(config.routing.priority),
+        "concurrency_limits": limits,
+        "default_concurrency_limit": config.swapcore.default_concurrency_limit,
+        "max_wait": config.swapcore.max_wait,
+    }
+    if config.swapcore.scheduler == "cost-aware":
+        from swapcore.scheduling.costaware import CostAwareScheduler
+
+        costs = build_costs(config) if costs is None else costs
+        return functools.partial(CostAwareScheduler, costs=costs, **options)
+    from swapcore.scheduling.fifo import FIFOScheduler
+
+    return functools.partial(FIFOScheduler, **options)
 
 
 def router_kwargs(config: GatewayConfig) -> dict[str, Any]:
@@ -174,19 +184,26 @@ def build_router(config: GatewayConfig, **overrides: Any) -> BaseRouter:
     """Return a :class:`~swapcore.router.BaseRouter` for the configuration (not started).
 
     ``overrides`` replace any constructor argument: ``processes`` (for
-    example fakes in tests), ``planner``, ``scheduler``, ``swap_timeout``,
-    ``unload_timeout``, ``idle_ttl``, ``on_event``. Use the router with
-    ``async with`` and preload ``config.preload`` once it runs.
+    example fakes in tests), ``planner``, ``scheduler``, ``costs``,
+    ``swap_timeout``, ``unload_timeout``, ``idle_ttl``, ``on_event``. The
+    router's learned costs start from the models' ``swapCosts`` (and a
+    cost-aware scheduler prices swaps with them); loading
+    ``swapcore.costs_file`` into ``router.costs`` is the caller's choice
+    (``swapcore serve`` does it). Use the router with ``async with`` and
+    preload ``config.preload`` once it runs.
     """
     from swapcore.router import BaseRouter
 
     processes = overrides.pop("processes", None)
     planner = overrides.pop("planner", None)
     scheduler = overrides.pop("scheduler", None)
+    costs = overrides.pop("costs", None)
+    costs = build_costs(config) if costs is None else costs
     kwargs = {**router_kwargs(config), **overrides}
     return BaseRouter(
         processes if processes is not None else build_processes(config),
         planner if planner is not None else build_planner(config),
-        scheduler=scheduler if scheduler is not None else build_scheduler_factory(config),
+        scheduler=scheduler if scheduler is not None else build_scheduler_factory(config, costs),
+        costs=costs,
         **kwargs,
     )

@@ -30,7 +30,7 @@ from swapcore.config._models import RawModel, check_aliases, expand_model, macro
 from swapcore.config._ports import check_shared_upstreams
 from swapcore.config._reader import MAX_PORT, Reader, kind
 from swapcore.config._residency import check_residency, read_size
-from swapcore.config._routing import KNOWN_SCHEDULERS, read_routing
+from swapcore.config._routing import KNOWN_SCHEDULERS, SWAPCORE_SCHEDULERS, read_routing
 from swapcore.config._timeouts import build_timeouts, raw_timeouts
 from swapcore.config._yaml import parse_yaml, read_source
 from swapcore.config.macros import (
@@ -269,8 +269,11 @@ def _swapcore(r: Reader, root: Mapping[str, Any], base_dir: str | None) -> Swapc
     section = r.mapping(root.get("swapcore"), "swapcore") or {}
     r.keys(section, "swapcore", _SWAPCORE)
     scheduler = r.string(section.get("scheduler"), "swapcore.scheduler", "fifo")
-    if scheduler not in KNOWN_SCHEDULERS:
-        r.error("swapcore.scheduler", f"unknown scheduler '{scheduler}' (valid: fifo)")
+    if scheduler not in SWAPCORE_SCHEDULERS:
+        r.error(
+            "swapcore.scheduler",
+            f"unknown scheduler '{scheduler}' (valid: {', '.join(sorted(SWAPCORE_SCHEDULERS))})",
+        )
         scheduler = "fifo"
     max_wait = section.get("max_wait")
     return SwapcoreSettings(
