@@ -64,6 +64,11 @@ class _SwapDriver(_RouterState):
             f"; to sleep: {', '.join(asleep)}" if asleep else "",
             ": waking it" if wake else "",
         )
+        if asleep or wake:
+            tiers = [f"{', '.join(map(repr, asleep))} to sleep"] if asleep else []
+            if wake:
+                tiers.append(f"waking {model!r}")
+            log.info("swap to %r: %s", model, "; ".join(tiers))
         if self._on_event is not None:
             self._emit(SwapStarted(swap.started, model, evict, asleep, wake))
         swap.task = self._spawn(self._run_swap(swap))

@@ -203,9 +203,17 @@ def test_demo_configs(variant: Any) -> None:
     assert list(config.models) == ["qwen-7b", "llama-8b", "mistral-24b", "embed-small"]
     qwen = config.models["qwen-7b"]
     assert qwen.cmd == (
-        "/usr/bin/python3 -m swapcore.fakemodel --port 6003 --load 0.5 --model-name qwen-7b"
+        "/usr/bin/python3 -m swapcore.fakemodel --port 6003 --load 0.5 --sleep-mode"
+        " --wake-time 0.1 --model-name qwen-7b"
     )
     assert qwen.proxy == "http://127.0.0.1:6003"
+    # The small chat models sleep when evicted; the big one and the embedder stop.
+    assert {m.id: m.sleep_level for m in config.models.values()} == {
+        "qwen-7b": 1,
+        "llama-8b": 1,
+        "mistral-24b": None,
+        "embed-small": None,
+    }
     assert "--load 1.0" in config.models["mistral-24b"].cmd
     assert config.preload == ("embed-small",)
     assert config.resolve_model("gpt-4o-mini") == "qwen-7b"
@@ -214,6 +222,8 @@ def test_demo_configs(variant: Any) -> None:
     assert tuple(planner.eviction_for("llama-8b", ["qwen-7b", "embed-small"])) == ("qwen-7b",)
     expected = {"groups": GroupPlanner, "matrix": MatrixPlanner}[variant]
     assert isinstance(planner, expected)
+    assert planner.sleep_rules is not None
+    assert planner.residency_for("mistral-24b", ["qwen-7b"], []).sleep == ("qwen-7b",)
     assert config.summary()["router"] == {"groups": "group", "matrix": "matrix"}[variant]
 
 

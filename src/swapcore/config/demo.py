@@ -2,7 +2,11 @@
 
 Every model runs ``python -m swapcore.fakemodel`` (an OpenAI-compatible fake
 server with a load delay), so ``swapcore serve`` on a demo shows real
-swapping, queueing and collation on any machine. Two variants:
+swapping, queueing and collation on any machine.
+
+The two small chat models sleep when evicted (vLLM's sleep mode, served by
+the fake model), so a swap back to one of them is a wake beside the big
+model's cold loads. Two variants:
 
 - ``groups``: three chat models that take turns (group ``chat``), plus an
   embedding model in a persistent group that stays loaded beside them and
@@ -29,17 +33,23 @@ DEMO_VARIANTS: tuple[DemoVariant, ...] = ("groups", "matrix")
 
 _MODELS = """\
 models:
+  # The two small chat models sleep when evicted (vLLM's sleep mode): the
+  # next request wakes them in 0.2 s instead of a cold start.
   qwen-7b:
     name: "Qwen 7B (fake)"
-    description: "A small chat model"
-    cmd: "${{fake}} --load {load} --model-name ${{MODEL_ID}}"
+    description: "A small chat model that sleeps when evicted"
+    cmd: "${{fake}} --load {load} --sleep-mode --wake-time {wake} --model-name ${{MODEL_ID}}"
     proxy: "http://127.0.0.1:${{PORT}}"
     aliases: ["gpt-4o-mini"]
+    sleepMode: {{level: 1}}
+    hostMemory: 16GiB
   llama-8b:
     name: "Llama 8B (fake)"
-    description: "Another small chat model"
-    cmd: "${{fake}} --load {load} --model-name ${{MODEL_ID}}"
+    description: "Another small chat model that sleeps when evicted"
+    cmd: "${{fake}} --load {load} --sleep-mode --wake-time {wake} --model-name ${{MODEL_ID}}"
     proxy: "http://127.0.0.1:${{PORT}}"
+    sleepMode: {{level: 1}}
+    hostMemory: 17GiB
   mistral-24b:
     name: "Mistral 24B (fake)"
     description: "A bigger chat model that loads more slowly"
@@ -122,6 +132,7 @@ hooks:
 swapcore:
   scheduler: fifo
   max_wait: 30
+  host_memory_budget: 64GiB
 """
 
 
@@ -136,14 +147,15 @@ def demo_yaml(
 
     ``python`` is the interpreter that runs the fake models (default:
     ``sys.executable``); ``load`` is the small models' load delay in seconds
-    (the big one takes twice as long); ``start_port`` is the first port.
+    (the big one takes twice as long; the small ones, which sleep when
+    evicted, wake in a fifth of it); ``start_port`` is the first port.
     Raises ValueError for an unknown variant.
     """
     if variant not in DEMO_VARIANTS:
         raise ValueError(f"unknown demo variant {variant!r} (valid: {', '.join(DEMO_VARIANTS)})")
     command = f"{shlex.quote(python or sys.executable)} -m swapcore.fakemodel --port ${{PORT}}"
     header = _HEADER.format(variant=variant, start_port=start_port, fake=json.dumps(command))
-    models = _MODELS.format(load=load, big_load=2 * load)
+    models = _MODELS.format(load=load, big_load=2 * load, wake=round(load / 5, 3))
     routing = _GROUPS if variant == "groups" else _MATRIX
     return header + models + routing + _FOOTER
 
