@@ -162,6 +162,7 @@ def test_matrix_cheapest_set(matrix: str, capsys: pytest.CaptureFixture[str]) ->
         "  qwen-7b      cost 1   not in the chosen combination",
         "keep:",
         "  embed-small  cost 10  in the chosen combination",
+        "asleep instead of stopped: qwen-7b",  # the demo's small chat models sleep
         "then start: llama-8b",
     ]
 
@@ -177,6 +178,7 @@ def test_matrix_big_model_evicts_all(matrix: str, capsys: pytest.CaptureFixture[
         "evict 2 of 2 (total cost 11):",
         "  qwen-7b      cost 1   not in the chosen combination",
         "  embed-small  cost 10  not in the chosen combination",
+        "asleep instead of stopped: qwen-7b",
         "then start: mistral-24b",
     ]
 

@@ -29,6 +29,7 @@ from swapcore.sim.report import (
     REJECTED,
     UNFINISHED,
     SimReport,
+    TierCounts,
     build_report,
 )
 from swapcore.sim.traces import Arrival
@@ -170,6 +171,17 @@ class VirtualCallers(VirtualProcesses):
             busy=self._busy,
             timeline=self._timeline,
             peak_memory=self._peak_memory if self._sized else None,
+            tiers=TierCounts(
+                wakes=self._tiers.wakes,
+                sleeps=self._tiers.sleeps,
+                stops=self._tiers.stops,
+                swap_seconds=self._tiers.swap_seconds,
+                peak_host_memory=(
+                    self._tiers.peak_host
+                    if self._tiers.rules is not None and self._tiers.rules.host_memory
+                    else None
+                ),
+            ),
             ttl_unloads=self._ttl_unloads,
             patience=self._patience.seconds if self._patience is not None else None,
             scheduler=scheduler,

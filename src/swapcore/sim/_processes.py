@@ -2,7 +2,8 @@
 
 :class:`VirtualProcesses` is the base of :class:`~swapcore.sim._server.VirtualServer`
 (through ``swapcore.sim._callers.VirtualCallers``):
-it holds the virtual process states (STOPPED, STARTING, READY, STOPPING),
+it holds the virtual process states (STOPPED, STARTING, READY, STOPPING,
+SLEEPING),
 the heap of timed events, the records of every load (the timeline, memory)
 and the idle TTL timers. The TTL follows the router's own rules
 (``swapcore._router_swaps``: ``_maybe_arm_ttl``, ``_on_ttl_event``,
@@ -18,6 +19,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from swapcore.planners.base import SwapPlanner
+from swapcore.planners.residency import SleepRules
 from swapcore.process import ProcessState
 from swapcore.scheduling.effects import Scheduler
 from swapcore.sim.profiles import ModelProfile
@@ -29,6 +32,7 @@ _STOPPED = ProcessState.STOPPED
 _STARTING = ProcessState.STARTING
 _READY = ProcessState.READY
 _STOPPING = ProcessState.STOPPING
+_SLEEPING = ProcessState.SLEEPING
 _RUNNING_STATES = frozenset({_STARTING, _READY, _STOPPING})
 
 # Event kinds double as their order among events at equal times.
@@ -49,6 +53,31 @@ class _SwapRun:
 
 # The "swap" of a _PROCESS event that ends an idle TTL unload.
 _UNLOAD = _SwapRun("", (), 0)
+
+
+@attrs.define(eq=False, slots=True)
+class _Tiers:
+    """Sleeping: the rules, who is falling asleep or waking, counts, seconds, host memory.
+
+    One attribute of the engine holds it all (see VirtualCallers on why the
+    engine's attribute count matters).
+    """
+
+    rules: SleepRules | None = None
+    planner: SwapPlanner | None = None
+    falling: set[str] = attrs.Factory(set)  # STOPPING on the way to sleep
+    waking: set[str] = attrs.Factory(set)  # STARTING on the way back from sleep
+    woken: set[str] = attrs.Factory(set)  # whose open load interval began with a wake
+    wakes: dict[str, int] = attrs.Factory(dict)
+    sleeps: dict[str, int] = attrs.Factory(dict)
+    stops: dict[str, int] = attrs.Factory(dict)
+    swap_seconds: float = 0.0
+    host: float = 0.0
+    peak_host: float = 0.0
+
+    def held(self, model: str) -> float:
+        return self.rules.held(model) if self.rules is not None else 0.0
+
 
 _Event = tuple[float, int, int, str, _SwapRun | None]
 
@@ -83,6 +112,7 @@ class VirtualProcesses:
         self._sized = bool(sizes) and all(size is not None for size in sizes)
         self._memory = 0.0
         self._peak_memory = 0.0
+        self._tiers = _Tiers()
 
     def _push(self, at: float, kind: int, model: str, swap: _SwapRun | None) -> int:
         self._seq += 1
@@ -106,6 +136,40 @@ class VirtualProcesses:
         self._close(model, self.now)
         if self._sized:
             self._memory -= self._profiles[model].size or 0.0
+        tiers = self._tiers
+        tiers.stops[model] = tiers.stops.get(model, 0) + 1
+        tiers.swap_seconds += self._profiles[model].stop
+
+    def _begin_sleep(self, model: str) -> None:
+        """READY -> STOPPING on the way to sleep: its host memory is held from now."""
+        self._begin_stop(model)
+        tiers = self._tiers
+        tiers.falling.add(model)
+        tiers.host += tiers.held(model)
+        tiers.peak_host = max(tiers.peak_host, tiers.host)
+
+    def _asleep(self, model: str) -> None:
+        """STOPPING -> SLEEPING: the load interval closes and accelerator memory frees."""
+        self._states[model] = _SLEEPING
+        del self._running[model]
+        self._close(model, self.now)
+        if self._sized:
+            self._memory -= self._profiles[model].size or 0.0
+        tiers = self._tiers
+        tiers.falling.discard(model)
+        tiers.sleeps[model] = tiers.sleeps.get(model, 0) + 1
+        tiers.swap_seconds += self._profiles[model].sleep
+
+    def _sleeping_now(self) -> list[str]:
+        """Models asleep or falling asleep (they hold host memory)."""
+        states = self._states
+        return [m for m in self._profiles if states[m] is _SLEEPING or m in self._tiers.falling]
+
+    def _woken(self, model: str) -> None:
+        """A wake finished: the model's host memory is free again."""
+        tiers = self._tiers
+        tiers.waking.discard(model)
+        tiers.host -= tiers.held(model)
 
     def _begin_load(self, swap: _SwapRun) -> None:
         model = swap.target
@@ -113,19 +177,33 @@ class VirtualProcesses:
         if state is _READY:  # nothing to load: the swap only stopped models
             self._push(self.now, _PROCESS, model, None)
             return
-        if state is not _STOPPED:
+        profile = self._profiles[model]
+        tiers = self._tiers
+        if state is _SLEEPING:
+            assert profile.wake is not None  # only a model that sleeps is ever asleep
+            seconds = profile.wake
+            tiers.waking.add(model)
+            tiers.woken.add(model)
+            tiers.wakes[model] = tiers.wakes.get(model, 0) + 1
+        elif state is _STOPPED:
+            seconds = profile.load
+            self._loads[model] += 1
+        else:
             raise RuntimeError(f"the swap to {model!r} found it {state.value}")
+        tiers.swap_seconds += seconds
         self._states[model] = _STARTING
         self._running[model] = _STARTING
-        self._loads[model] += 1
         self._open[model] = [self.now, None, None]
         if self._sized:
-            self._memory += self._profiles[model].size or 0.0
+            self._memory += profile.size or 0.0
             self._peak_memory = max(self._peak_memory, self._memory)
-        self._push(self.now + self._profiles[model].load, _PROCESS, model, None)
+        self._push(self.now + seconds, _PROCESS, model, None)
 
     def _stopped(self, model: str, swap: _SwapRun) -> None:
-        self._leave(model)
+        if model in self._tiers.falling:
+            self._asleep(model)
+        else:
+            self._leave(model)
         swap.pending_stops -= 1
         if not swap.pending_stops:
             self._begin_load(swap)
@@ -136,7 +214,11 @@ class VirtualProcesses:
             return
         start, ready, stop_began = opened
         assert start is not None
-        self._timeline.append(LoadInterval(model, start, ready, end, stop_began))
+        woken = self._tiers.woken
+        wake = model in woken
+        if wake:
+            woken.discard(model)
+        self._timeline.append(LoadInterval(model, start, ready, end, stop_began, wake))
 
     # -- idle TTL (the router's _maybe_arm_ttl, _on_ttl_event, _begin_unload) --------
 

@@ -2,7 +2,8 @@
 
 :class:`VirtualServer` implements :class:`~swapcore.scheduling.effects.Effects`
 for the scheduler under simulation: its processes (STOPPED, STARTING, READY,
-STOPPING, see ``swapcore.sim._processes``) stop and load in the seconds their
+STOPPING, SLEEPING, see ``swapcore.sim._processes``) stop, sleep, wake and
+load in the seconds their
 :class:`~swapcore.sim.profiles.ModelProfile` says and unload after their idle
 TTL, and :meth:`VirtualServer.run` makes time pass until nothing is left to
 happen (see :mod:`swapcore.sim.engine` for the order of events at equal times).
@@ -16,6 +17,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 
+from swapcore.planners.base import SwapPlanner
+from swapcore.planners.residency import SleepRules, plan_residency
 from swapcore.process import ProcessState
 from swapcore.scheduling.effects import Scheduler
 from swapcore.scheduling.requests import Request
@@ -64,6 +67,7 @@ class VirtualServer(VirtualCallers):
         if self._ttl_armed:  # as the router, a swap cancels its models' idle timers
             for name in (model, *swap.evict):
                 self._ttl_armed.pop(name, None)
+        asleep = self._sleepers_for(model, swap.evict)
         for victim in swap.evict:
             state = self._states.get(victim)
             if self._in_flight.get(victim):
@@ -71,9 +75,15 @@ class VirtualServer(VirtualCallers):
                     f"the swap to {model!r} evicts {victim!r}, which has requests in flight"
                 )
             if state is _READY:
-                self._begin_stop(victim)
+                profile = self._profiles[victim]
+                if victim in asleep:
+                    self._begin_sleep(victim)
+                    seconds = profile.sleep
+                else:
+                    self._begin_stop(victim)
+                    seconds = profile.stop
                 swap.pending_stops += 1
-                self._push(self.now + self._profiles[victim].stop, _PROCESS, victim, swap)
+                self._push(self.now + seconds, _PROCESS, victim, swap)
             elif state is not _STOPPED:
                 raise RuntimeError(
                     f"the swap to {model!r} evicts {victim!r}, which is "
@@ -81,6 +91,39 @@ class VirtualServer(VirtualCallers):
                 )
         if not swap.pending_stops:
             self._begin_load(swap)
+
+    def _sleepers_for(self, model: str, evict: tuple[str, ...]) -> tuple[str, ...]:
+        """The evicted models that go to sleep: the planner's choice, as the router makes it."""
+        tiers = self._tiers
+        planner = tiers.planner
+        if not evict or planner is None or planner.sleep_rules is None:
+            return ()
+        profiles, states = self._profiles, self._states
+        eviction = plan_residency(
+            planner,
+            model,
+            evict,
+            self._sleeping_now(),
+            lambda m: states[m] is _READY and profiles[m].sleeps,
+        )
+        return eviction.sleep
+
+    def use_planner(self, planner: SwapPlanner, host_budget: float | None) -> None:
+        """Let ``planner`` decide sleep or stop, filling in its rules as the router does.
+
+        When the planner has no ``sleep_rules`` and some profiles can sleep,
+        it gets their levels and host sizes, with ``host_budget``.
+        """
+        tiers = self._tiers
+        tiers.planner = planner
+        sleepers = {m: p for m, p in self._profiles.items() if p.sleeps}
+        if planner.sleep_rules is None and sleepers:
+            planner.sleep_rules = SleepRules(
+                levels={m: p.sleep_level for m, p in sleepers.items()},
+                host_memory={m: p.host_size for m, p in sleepers.items() if p.host_size},
+                host_budget=host_budget,
+            )
+        tiers.rules = planner.sleep_rules
 
     def grant_serve(self, request: Request, model: str) -> bool:
         """Serve the request on ``model`` for its service seconds; always taken."""
@@ -160,6 +203,8 @@ class VirtualServer(VirtualCallers):
                             opened = self._open.get(model)
                             if opened is not None:
                                 opened[1] = at
+                            if model in self._tiers.waking:
+                                self._woken(model)
                         del self._swaps[model]
                         on_swap_done(model, None)
                         if ttl:

@@ -55,17 +55,21 @@ def format_report(report: SimReport) -> str:
     """The report as a plain-text table: a header, then one row per model and a total row.
 
     Columns: requests, served, abandoned (only when a request gave up),
-    loads, wait p50/p95/p99/max (served requests) and the seconds each model
-    spent loading, busy and idle. The header gives the peak memory when
-    known and the idle-TTL unloads when any.
+    loads (cold), wakes and sleeps (only when a model slept), wait
+    p50/p95/p99/max (served requests) and the seconds each model spent
+    loading, busy and idle. The header gives the peak memory when known, the
+    idle-TTL unloads when any, the swap seconds and peak host memory when a
+    model slept, and the errors of failed and rejected requests.
     """
     abandoned = report.abandoned > 0
+    tiers = report.total_wakes > 0 or report.total_sleeps > 0
     header = [
         "model",
         "requests",
         "served",
         *(["abandoned"] if abandoned else []),
         "loads",
+        *(["wakes", "sleeps"] if tiers else []),
         "wait p50",
         "p95",
         "p99",
@@ -85,6 +89,13 @@ def format_report(report: SimReport) -> str:
                 _count(stats.count),
                 *([_count(usage.abandoned if usage is not None else 0)] if abandoned else []),
                 _count(usage.loads) if usage is not None else "-",
+                *(
+                    [_count(usage.wakes), _count(usage.sleeps)]
+                    if tiers and usage is not None
+                    else ["-", "-"]
+                    if tiers
+                    else []
+                ),
                 _num(stats.p50),
                 _num(stats.p95),
                 _num(stats.p99),
@@ -102,6 +113,7 @@ def format_report(report: SimReport) -> str:
             _count(total.count),
             *([_count(report.abandoned)] if abandoned else []),
             _count(report.total_loads),
+            *([_count(report.total_wakes), _count(report.total_sleeps)] if tiers else []),
             _num(total.p50),
             _num(total.p95),
             _num(total.p99),
@@ -118,17 +130,30 @@ def format_report(report: SimReport) -> str:
         f"makespan:  {_num(report.makespan)} s"
         + (f"   peak memory: {report.peak_memory:g}" if report.peak_memory is not None else "")
         + (f"   ttl unloads: {report.ttl_unloads:,}" if report.ttl_unloads else ""),
+    ]
+    if tiers:
+        host = report.peak_host_memory
+        lines.append(
+            f"swaps:     {_num(report.swap_seconds)} s in {report.total_loads:,} cold loads, "
+            f"{report.total_wakes:,} wakes, {report.total_stops:,} stops, "
+            f"{report.total_sleeps:,} sleeps"
+            + (f"   peak host memory: {host:g}" if host is not None else "")
+        )
+    lines += [
         "",
         _table(header, rows),
         "(waits and times in seconds; waits over served requests)",
     ]
+    for error, count in report.errors.items():
+        lines.append(f"{count:,} x {error}")
     return "\n".join(lines)
 
 
 def format_comparison(reports: Mapping[str, SimReport]) -> str:
     """Several runs side by side: one column per run (keyed by label), one row per figure.
 
-    Rows: loads, idle-TTL unloads (when any run has one), wait
+    Rows: loads, wakes, sleeps, stops, swap seconds and peak host memory
+    (when a model slept in some run), idle-TTL unloads (when any run has one), wait
     p50/p95/p99/max/mean (served requests), makespan, request outcomes
     (those some run has, ``abandoned`` among them), then per model its
     loads, abandoned requests (when some run has one for it), p99 and max
@@ -142,6 +167,19 @@ def format_comparison(reports: Mapping[str, SimReport]) -> str:
         rows.append([name, *cells])
 
     add("loads", [_count(r.total_loads) for r in runs])
+    if any(r.total_wakes or r.total_sleeps for r in runs):
+        add("wakes", [_count(r.total_wakes) for r in runs])
+        add("sleeps", [_count(r.total_sleeps) for r in runs])
+        add("stops", [_count(r.total_stops) for r in runs])
+        add("swap seconds", [_num(r.swap_seconds) for r in runs])
+        if any(r.peak_host_memory for r in runs):
+            add(
+                "peak host memory",
+                [
+                    f"{r.peak_host_memory:g}" if r.peak_host_memory is not None else "-"
+                    for r in runs
+                ],
+            )
     if any(r.ttl_unloads for r in runs):
         add("ttl unloads", [_count(r.ttl_unloads) for r in runs])
     for field in ("p50", "p95", "p99", "max", "mean"):

@@ -3,10 +3,10 @@
 :func:`simulate` replays a trace of :class:`~swapcore.sim.traces.Arrival`
 against a planner and a scheduler. The engine is the scheduler's driver: it
 implements :class:`~swapcore.scheduling.effects.Effects` with virtual
-processes (STOPPED, STARTING, READY, STOPPING) whose stops and loads take the
-seconds their :class:`ModelProfile` says, and a heap of timed events. Nothing
-of the scheduler's or the planner's logic is copied here: every decision is
-theirs, the engine only makes time pass. A model with an idle TTL
+processes (STOPPED, STARTING, READY, STOPPING, SLEEPING) whose stops, loads,
+sleeps and wakes take the seconds their :class:`ModelProfile` says, and a
+heap of timed events. Nothing of the scheduler's or the planner's logic is
+copied here: every decision is theirs, the engine only makes time pass. A model with an idle TTL
 (``ModelProfile.ttl``) is unloaded as the router's ``idle_ttl`` unloads it:
 through the scheduler's ``on_unload`` and ``on_unload_done``. A request with
 a patience (``Arrival.patience``, or ``simulate``'s default) that is still
@@ -80,6 +80,7 @@ def simulate(
     models: Mapping[str, ModelProfile | float],
     scheduler: SimScheduler | SimSchedulerFactory | None = None,
     patience: float | None = None,
+    host_budget: float | None = None,
 ) -> SimReport:
     """Replay ``trace`` with the real scheduler and planner on a virtual clock.
 
@@ -96,6 +97,14 @@ def simulate(
     ``ttl`` unloads its model after that many idle seconds (nothing in
     flight or waiting), exactly when :class:`~swapcore.BaseRouter` with
     ``idle_ttl`` would; the run goes on until the last such unload.
+
+    Sleep: a model whose profile has a ``wake`` time can sleep. When a swap
+    evicts models, ``planner.residency_for`` decides which sleep and which
+    stop, as in :class:`~swapcore.BaseRouter`; a planner without
+    ``sleep_rules`` gets the profiles' levels and host sizes with
+    ``host_budget`` (None: no bound; the unit of ``host_size``). A sleeping
+    target wakes in its ``wake`` seconds. The report counts cold loads,
+    wakes, stops and sleeps, the total swap seconds and the peak host memory.
 
     ``scheduler`` is None (:class:`~swapcore.FIFOScheduler` with its
     defaults), a :class:`SimScheduler` recipe such as ``fifo(max_wait=30)``,
@@ -147,7 +156,14 @@ def simulate(
         raise ConfigError(
             f"planner must be a SwapPlanner or a factory, got {type(planner).__name__}"
         )
+    if host_budget is not None and (
+        isinstance(host_budget, bool)
+        or not isinstance(host_budget, (int, float))
+        or not host_budget >= 0
+    ):
+        raise ConfigError(f"host_budget must be a number >= 0 or None, got {host_budget!r}")
     engine = VirtualServer(profiles, arrivals, default_patience)
+    engine.use_planner(plan, host_budget)
     if scheduler is None:
         scheduler = fifo()
     if isinstance(scheduler, SimScheduler):

@@ -34,6 +34,7 @@ __all__ = [
     "ModelUsage",
     "RequestRecord",
     "SimReport",
+    "TierCounts",
     "WaitStats",
     "build_report",
     "format_comparison",
@@ -127,8 +128,10 @@ class LoadInterval:
     """One load of ``model``: loading from ``start``, ready at ``ready``, stopped at ``end``.
 
     ``stop_began`` is when its eviction began (None when it was still loaded
-    at the end of the simulation, which is then ``end``). ``ready`` is None
-    only for a load that never finished.
+    at the end of the simulation, which is then ``end``); the eviction may
+    be a stop or a sleep. ``ready`` is None only for a load that never
+    finished. ``wake`` is True when the interval began with a wake from
+    sleep rather than a cold load.
     """
 
     model: str
@@ -136,6 +139,7 @@ class LoadInterval:
     ready: float | None
     end: float
     stop_began: float | None = None
+    wake: bool = False
 
     @property
     def loading(self) -> float:
@@ -149,6 +153,22 @@ class LoadInterval:
             return 0.0
         until = self.stop_began if self.stop_began is not None else self.end
         return max(0.0, until - self.ready)
+
+
+@attrs.frozen
+class TierCounts:
+    """The engine's swap counts beyond cold loads: per model wakes, sleeps and stops.
+
+    ``swap_seconds`` adds up every cold load, wake, stop and sleep the run
+    made (each at its profile's seconds); ``peak_host_memory`` is the most
+    host memory sleeping models held at once (None when nothing can sleep).
+    """
+
+    wakes: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
+    sleeps: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
+    stops: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
+    swap_seconds: float = 0.0
+    peak_host_memory: float | None = None
 
 
 @attrs.frozen
@@ -172,6 +192,9 @@ class ModelUsage:
     served: int
     ttl_unloads: int = 0
     abandoned: int = 0
+    wakes: int = 0
+    sleeps: int = 0
+    stops: int = 0
 
 
 def _records(value: Sequence[RequestRecord]) -> tuple[RequestRecord, ...]:
@@ -209,6 +232,12 @@ class SimReport:
     outcomes: Mapping[str, int] = attrs.field(converter=_frozen)
     peak_memory: float | None = None
     events: int = 0
+    total_wakes: int = 0
+    total_sleeps: int = 0
+    total_stops: int = 0
+    swap_seconds: float = 0.0
+    peak_host_memory: float | None = None
+    errors: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
 
     @property
     def served(self) -> int:
@@ -253,6 +282,12 @@ class SimReport:
             "outcomes": dict(self.outcomes),
             "usage": {m: attrs.asdict(u) for m, u in self.usage.items()},
             "peak_memory": self.peak_memory,
+            "total_wakes": self.total_wakes,
+            "total_sleeps": self.total_sleeps,
+            "total_stops": self.total_stops,
+            "swap_seconds": self.swap_seconds,
+            "peak_host_memory": self.peak_host_memory,
+            "errors": dict(self.errors),
             "events": self.events,
             "timeline": [attrs.asdict(i) for i in self.timeline],
         }
@@ -278,6 +313,7 @@ def build_report(
     events: int,
     ttl_unloads: Mapping[str, int] | None = None,
     patience: Sequence[float | None] | None = None,
+    tiers: TierCounts | None = None,
 ) -> SimReport:
     """Assemble a :class:`SimReport` from the engine's per-request and per-model records.
 
@@ -330,6 +366,7 @@ def build_report(
     for interval in timeline:
         loading[interval.model] += interval.loading
         ready[interval.model] += interval.ready_time
+    tiers = tiers or TierCounts()
     usage = {
         model: ModelUsage(
             loads=loads[model],
@@ -341,9 +378,16 @@ def build_report(
             served=len(waits[model]),
             ttl_unloads=ttl_unloads.get(model, 0) if ttl_unloads else 0,
             abandoned=abandoned.get(model, 0),
+            wakes=tiers.wakes.get(model, 0),
+            sleeps=tiers.sleeps.get(model, 0),
+            stops=tiers.stops.get(model, 0),
         )
         for model in loads
     }
+    reasons: dict[str, int] = {}
+    for index, error in errors.items():
+        if outcomes[index] in (FAILED, REJECTED):
+            reasons[error] = reasons.get(error, 0) + 1
     return SimReport(
         scheduler=scheduler,
         planner=planner,
@@ -358,4 +402,10 @@ def build_report(
         outcomes=counts,
         peak_memory=peak_memory,
         events=events,
+        total_wakes=sum(tiers.wakes.values()),
+        total_sleeps=sum(tiers.sleeps.values()),
+        total_stops=sum(tiers.stops.values()),
+        swap_seconds=tiers.swap_seconds,
+        peak_host_memory=tiers.peak_host_memory,
+        errors=dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0]))),
     )
