@@ -105,6 +105,17 @@ class SimScheduler:
             options["load_times"] = {
                 name: max(profile.load, 1e-6) for name, profile in models.items()
             }
+            if "costs" not in options and any(p.sleeps for p in models.values()):
+                # The profiles' prices: a sleeping model's wake, a stopped one's load.
+                from swapcore.costs import SwapCosts
+
+                options["costs"] = SwapCosts(
+                    {
+                        name: {"load": profile.load}
+                        | ({"wake": profile.wake} if profile.wake is not None else {})
+                        for name, profile in models.items()
+                    }
+                )
         return self.factory(planner, effects, clock=clock, **options)
 
 
@@ -126,6 +137,9 @@ def arrival_order(**options: Any) -> SimScheduler:
 
 def cost_aware(**options: Any) -> SimScheduler:
     """``CostAwareScheduler``; its ``load_times`` default to the run's model profiles.
+
+    When some profile can sleep, its ``costs`` default to the profiles' load
+    and wake seconds too, so a sleeping model is priced by its wake.
 
     Raises :class:`~swapcore.ConfigError` when this swapcore has no such scheduler.
     """
