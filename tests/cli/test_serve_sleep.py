@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,52 @@ def test_a_model_that_dies_asleep_starts_cold(marker: str, tmp_path: Path) -> No
         assert after["pid"] != old and after["wakes"] == 0  # started cold, not woken
     finally:
         assert serve.stop() == 0
+
+
+def test_a_recorded_day_replays_with_its_cold_loads_and_wakes(
+    marker: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    start = port_block(2)
+    path = tmp_path / "config.yaml"
+    path.write_text(sleepy_config(marker, start))
+    trace = tmp_path / "day.jsonl"
+    serve = Serve(tmp_path, str(path), "--record-trace", str(trace))
+    try:
+        serve.wait_healthy()
+        for model in "ababa":
+            chat(serve.url, model)
+    finally:
+        assert serve.stop() == 0
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    swaps = [r["swap"] for r in records if "swap" in r]
+    assert [(s["model"], s["wake"]) for s in swaps] == [
+        ("a", False),
+        ("b", False),
+        ("a", True),
+        ("b", True),
+        ("a", True),
+    ]
+    assert {r["cost"]["kind"] for r in records if "cost" in r} == {"load", "sleep", "wake"}
+    report = tmp_path / "replay.json"
+    replay = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swapcore",
+            "simulate",
+            str(path),
+            str(trace),
+            "--json",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert "recorded swap costs used for a, b" in replay.stderr
+    assert "recorded: 2 cold loads, 3 wakes in the real run" in replay.stdout
+    run = json.loads(report.read_text())["runs"][0]
+    assert (run["total_loads"], run["total_wakes"]) == (2, 3)
+    assert run["outcomes"]["served"] == 5

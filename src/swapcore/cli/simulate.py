@@ -80,6 +80,12 @@ def register(subparsers: Any) -> None:
         help="load seconds assumed for llama-swap models without one (default 10)",
     )
     parser.add_argument(
+        "--no-recorded-costs",
+        action="store_true",
+        help="ignore the swap costs a recorded TRACE holds (default: each model's measured "
+        "load, wake, stop and sleep seconds replace the configured ones)",
+    )
+    parser.add_argument(
         "--patience",
         metavar="SECONDS",
         help="callers not granted within SECONDS give up (arrivals without their own patience)",
@@ -176,7 +182,14 @@ def run(args: argparse.Namespace) -> int:
     default_load = DEFAULT_LOAD if args.default_load is None else args.default_load
     if not default_load >= 0 or default_load == float("inf"):
         raise ConfigError(f"--default-load: must be a number of seconds >= 0, got {default_load}")
-    config = load_sim_config(args.config, loads=_loads(args.load), default_load=default_load)
+    overrides = _loads(args.load)
+    config = load_sim_config(args.config, loads=overrides, default_load=default_load)
+    recorded = None
+    if args.trace is not None and not args.no_recorded_costs:
+        from swapcore.sim.record import read_recorded
+
+        recorded = read_recorded(args.trace)
+        config = config.with_recorded(recorded, keep=overrides)
     for warning in config.warnings:
         print(f"warning: {config.source}: {warning}", file=sys.stderr)
     for note in config.notes:
@@ -228,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
                 models=config.models,
                 scheduler=scheduler,
                 patience=patience,
+                host_budget=config.host_budget,
             )
 
     span = trace[-1].at - trace[0].at if trace else 0.0
@@ -235,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"config: {config.source} ({config.kind}; {len(config.models)} models)")
     if patience is not None:
         print(f"patience: {patience:g} s (callers not granted by then give up)")
+    if recorded is not None and (recorded.cold_loads or recorded.wakes):
+        real_loads, real_wakes = sum(recorded.cold_loads.values()), sum(recorded.wakes.values())
+        print(f"recorded: {real_loads} cold loads, {real_wakes} wakes in the real run")
     if len(reports) == 1:
         print(format_report(next(iter(reports.values()))))
     else:
@@ -245,6 +262,9 @@ def run(args: argparse.Namespace) -> int:
             "config": config.source,
             "trace": trace_name,
             "patience": patience,
+            "recorded": None
+            if recorded is None
+            else {"cold_loads": recorded.cold_loads, "wakes": recorded.wakes},
             "runs": [{"label": label, **r.to_dict()} for label, r in reports.items()],
         }
         with open(args.json, "w", encoding="utf-8") as stream:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -30,6 +30,10 @@ from swapcore.sim._values import _check_keys, _integer, _number
 from swapcore.sim.generate import generate_trace
 from swapcore.sim.profiles import ModelProfile
 from swapcore.sim.schedulers import SimScheduler
+
+if TYPE_CHECKING:
+    from swapcore.sim.record import Recorded
+
 from swapcore.sim.specs import (
     PLANNERS,
     SCHEDULERS,
@@ -53,6 +57,8 @@ __all__ = [
 ]
 
 DEFAULT_LOAD = 10.0
+DEFAULT_WAKE = 1.0
+"""Wake seconds assumed for a sleeping llama-swap model without ``swapCosts.wake``."""
 """Load seconds assumed for a llama-swap model without ``metadata.swapcore.load``."""
 
 _MODEL_KEYS = ("load", "stop", "size", "ttl", "priority", "concurrency_limit")
@@ -79,6 +85,30 @@ class SimConfig:
     aliases: Mapping[str, str] = attrs.field(factory=dict)
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    host_budget: float | None = None
+
+    def with_recorded(self, recorded: Recorded, keep: Iterable[str] = ()) -> SimConfig:
+        """These profiles with the swap costs a recording measured (the real day's).
+
+        Each model's measured load, stop, wake and sleep seconds replace its
+        configured ones, except the load of the models in ``keep`` (given on
+        the command line); a model measured waking or sleeping can sleep.
+        """
+        kept = set(keep)
+        models = dict(self.models)
+        used = []
+        for model, profile in self.models.items():
+            fields = recorded.profile_fields(model)
+            if model in kept:
+                fields.pop("load", None)
+            if not fields:
+                continue
+            models[model] = attrs.evolve(profile, **fields)
+            used.append(model)
+        if not used:
+            return self
+        note = f"recorded swap costs used for {', '.join(used)}"
+        return attrs.evolve(self, models=models, notes=(*self.notes, note))
 
 
 # --------------------------------------------------------------------------- files
@@ -205,30 +235,48 @@ def _llama_swap_config(source: str, loads: Mapping[str, float], default_load: fl
     idle_ttl = router_kwargs(config)["idle_ttl"] or {}
     models: dict[str, ModelProfile] = {}
     assumed: list[str] = []
+    assumed_wake: list[str] = []
     for model_id, model in config.models.items():
         where = f"{source}: models.{model_id}.metadata.swapcore"
         raw = model.metadata.get("swapcore")
         fields = {} if raw is None else require_mapping(raw, where)
         _check_keys(fields, where, ("load", "stop", "size"))
+        costs = model.swap_costs
         if model_id in loads:
             load = _number(loads[model_id], f"--load {model_id}")
         elif "load" in fields:
             load = _number(fields["load"], f"{where}.load")
+        elif "load" in costs:
+            load = costs["load"]
         else:
             load = default_load
             assumed.append(model_id)
         size = fields.get("size")
+        wake = None
+        if model.sleep_level is not None:
+            wake = costs.get("wake", DEFAULT_WAKE)
+            if "wake" not in costs:
+                assumed_wake.append(model_id)
         models[model_id] = ModelProfile(
             load,
-            _number(fields.get("stop", 0), f"{where}.stop"),
+            _number(fields.get("stop", costs.get("stop", 0)), f"{where}.stop"),
             None if size is None else _number(size, f"{where}.size", strict=True),
             idle_ttl.get(model_id),
+            wake=wake,
+            sleep=costs.get("sleep", 0.0),
+            sleep_level=model.sleep_level or 1,
+            host_size=model.host_memory,
         )
     notes = []
     if assumed:
         notes.append(
             f"assumed load {default_load:g} s for {', '.join(assumed)} "
-            "(set models.<id>.metadata.swapcore.load, or --load MODEL=SECONDS)"
+            "(set models.<id>.swapCosts.load, or --load MODEL=SECONDS)"
+        )
+    if assumed_wake:
+        notes.append(
+            f"assumed wake {DEFAULT_WAKE:g} s for {', '.join(assumed_wake)} "
+            "(set models.<id>.swapCosts.wake, or replay a recorded trace)"
         )
     limits = {
         m.id: m.concurrency_limit for m in config.models.values() if m.concurrency_limit is not None
@@ -254,4 +302,5 @@ def _llama_swap_config(source: str, loads: Mapping[str, float], default_load: fl
         aliases=dict(config.aliases),
         notes=tuple(notes),
         warnings=config.warnings,
+        host_budget=config.swapcore.host_memory_budget,
     )

@@ -7,27 +7,38 @@ expired) becomes an :class:`~swapcore.sim.traces.Arrival` whose ``at`` is its
 arrival time, in seconds since the recorder was built, and whose ``service``
 is how long its caller held the model. Replaying the file with ``swapcore simulate`` then shows
 what other configs or schedulers would have done with the same demand.
+
+A recording also keeps what the swaps cost: each ``CostMeasured`` event
+becomes a ``{"cost": {"model", "kind", "seconds"}}`` line, and each swap a
+``{"swap": {"at", "model", "wake", "asleep"}}`` line. :func:`read_trace`
+skips them; :func:`read_recorded` reads them back, so ``swapcore simulate``
+can give each model the load, wake, stop and sleep times it really had,
+and a replay can be checked against the real run's cold loads and wakes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
 from typing import IO
 
+from swapcore.costs import COST_KINDS, SwapCosts
 from swapcore.errors import ConfigError
 from swapcore.events import (
+    CostMeasured,
     RequestCancelled,
     RequestExpired,
     RequestGranted,
     RequestRejected,
     RequestReleased,
     RouterEvent,
+    SwapStarted,
 )
-from swapcore.sim.traces import Arrival, write_trace
+from swapcore.sim.traces import Arrival, read_trace, write_trace
 
-__all__ = ["TraceRecorder"]
+__all__ = ["Recorded", "TraceRecorder", "read_recorded"]
 
 
 class TraceRecorder:
@@ -64,6 +75,10 @@ class TraceRecorder:
         self._arrivals: list[Arrival] = []
         self.not_served = 0
         """Requests rejected or cancelled before their grant (not recorded)."""
+        self.costs = SwapCosts()
+        """The swap costs measured while recording."""
+        self.wakes: dict[str, int] = {}
+        """Swaps that woke a sleeping model, per model."""
         self._owned = False
         self._stream: IO[str] | None = None
         if isinstance(out, (str, os.PathLike)):
@@ -108,6 +123,29 @@ class TraceRecorder:
                 self._stream.flush()
         elif isinstance(event, (RequestRejected, RequestCancelled)):
             self.not_served += 1
+        elif isinstance(event, CostMeasured):
+            self.costs.record(event.model, event.kind, event.seconds)  # type: ignore[arg-type]
+            self._write(
+                {"cost": {"model": event.model, "kind": event.kind, "seconds": event.seconds}}
+            )
+        elif isinstance(event, SwapStarted):
+            if event.wake:
+                self.wakes[event.model] = self.wakes.get(event.model, 0) + 1
+            self._write(
+                {
+                    "swap": {
+                        "at": max(0.0, event.at - self._origin),
+                        "model": event.model,
+                        "wake": event.wake,
+                        "asleep": list(event.asleep),
+                    }
+                }
+            )
+
+    def _write(self, record: dict[str, object]) -> None:
+        if self._stream is not None:
+            self._stream.write(json.dumps(record) + "\n")
+            self._stream.flush()
 
     def close(self) -> None:
         """Close the file the recorder opened (a stream passed in is left open)."""
@@ -120,3 +158,62 @@ class TraceRecorder:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class Recorded:
+    """What a recorded trace says beyond its arrivals.
+
+    ``costs``: the measured swap costs (a :class:`~swapcore.costs.SwapCosts`);
+    ``cold_loads`` and ``wakes``: per model, the measured cold loads and the
+    swaps that woke it (what a replay should reproduce); ``swaps``: each swap
+    as ``(at, model, wake)``.
+    """
+
+    def __init__(self) -> None:
+        self.costs = SwapCosts()
+        self.cold_loads: dict[str, int] = {}
+        self.wakes: dict[str, int] = {}
+        self.swaps: list[tuple[float, str, bool]] = []
+
+    def profile_fields(self, model: str) -> dict[str, float]:
+        """``ModelProfile`` fields measured for ``model``: load, stop, wake, sleep."""
+        fields: dict[str, float] = {}
+        for kind in COST_KINDS:
+            seconds = self.costs.estimate(model, kind)
+            if seconds is not None:
+                fields[kind] = seconds
+        return fields
+
+
+def read_recorded(path: str | os.PathLike[str]) -> Recorded:
+    """Read the cost and swap records of a recorded trace (arrivals are :func:`read_trace`'s).
+
+    Malformed records raise :class:`~swapcore.ConfigError` naming the file and line.
+    """
+    read_trace(path)  # the file as a whole is valid (and its arrivals)
+    recorded = Recorded()
+    name = os.fspath(path)
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            text = line.strip()
+            if not text.startswith('{"cost"') and not text.startswith('{"swap"'):
+                continue
+            raw = json.loads(text)
+            try:
+                if "cost" in raw:
+                    cost = raw["cost"]
+                    model, kind, seconds = cost["model"], cost["kind"], cost["seconds"]
+                    if kind not in COST_KINDS or not isinstance(seconds, (int, float)):
+                        raise ValueError(f"bad cost record {cost!r}")
+                    recorded.costs.record(model, kind, float(seconds))
+                    if kind == "load":
+                        recorded.cold_loads[model] = recorded.cold_loads.get(model, 0) + 1
+                else:
+                    swap = raw["swap"]
+                    model, wake = str(swap["model"]), bool(swap["wake"])
+                    recorded.swaps.append((float(swap["at"]), model, wake))
+                    if wake:
+                        recorded.wakes[model] = recorded.wakes.get(model, 0) + 1
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(f"{name}:{number}: malformed record: {exc}") from None
+    return recorded

@@ -121,13 +121,19 @@ def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return result
 
 
-def _parse_line(text: str) -> Arrival:
+OTHER_RECORDS = ("cost", "swap")
+"""Keys of the records a recorded trace holds besides arrivals (see ``swapcore.sim.record``)."""
+
+
+def _parse_line(text: str) -> Arrival | None:
     try:
         raw = json.loads(text, object_pairs_hook=_reject_duplicates)
     except json.JSONDecodeError as exc:
         raise _FieldError(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(raw, dict):
         raise _FieldError(f"expected a JSON object, got {_json_type(raw)}")
+    if len(raw) == 1 and next(iter(raw)) in OTHER_RECORDS:
+        return None  # a measured cost or a swap: read by swapcore.sim.record
     for key in raw:
         if key not in _FIELDS:
             raise _FieldError(f"unknown field {_dump(key)} (expected {', '.join(_FIELDS)})")
@@ -191,7 +197,9 @@ def read_trace(
     iterable of lines (an open text file, a list of strings). Each line holds
     one JSON object ``{"at": ..., "model": ..., "service": ..., "priority":
     ..., "patience": ...}`` (``priority`` and ``patience`` optional or null);
-    blank lines and lines starting with ``#`` are skipped. Arrivals with
+    blank lines and lines starting with ``#`` are skipped, and so are the
+    ``{"cost": ...}`` and ``{"swap": ...}`` records a recording adds (read
+    them with :func:`swapcore.sim.record.read_recorded`). Arrivals with
     equal ``at`` keep their file order.
 
     Any problem raises :class:`~swapcore.ConfigError` whose message is
@@ -219,9 +227,11 @@ def _read_lines(lines: Iterable[str], label: str) -> list[Arrival]:
         if not text or text.startswith("#"):
             continue
         try:
-            arrivals.append(_parse_line(text))
+            arrival = _parse_line(text)
         except _FieldError as exc:
             raise ConfigError(f"{label}:{number}: {exc}") from None
+        if arrival is not None:
+            arrivals.append(arrival)
     arrivals.sort(key=lambda a: a.at)
     return arrivals
 
