@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-import swapcore._router_state
-import swapcore._router_swaps
-import swapcore.router
+import swapcore.router._base
+import swapcore.router._state
+import swapcore.router._swaps
 from swapcore import ModelNotFound, ModelUnloaded, ProcessState, RoutingError, SwapFailed
 from swapcore.planners.base import SwapPlanner
 from swapcore.scheduling.effects import Effects
@@ -61,7 +61,7 @@ def run_virtual(
     jumps. Tasks left behind are cancelled and the loop is closed.
     """
     loop = VirtualTimeLoop()
-    for module in (swapcore._router_state, swapcore._router_swaps, swapcore.router):
+    for module in (swapcore.router._state, swapcore.router._swaps, swapcore.router._base):
         monkeypatch.setattr(module, "clock", loop.time)
     try:
         task = loop.create_task(main(loop))

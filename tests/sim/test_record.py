@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import swapcore._router_state
 import swapcore.router
+import swapcore.router._state
 from swapcore import BaseRouter, ConfigError, FIFOScheduler, MaxLoadedPlanner, ModelNotFound
 from swapcore.events import (
     RequestCancelled,
@@ -123,7 +123,7 @@ def test_a_recorded_live_run_replays_to_the_same_trace_and_loads(
     models = {"a": ModelProfile(2, 0.5), "b": ModelProfile(3, 0.5), "c": ModelProfile(1, 0.5)}
     loop = VirtualTimeLoop()
     # The router stamps arrivals and events with time.monotonic: use the virtual clock.
-    monkeypatch.setattr(swapcore._router_state, "clock", loop.time)
+    monkeypatch.setattr(swapcore.router._state, "clock", loop.time)
     monkeypatch.setattr(swapcore.router, "clock", loop.time)
     recorder, live_loads = live_run(loop, trace, models)
     recorded = recorder.arrivals

@@ -6,7 +6,7 @@ it holds the virtual process states (STOPPED, STARTING, READY, STOPPING,
 SLEEPING),
 the heap of timed events, the records of every load (the timeline, memory)
 and the idle TTL timers. The TTL follows the router's own rules
-(``swapcore._router_swaps``: ``_maybe_arm_ttl``, ``_on_ttl_event``,
+(``swapcore.router._swaps``: ``_maybe_arm_ttl``, ``_on_ttl_event``,
 ``_begin_unload``) step for step, so the simulated unloads are the ones the
 router would make.
 """

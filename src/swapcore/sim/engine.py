@@ -23,7 +23,7 @@ request arriving at ``t``.
 
 Give-ups come first because the router puts a cancelled caller first: its
 ``Ticket.cancel`` posts ``_on_cancel_event`` ahead of the events already
-waiting (``_router_parts.Ticket.cancel``, ``_post(..., first=True)``), so a
+waiting (``swapcore.router._parts.Ticket.cancel``, ``_post(..., first=True)``), so a
 serve or swap completion at the same instant cannot grant it, and a grant
 the router makes anyway finds the caller gone (``BaseRouter._grant_serve``:
 ``if ticket.done()``) or is given back (``_Acquisition.__aenter__``). So at

@@ -21,15 +21,15 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from swapcore import _router_state
-from swapcore._router_parts import EXPIRED, GRANTED, RELEASED, Lease, Ticket
-from swapcore._router_state import log
-from swapcore._router_swaps import _SwapDriver
 from swapcore.errors import LeaseExpired
 from swapcore.events import RequestExpired, RequestReleased
+from swapcore.router import _state as _router_state
+from swapcore.router._parts import EXPIRED, GRANTED, RELEASED, Lease, Ticket
+from swapcore.router._state import log
+from swapcore.router._swaps import _SwapDriver
 
 if TYPE_CHECKING:
-    from swapcore.router import BaseRouter
+    from swapcore.router._base import BaseRouter
 
 __all__: list[str] = []
 

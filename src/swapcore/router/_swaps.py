@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from swapcore._router_parts import (
+from swapcore.errors import ModelUnloaded, RouterShutdown
+from swapcore.events import ModelsUnloaded, SwapFinished, SwapRetried, SwapStarted, UnloadReason
+from swapcore.planners.residency import plan_residency
+from swapcore.process import ProcessState, can_sleep
+from swapcore.router._parts import (
     Swap,
     Unload,
     group_timeouts,
     sleep_or_stop,
     stop_quietly,
 )
-from swapcore._router_state import (
+from swapcore.router._state import (
     CLOSED,
     CLOSING,
     RUNNING,
@@ -26,10 +30,6 @@ from swapcore._router_state import (
     clock,
     log,
 )
-from swapcore.errors import ModelUnloaded, RouterShutdown
-from swapcore.events import ModelsUnloaded, SwapFinished, SwapRetried, SwapStarted, UnloadReason
-from swapcore.planners.residency import plan_residency
-from swapcore.process import ProcessState, can_sleep
 from swapcore.scheduling.swaps import describe
 
 __all__: list[str] = []

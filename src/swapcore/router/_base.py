@@ -1,17 +1,4 @@
-"""BaseRouter: the asyncio driver that runs a scheduler against real processes.
-
-The router owns the processes, the swap tasks and the timers; the scheduler
-(sans-IO) owns the decisions. Every state change happens in the router's
-run-loop task, one event at a time: callers, swap tasks and timers post
-events; the task runs each handler to completion before the next. There are
-no locks, and a handler that posts an event (a user callback cancelling a
-task, say) only queues it. See ``docs/router.md``.
-
-Layers: ``_router_parts`` (records), ``_router_state`` (fields, run loop),
-``_router_swaps`` (swaps, unloads, TTL, shutdown), ``_router_leases``
-(acquire's context manager, releases, lease timeouts), and this module (the
-public API, requests and grants).
-"""
+"""``BaseRouter``: the public API, requests and grants (the top layer of :mod:`swapcore.router`)."""
 
 from __future__ import annotations
 
@@ -23,17 +10,6 @@ from types import TracebackType
 
 from typing_extensions import Self
 
-from swapcore._router_leases import _Acquisition, _LeaseKeeper
-from swapcore._router_parts import (
-    GONE,
-    GRANTED,
-    PENDING,
-    Lease,
-    ModelSnapshot,
-    RouterSnapshot,
-    Ticket,
-)
-from swapcore._router_state import CLOSED, NEW, RUNNING, clock, log, positive, positive_finite
 from swapcore.costs import SwapCosts
 from swapcore.errors import ModelNotFound, RouterNotRunning, RouterShutdown, RoutingError
 from swapcore.events import (
@@ -46,13 +22,21 @@ from swapcore.events import (
 from swapcore.planners.base import SwapPlanner
 from swapcore.planners.residency import SleepRules
 from swapcore.process import Process, SleepingProcess
+from swapcore.router._leases import _Acquisition, _LeaseKeeper
+from swapcore.router._parts import (
+    GONE,
+    GRANTED,
+    PENDING,
+    Lease,
+    ModelSnapshot,
+    RouterSnapshot,
+    Ticket,
+)
+from swapcore.router._state import CLOSED, NEW, RUNNING, clock, log, positive, positive_finite
 from swapcore.scheduling.effects import Effects, SchedulerFactory
 from swapcore.scheduling.requests import Request
 
 __all__ = ["BaseRouter", "Lease", "ModelSnapshot", "RouterNotRunning", "RouterSnapshot"]
-
-for _public in (Lease, ModelSnapshot, RouterSnapshot):
-    _public.__module__ = __name__  # defined in _router_parts; documented here
 
 
 class _RouterEffects:

@@ -21,7 +21,7 @@ from swapcore.scheduling.requests import Request
 from swapcore.scheduling.swaps import describe
 
 if TYPE_CHECKING:
-    from swapcore.router import BaseRouter
+    from swapcore.router._base import BaseRouter
 
 __all__ = ["Lease", "ModelSnapshot", "RouterSnapshot"]
 

@@ -1,7 +1,7 @@
 """The router's state and run loop: the run-loop task, timers' plumbing, helpers.
 
-Internal layer of :class:`swapcore.router.BaseRouter` (see ``router.py`` for
-the public API and ``_router_swaps.py`` for swaps, unloads, TTL and
+Internal layer of :class:`swapcore.router.BaseRouter` (see ``_base.py`` for
+the public API and ``_swaps.py`` for swaps, sleeps, unloads, TTL and
 shutdown). Every field below is changed only by event handlers, which the
 run-loop task runs one at a time, in the order :meth:`_RouterState._post`
 delivered them.
@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
-from swapcore._router_parts import FAILED, GONE, Swap, Ticket, Unload
 from swapcore.costs import CostKind, SwapCosts
 from swapcore.errors import ConfigError, PolicyError, RoutingError
 from swapcore.events import (
@@ -29,6 +28,7 @@ from swapcore.events import (
 )
 from swapcore.planners.base import SwapPlanner
 from swapcore.process import Process, ProcessState
+from swapcore.router._parts import FAILED, GONE, Swap, Ticket, Unload
 from swapcore.scheduling.effects import Scheduler
 from swapcore.scheduling.requests import Request
 from swapcore.scheduling.swaps import describe, policy_error
