@@ -470,7 +470,7 @@ def test_serve_records_a_trace_that_simulate_replays(
         for model in ("a", "b", "a"):
             chat(serve.url, model)
         # Each record is flushed at its release: all three are there before the stop.
-        wait_until(lambda: len(trace.read_text().splitlines()) == 3, 10, "three records")
+        wait_until(lambda: len(read_trace(trace)) == 3, 10, "three records")
     finally:
         status = serve.stop()
     assert status == 0, serve.stderr

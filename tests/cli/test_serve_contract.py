@@ -109,12 +109,20 @@ def test_requests_open_past_the_graceful_timeout_get_json_503s(
             threading.Thread(target=ask, args=("plain", "a", False)),
             threading.Thread(target=ask, args=("queued", "b", False)),  # behind a, in the group
         ]
-        for thread in threads:
-            thread.start()
-        # All three are accepted (two hang upstream, one waits for the group) before the signal.
         stats = f"{serve.url}/running"
         from test_serve import wait_until
 
+        def a_busy() -> bool:
+            running = httpx.get(stats, timeout=5).json()["running"]
+            return any(m["model"] == "a" and m["in_flight"] == 2 for m in running)
+
+        for thread in threads[:2]:
+            thread.start()
+        # b only once a holds both: otherwise b might be served first and a queue.
+        wait_until(a_busy, START_TIMEOUT, "a's two requests in flight")
+        threads[2].start()
+
+        # All three are accepted (two hang upstream, one waits for the group) before the signal.
         def accepted() -> bool:
             running = httpx.get(stats, timeout=5).json()["running"]
             counts = {m["model"]: m for m in running}

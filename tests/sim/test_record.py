@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import swapcore.router
+import swapcore.router._base
 import swapcore.router._state
+import swapcore.router._swaps
 from swapcore import BaseRouter, ConfigError, FIFOScheduler, MaxLoadedPlanner, ModelNotFound
 from swapcore.events import (
     RequestCancelled,
@@ -124,7 +125,8 @@ def test_a_recorded_live_run_replays_to_the_same_trace_and_loads(
     loop = VirtualTimeLoop()
     # The router stamps arrivals and events with time.monotonic: use the virtual clock.
     monkeypatch.setattr(swapcore.router._state, "clock", loop.time)
-    monkeypatch.setattr(swapcore.router, "clock", loop.time)
+    monkeypatch.setattr(swapcore.router._base, "clock", loop.time)
+    monkeypatch.setattr(swapcore.router._swaps, "clock", loop.time)
     recorder, live_loads = live_run(loop, trace, models)
     recorded = recorder.arrivals
     assert [a.model for a in recorded] == [a.model for a in trace]

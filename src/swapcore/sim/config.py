@@ -61,8 +61,19 @@ DEFAULT_WAKE = 1.0
 """Wake seconds assumed for a sleeping llama-swap model without ``swapCosts.wake``."""
 """Load seconds assumed for a llama-swap model without ``metadata.swapcore.load``."""
 
-_MODEL_KEYS = ("load", "stop", "size", "ttl", "priority", "concurrency_limit")
-_TOP_KEYS = ("models", "planner", "scheduler")
+_MODEL_KEYS = (
+    "load",
+    "stop",
+    "size",
+    "ttl",
+    "priority",
+    "concurrency_limit",
+    "wake",
+    "sleep",
+    "sleep_level",
+    "host_size",
+)
+_TOP_KEYS = ("models", "planner", "scheduler", "host_budget")
 
 
 @attrs.frozen(kw_only=True)
@@ -195,11 +206,16 @@ def _sim_config(data: Mapping[str, Any], source: str, loads: Mapping[str, float]
             stop = _number(fields.get("stop", 0), f"{where}.stop")
             size = fields.get("size")
             ttl = fields.get("ttl")
+            wake, host = fields.get("wake"), fields.get("host_size")
             models[model] = ModelProfile(
                 load,
                 stop,
                 None if size is None else _number(size, f"{where}.size", strict=True),
                 None if ttl is None else _number(ttl, f"{where}.ttl"),
+                wake=None if wake is None else _number(wake, f"{where}.wake"),
+                sleep=_number(fields.get("sleep", 0), f"{where}.sleep"),
+                sleep_level=_integer(fields.get("sleep_level", 1), f"{where}.sleep_level"),
+                host_size=None if host is None else _number(host, f"{where}.host_size"),
             )
             if fields.get("priority") is not None:
                 priority[model] = _integer(fields["priority"], f"{where}.priority")
@@ -216,6 +232,7 @@ def _sim_config(data: Mapping[str, Any], source: str, loads: Mapping[str, float]
         scheduler = scheduler_section(root.get("scheduler"), defaults)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    budget = root.get("host_budget")
     return SimConfig(
         source=source,
         kind="sim",
@@ -223,6 +240,7 @@ def _sim_config(data: Mapping[str, Any], source: str, loads: Mapping[str, float]
         planner=planner,
         scheduler=scheduler,
         scheduler_defaults=defaults,
+        host_budget=None if budget is None else _number(budget, f"{source}: host_budget"),
     )
 
 
