@@ -62,15 +62,12 @@ def alive(pid: int) -> bool:
 def model_pids(marker: str) -> list[int]:
     """Live (not zombie) processes whose command line has ``marker``, but no ``swapcore serve``."""
     found = []
-    needle = marker.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in sorted(pids_with(marker)):
         try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if needle in cmdline and b"swapcore\0serve" not in cmdline and state not in ("Z", "X"):
-            found.append(int(entry))
+        if b"swapcore\0serve" not in cmdline and state not in ("Z", "X"):
+            found.append(pid)
     return found
