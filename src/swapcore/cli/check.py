@@ -103,6 +103,7 @@ def _summary(config: GatewayConfig) -> dict[str, Any]:
         model = config.models[entry["id"]]
         entry["cmd"] = model.cmd
         entry["cmd_stop"] = model.cmd_stop
+        entry["estimate"] = _estimate(model.cmd)
     summary["aliases"] = dict(config.aliases)
     matrix = summary.get("matrix")
     if matrix is not None:
@@ -115,6 +116,28 @@ def _summary(config: GatewayConfig) -> dict[str, Any]:
             # The arithmetic count never expands; an upper bound when a model repeats.
             entry["combinations_bound"] = program.combination_count(entry["name"])
     return summary
+
+
+def _estimate(command: str) -> dict[str, Any] | None:
+    """The memory estimate of a llama.cpp command whose ``-m`` file exists (else None).
+
+    ``{"error": ...}`` when the file is there but cannot be estimated (not a
+    GGUF file, the memory extra missing).
+    """
+    import os
+
+    from swapcore.memory import estimate_command, parse_llama_options
+
+    try:
+        options = parse_llama_options(command)
+    except (ConfigError, ValueError):
+        return None
+    if options.model is None or not os.path.isfile(options.model):
+        return None
+    try:
+        return estimate_command(command).to_dict()
+    except (ConfigError, ImportError) as exc:
+        return {"error": str(exc)}
 
 
 def _flags(group: dict[str, Any]) -> str:
@@ -156,6 +179,19 @@ def _residency(model: dict[str, Any]) -> str:
     if costs:
         parts.append("swap costs " + ", ".join(f"{k} {v:g} s" for k, v in costs.items()))
     return "; ".join(parts)
+
+
+def _estimate_line(estimate: dict[str, Any]) -> str:
+    """``estimate: 5.2 GiB (weights 4.1, KV cache 0.9, compute 0.2 GiB; 32 of 32 layers)``."""
+    if "error" in estimate:
+        return f"estimate: unavailable ({estimate['error']})"
+    gib = 1024**3
+    return (
+        f"estimate: {estimate['total_bytes'] / gib:.2f} GiB (weights "
+        f"{estimate['weights_bytes'] / gib:.2f}, KV cache {estimate['kv_cache_bytes'] / gib:.2f}, "
+        f"compute {estimate['overhead_bytes'] / gib:.2f} GiB; {estimate['layers']} of "
+        f"{estimate['n_layer']} layers, {estimate['n_ctx']} KV cells)"
+    )
 
 
 def _one_line(command: str) -> str:
@@ -204,6 +240,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         residency = _residency(m)
         if residency:
             add(f"{pad}{residency}")
+        estimate = m.get("estimate")
+        if estimate is not None:
+            add(f"{pad}{_estimate_line(estimate)}")
 
     add("")
     if summary["router"] == "group":

@@ -26,6 +26,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "swapcore.cli.check",
     "swapcore.cli.explain",
     "swapcore.cli.simulate",
+    "swapcore.cli.estimate",
     "swapcore.cli.fakemodel",
 )
 

@@ -1,0 +1,21 @@
+"""Memory estimates from model files: what a model server will need before it starts.
+
+:func:`estimate_gguf` reads a GGUF file's metadata and tensor table (the
+``gguf`` package, the ``memory`` extra) and estimates the accelerator memory
+a llama.cpp server needs for it: weights, KV cache and compute buffer.
+:func:`estimate_command` does the same for a server command line, reading
+the options that change the answer (``-m``, ``-c``, ``-ngl``, ``-ctk``,
+``-ctv``, ``-fa``, ``-ub``). See ``docs/memory.md``.
+"""
+
+from __future__ import annotations
+
+from swapcore.memory._estimate import (
+    Estimate,
+    LlamaOptions,
+    estimate_command,
+    estimate_gguf,
+    parse_llama_options,
+)
+
+__all__ = ["Estimate", "LlamaOptions", "estimate_command", "estimate_gguf", "parse_llama_options"]
