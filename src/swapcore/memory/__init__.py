@@ -5,7 +5,9 @@
 a llama.cpp server needs for it: weights, KV cache and compute buffer.
 :func:`estimate_command` does the same for a server command line, reading
 the options that change the answer (``-m``, ``-c``, ``-ngl``, ``-ctk``,
-``-ctv``, ``-fa``, ``-ub``). See ``docs/memory.md``.
+``-ctv``, ``-fa``, ``-ub``). :func:`estimate_safetensors` reads a vLLM
+model's weights from its safetensors headers and applies vLLM's
+``--gpu-memory-utilization`` rule. See ``docs/memory.md``.
 """
 
 from __future__ import annotations
@@ -17,5 +19,14 @@ from swapcore.memory._estimate import (
     estimate_gguf,
     parse_llama_options,
 )
+from swapcore.memory._safetensors import estimate_safetensors, safetensors_weights
 
-__all__ = ["Estimate", "LlamaOptions", "estimate_command", "estimate_gguf", "parse_llama_options"]
+__all__ = [
+    "Estimate",
+    "LlamaOptions",
+    "estimate_command",
+    "estimate_gguf",
+    "estimate_safetensors",
+    "parse_llama_options",
+    "safetensors_weights",
+]
