@@ -30,14 +30,18 @@ from typing import Any, Literal, Protocol
 
 from swapcore.errors import ConfigError
 
-__all__ = ["COST_KINDS", "CostKind", "CostSource", "SwapCosts"]
+__all__ = ["COST_KINDS", "MEASURE_KINDS", "CostKind", "CostSource", "SwapCosts"]
 
-CostKind = Literal["load", "wake", "stop", "sleep"]
-"""A kind of transition: a cold ``load`` (start to ready), a ``wake`` from
-sleep, a ``stop``, or going to ``sleep``."""
+CostKind = Literal["load", "wake", "stop", "sleep", "memory"]
+"""A kind of measurement: the seconds of a cold ``load`` (start to ready), a
+``wake`` from sleep, a ``stop``, or going to ``sleep``; or the bytes of
+accelerator ``memory`` a running server uses."""
 
 COST_KINDS: tuple[CostKind, ...] = ("load", "wake", "stop", "sleep")
-"""Every :data:`CostKind`, in display order."""
+"""The kinds measured in seconds, in display order."""
+
+MEASURE_KINDS: tuple[CostKind, ...] = (*COST_KINDS, "memory")
+"""Every :data:`CostKind`: the seconds kinds, then ``memory`` (bytes)."""
 
 _FORMAT = 1  # the JSON file's version
 
@@ -59,8 +63,8 @@ def _seconds(where: str, value: object) -> float:
 
 
 def _kind(where: str, kind: object) -> CostKind:
-    if kind not in COST_KINDS:
-        raise ConfigError(f"{where}: unknown cost kind {kind!r} (expected one of {COST_KINDS})")
+    if kind not in MEASURE_KINDS:
+        raise ConfigError(f"{where}: unknown cost kind {kind!r} (expected one of {MEASURE_KINDS})")
     return kind
 
 
@@ -126,16 +130,20 @@ class SwapCosts:
     def describe(self, model: str) -> dict[str, dict[str, Any]]:
         """``{kind: {"seconds": estimate, "measured": count, "source": ...}}`` for known kinds.
 
-        ``source`` is ``"measured"`` or ``"configured"``.
+        ``source`` is ``"measured"`` or ``"configured"``; ``memory`` gives
+        ``"bytes"`` instead of ``"seconds"``.
         """
         out: dict[str, dict[str, Any]] = {}
-        for kind in COST_KINDS:
+        for kind in MEASURE_KINDS:
             estimate = self.estimate(model, kind)
             if estimate is None:
                 continue
             count = self.measured(model, kind)
+            value = (
+                {"bytes": int(estimate)} if kind == "memory" else {"seconds": round(estimate, 3)}
+            )
             out[kind] = {
-                "seconds": round(estimate, 3),
+                **value,
                 "measured": count,
                 "source": "measured" if self._samples.get((model, kind)) else "configured",
             }

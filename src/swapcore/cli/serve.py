@@ -273,8 +273,14 @@ async def serve(
         listeners.append(recorder)
     if path is not None:
         listeners.append(_saver(costs, path))
+    from swapcore.config.build import build_processes
+
+    processes = build_processes(config)
+    watcher = _memory_watcher(config, costs, processes)
+    if watcher is not None:
+        listeners.append(watcher)
     try:
-        overrides: dict[str, Any] = {"costs": costs}
+        overrides: dict[str, Any] = {"costs": costs, "processes": processes}
         if listeners:
             overrides["on_event"] = _fan_out(listeners)
         router = build_router(config, **overrides)
@@ -295,6 +301,30 @@ async def serve(
                 os.fspath(record_trace or ""),
                 recorder.not_served,
             )
+
+
+def _memory_watcher(
+    config: GatewayConfig, costs: SwapCosts, processes: Mapping[str, Any]
+) -> Callable[[RouterEvent], None] | None:
+    """A :class:`~swapcore.memory.MemoryWatcher` over NVML, or None (logged) without one."""
+    from swapcore.memory import MemoryWatcher, NvmlProbe, estimate_command, parse_llama_options
+
+    probe, reason = NvmlProbe.open()
+    if probe is None:
+        logger.info("GPU memory is not measured: %s", reason)
+        return None
+    estimates: dict[str, int] = {}
+    for model in config.models.values():
+        try:
+            options = parse_llama_options(model.cmd)
+            if options.model is not None and os.path.isfile(options.model):
+                estimates[model.id] = estimate_command(model.cmd).total_bytes
+        except (ConfigError, ImportError, ValueError):
+            continue
+    logger.info("GPU memory measured after each start (%s)", reason)
+    return MemoryWatcher(
+        probe, costs, lambda model: processes[model].pid, estimates=estimates, margin=0.1
+    )
 
 
 def _saver(costs: SwapCosts, path: str | os.PathLike[str]) -> Callable[[RouterEvent], None]:

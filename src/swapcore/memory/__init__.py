@@ -19,14 +19,21 @@ from swapcore.memory._estimate import (
     estimate_gguf,
     parse_llama_options,
 )
+from swapcore.memory._probe import Device, GPUProbe, NvmlProbe, process_tree
 from swapcore.memory._safetensors import estimate_safetensors, safetensors_weights
+from swapcore.memory._watch import MemoryWatcher
 
 __all__ = [
+    "Device",
     "Estimate",
+    "GPUProbe",
     "LlamaOptions",
+    "MemoryWatcher",
+    "NvmlProbe",
     "estimate_command",
     "estimate_gguf",
     "estimate_safetensors",
     "parse_llama_options",
+    "process_tree",
     "safetensors_weights",
 ]

@@ -26,7 +26,7 @@ from swapcore.testing.effects import (
     ReportPositionCall,
     StartSwapCall,
 )
-from swapcore.testing.fakes import FakeProcess, FakeProcessError
+from swapcore.testing.fakes import FakeGPUProbe, FakeProcess, FakeProcessError
 from swapcore.testing.faults import FaultyPlanner, InjectedFault
 from swapcore.testing.planner_checks import check_planner, planner_violations
 from swapcore.testing.process_checks import check_process
@@ -34,6 +34,7 @@ from swapcore.testing.stateful import RouterStateMachine, mutual_evictions
 
 __all__ = [
     "EffectCall",
+    "FakeGPUProbe",
     "FakeProcess",
     "FakeProcessError",
     "FaultyPlanner",

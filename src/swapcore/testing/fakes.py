@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection, Mapping
 
+from swapcore.memory._probe import Device
 from swapcore.process import ProcessState
 
-__all__ = ["FakeProcess", "FakeProcessError"]
+__all__ = ["FakeGPUProbe", "FakeProcess", "FakeProcessError"]
 
 _STOPPED = ProcessState.STOPPED
 _STARTING = ProcessState.STARTING
@@ -401,3 +403,52 @@ class FakeProcess:
             task.cancel()
         if done is not None and not done.done():
             done.set_result(outcome)
+
+
+class FakeGPUProbe:
+    """A :class:`~swapcore.memory.GPUProbe` for tests: devices and per-process use you set.
+
+    ``FakeGPUProbe({0: 24 * GiB, 1: 24 * GiB})`` declares devices by index
+    with their total bytes; :meth:`use` says what a process uses on a device.
+    ``fail`` (an exception) makes the next probe call raise it.
+    """
+
+    def __init__(self, totals: dict[int, int]) -> None:
+        self.totals = dict(totals)
+        self.usage: dict[int, dict[int, int]] = {}  # pid -> device -> bytes
+        self.fail: BaseException | None = None
+        self.calls = 0
+
+    def use(self, pid: int, device: int, nbytes: int) -> None:
+        """Process ``pid`` uses ``nbytes`` on ``device`` (0 forgets it)."""
+        if device not in self.totals:
+            raise ValueError(f"no device {device}")
+        self.usage.setdefault(pid, {})[device] = nbytes
+
+    def devices(self) -> list[Device]:
+        """The declared devices, with the used bytes of every process."""
+        self._call()
+        used: dict[int, int] = {}
+        for devices in self.usage.values():
+            for device, nbytes in devices.items():
+                used[device] = used.get(device, 0) + nbytes
+        return [
+            Device(index, f"fake GPU {index}", total, used.get(index, 0))
+            for index, total in sorted(self.totals.items())
+        ]
+
+    def process_memory(self, pids: Collection[int]) -> Mapping[int, int]:
+        """What the processes ``pids`` use, per device."""
+        self._call()
+        out: dict[int, int] = {}
+        for pid in pids:
+            for device, nbytes in self.usage.get(pid, {}).items():
+                if nbytes:
+                    out[device] = out.get(device, 0) + nbytes
+        return out
+
+    def _call(self) -> None:
+        self.calls += 1
+        if self.fail is not None:
+            error, self.fail = self.fail, None
+            raise error
