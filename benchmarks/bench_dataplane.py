@@ -60,14 +60,12 @@ VARIANTS: dict[str, tuple[list[str], str, tuple[str, ...]]] = {
 
 def tree_cpu(pid: int) -> float:
     """CPU seconds used by a process and its live descendants, from /proc."""
-    total, stack = 0.0, [pid]
-    while stack:
-        current = stack.pop()
+    from swapcore.memory import process_tree
+
+    total = 0.0
+    for member in process_tree(pid):
         try:
-            total += bg.process_cpu(current)
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as file:
-                    stack.extend(int(child) for child in file.read().split())
+            total += bg.process_cpu(member)
         except OSError:
             continue
     return total

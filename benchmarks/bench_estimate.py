@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -27,20 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from engine_helpers import write_tiny_llama  # noqa: E402
+from engine_helpers import llama_cpp_buffers, write_tiny_llama  # noqa: E402
 from swapcore.memory import LlamaOptions, estimate_gguf  # noqa: E402
 
 MiB = 1024 * 1024
-LOAD = """
-import json, sys
-import llama_cpp
-args = json.loads(sys.argv[1])
-extra = {}
-if args["cache"] != "f16":
-    types = {"f32": 0, "q8_0": 8, "q4_0": 2}
-    extra = {"type_k": types[args["cache"]], "type_v": types[args["cache"]], "flash_attn": True}
-llama_cpp.Llama(args["path"], n_ctx=args["ctx"], verbose=True, **extra)
-"""
 SHAPES = [
     (2, 64, 4, 4, 256, "f16", "f32"),
     (2, 256, 8, 8, 4096, "f16", "f32"),
@@ -50,11 +38,6 @@ SHAPES = [
     (2, 128, 4, 2, 6144, "f32", "f16"),
     (6, 384, 12, 4, 4096, "f16", "f16"),
 ]
-PATTERNS = {
-    "model": r"^load_tensors: +CPU(?:_Mapped)? model buffer size = +([\d.]+) MiB$",
-    "kv": r"^llama_kv_cache: +\S+ KV buffer size = +([\d.]+) MiB$",
-    "compute": r"^sched_reserve: +\S+ compute buffer size = +([\d.]+) MiB$",
-}
 
 
 def measure(directory: Path, shape: tuple[Any, ...]) -> dict[str, Any]:
@@ -63,11 +46,7 @@ def measure(directory: Path, shape: tuple[Any, ...]) -> dict[str, Any]:
         directory / "m.gguf", n_layer=n_layer, n_embd=n_embd, n_head=n_head,
         n_head_kv=n_head_kv, n_ctx_train=ctx, ftype=ftype,
     )  # fmt: skip
-    args = json.dumps({"path": str(path), "ctx": ctx, "cache": cache})
-    run = subprocess.run([sys.executable, "-c", LOAD, args], capture_output=True, text=True)
-    if run.returncode:
-        raise RuntimeError(run.stderr[-2000:])
-    found = {k: float(re.findall(p, run.stderr, re.M)[0]) for k, p in PATTERNS.items()}
+    found = llama_cpp_buffers(path, n_ctx=ctx, cache=cache)
     est = estimate_gguf(
         path,
         LlamaOptions(n_ctx=ctx, cache_type_k=cache, cache_type_v=cache, flash_attn=cache != "f16"),

@@ -369,3 +369,48 @@ class EngineServer:
                     self.process.wait(timeout=timeout)
         finally:
             self._sink.close()
+
+
+_LOAD = """
+import json, sys
+import llama_cpp
+args = json.loads(sys.argv[1])
+extra = {}
+if args["cache"] != "f16":
+    types = {"f32": 0, "q8_0": 8, "q4_0": 2}
+    extra = {"type_k": types[args["cache"]], "type_v": types[args["cache"]], "flash_attn": True}
+llama_cpp.Llama(args["path"], n_ctx=args["ctx"], verbose=True, **extra)
+"""
+_BUFFERS = {
+    # The mapped file is the model: a CPU with AMX also logs an "AMX model buffer",
+    # a repacked copy of the f16 matrices for its own kernels, which no GPU backend makes.
+    "model": r"^load_tensors: +CPU(?:_Mapped)? model buffer size = +([\d.]+) MiB$",
+    "kv": r"^llama_kv_cache: +\S+ KV buffer size = +([\d.]+) MiB$",
+    "compute": r"^sched_reserve: +\S+ compute buffer size = +([\d.]+) MiB$",
+}
+
+
+def llama_cpp_buffers(path: str | Path, *, n_ctx: int, cache: str = "f16") -> dict[str, float]:
+    """The model, KV and compute buffers (MiB) llama.cpp reports when it loads ``path``.
+
+    Loads the file with llama-cpp-python in a subprocess (llama.cpp logs on
+    the process's stderr, in MiB with two decimals); a cache type other than
+    f16 (f32, q8_0, q4_0) turns flash attention on, as llama.cpp requires for
+    a quantised V cache.
+    """
+    import json
+    import re
+
+    args = json.dumps({"path": str(path), "ctx": n_ctx, "cache": cache})
+    run = subprocess.run(
+        [sys.executable, "-c", _LOAD, args], capture_output=True, text=True, timeout=120
+    )
+    if run.returncode:
+        raise RuntimeError(f"llama-cpp-python could not load {path}:\n{run.stderr[-2000:]}")
+    sizes = {}
+    for name, pattern in _BUFFERS.items():
+        found = re.findall(pattern, run.stderr, re.M)
+        if not found:
+            raise RuntimeError(f"no {name} buffer in llama.cpp's log:\n{run.stderr[-2000:]}")
+        sizes[name] = float(found[0])
+    return sizes

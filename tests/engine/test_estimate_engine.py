@@ -9,30 +9,16 @@ decimals of MiB), the KV cache within 1%, the compute buffer within 25%.
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from engine_helpers import requires_engine, write_tiny_llama
+from engine_helpers import llama_cpp_buffers, requires_engine, write_tiny_llama
 from swapcore.memory import LlamaOptions, estimate_gguf
 
 pytestmark = requires_engine
 
 MiB = 1024 * 1024
-LOAD = """
-import json, sys
-import llama_cpp
-args = json.loads(sys.argv[1])
-extra = {}
-if args["cache"] != "f16":
-    types = {"f32": 0, "q8_0": 8, "q4_0": 2}
-    extra = {"type_k": types[args["cache"]], "type_v": types[args["cache"]], "flash_attn": True}
-llama_cpp.Llama(args["path"], n_ctx=args["ctx"], verbose=True, **extra)
-"""
 
 SHAPES = [
     # n_layer, n_embd, n_head, n_head_kv, ctx, cache, ftype
@@ -42,23 +28,6 @@ SHAPES = [
     (3, 192, 6, 3, 3072, "q4_0", "f32"),
     (2, 128, 4, 2, 6144, "f32", "f16"),
 ]
-
-
-def reported(log: str, what: str) -> float:
-    """The MiB llama.cpp reported for ``what``.
-
-    The model is the mapped file's buffer: a CPU with AMX also logs an
-    ``AMX model buffer``, a repacked copy of the f16 matrices made for its
-    own kernels, which no GPU backend makes.
-    """
-    pattern = {
-        "model": r"^load_tensors: +CPU(?:_Mapped)? model buffer size = +([\d.]+) MiB$",
-        "kv": r"^llama_kv_cache: +\S+ KV buffer size = +([\d.]+) MiB$",
-        "compute": r"^sched_reserve: +\S+ compute buffer size = +([\d.]+) MiB$",
-    }[what]
-    found = re.findall(pattern, log, re.M)
-    assert found, f"no {what} buffer in the log:\n{log}"
-    return sum(float(size) for size in found)
 
 
 @pytest.mark.parametrize(
@@ -78,19 +47,14 @@ def test_the_estimate_matches_what_llama_cpp_allocates(
         tmp_path / "m.gguf", n_layer=n_layer, n_embd=n_embd, n_head=n_head,
         n_head_kv=n_head_kv, n_ctx_train=ctx, ftype=ftype,  # type: ignore[arg-type]
     )  # fmt: skip
-    args = json.dumps({"path": str(path), "ctx": ctx, "cache": cache})
-    run = subprocess.run(
-        [sys.executable, "-c", LOAD, args], capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    log = run.stderr
+    real = llama_cpp_buffers(path, n_ctx=ctx, cache=cache)
     estimate = estimate_gguf(
         path,
         LlamaOptions(n_ctx=ctx, cache_type_k=cache, cache_type_v=cache, flash_attn=cache != "f16"),
     )
     weights = (estimate.weights_bytes + estimate.host_weights_bytes) / MiB
-    assert abs(weights - reported(log, "model")) <= 0.01  # llama.cpp prints 2 decimals
-    kv = reported(log, "kv")
+    assert abs(weights - real["model"]) <= 0.01  # llama.cpp prints 2 decimals
+    kv = real["kv"]
     assert abs(estimate.kv_cache_bytes / MiB - kv) <= 0.01 * kv
-    compute = reported(log, "compute")
+    compute = real["compute"]
     assert abs(estimate.overhead_bytes / MiB - compute) <= 0.25 * compute
