@@ -60,13 +60,16 @@ class SwapStarted(RouterEvent):
     """A swap to ``model`` started: ``evict`` leaves first (in parallel), then ``model`` loads.
 
     ``asleep`` lists the models of ``evict`` put to sleep instead of stopped;
-    ``wake`` is True when ``model`` was asleep and wakes rather than starts cold.
+    ``wake`` is True when ``model`` was asleep and wakes rather than starts cold;
+    ``reason`` is the planner's one-line account of the choice
+    (:meth:`~swapcore.SwapPlanner.swap_reason`; "" when it gives none).
     """
 
     model: str
     evict: tuple[str, ...] = attrs.field(converter=_as_tuple)
     asleep: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
     wake: bool = False
+    reason: str = ""
 
 
 @attrs.frozen

@@ -136,10 +136,13 @@ class Catalog:
     def running(self) -> list[dict[str, Any]]:
         """``/running`` entries: models alive (running or asleep), being swapped in, or queued for.
 
-        Each has its tier (``state``) and its swap costs (learned or configured).
+        Each has its tier (``state``) and its swap costs (learned or configured);
+        under a placement planner (``gpus:``), ``placement`` maps each device
+        it is on to its bytes there.
         """
         running = []
         costs = self._router.costs
+        placement_of = getattr(self._router.planner, "placement_of", None)
         for model, snap in self._router.snapshot().models.items():
             if snap.state not in _SHOWN and not snap.swapping and not snap.queued:
                 continue
@@ -151,6 +154,8 @@ class Catalog:
                 "waiting": snap.waiting,
                 "costs": costs.describe(model),
             }
+            if placement_of is not None and snap.state is not ProcessState.SLEEPING:
+                record["placement"] = {d: round(b) for d, b in placement_of(model).items()}
             proxy = self._given_upstream(model) or self._config_proxy(model)
             if proxy is not None:
                 record["proxy"] = proxy
@@ -161,6 +166,21 @@ class Catalog:
                 record["description"] = entry.description
             running.append(record)
         return running
+
+    def evictions(self) -> list[dict[str, Any]]:
+        """The recent swaps that evicted models, newest first, each with the planner's reason."""
+        now, monotonic = time.time(), time.monotonic()
+        return [
+            {
+                "model": swap.model,
+                "evicted": list(swap.evict),
+                "asleep": list(swap.asleep),
+                "reason": swap.reason,
+                "at": round(now - (monotonic - swap.at), 3),  # wall-clock seconds
+            }
+            for swap in reversed(self._router.recent_swaps())
+            if swap.evict
+        ]
 
     # -------------------------------------------------------------- helpers
 

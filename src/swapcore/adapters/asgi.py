@@ -511,7 +511,10 @@ class GatewayApp:
             return
         if path == "/running":
             check_method(method, "GET", "HEAD")
-            await exchange.json(200, {"running": self._catalog.running()})
+            catalog = self._catalog
+            await exchange.json(
+                200, {"running": catalog.running(), "evictions": catalog.evictions()}
+            )
             return
         if path == "/unload":
             check_method(method, "POST", "GET")  # GET: llama-swap's own method for /unload

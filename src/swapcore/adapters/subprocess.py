@@ -152,6 +152,10 @@ class ProcessStartError(SwapcoreError):
         return (_rebuild_start_error, fields)
 
 
+def _shown_env(env: Mapping[str, str]) -> str:
+    return " ".join(f"{key}={value}" for key, value in env.items())
+
+
 def _rebuild_start_error(
     model: str,
     reason: str,
@@ -176,6 +180,9 @@ class SubprocessProcess:
     - ``check_endpoint``: path polled until it answers HTTP 200 (default
       ``/health``); ``"none"`` means ready as soon as the child is spawned.
     - ``env``: variables added to ``os.environ`` for the child.
+    - ``start_env``: a function called at each start for more variables
+      (after ``env``), e.g. ``CUDA_VISIBLE_DEVICES`` for the devices a
+      placement planner chose for this start; if it raises, the start fails.
     - ``cmd_stop``: a command that stops the server, run instead of sending
       SIGTERM; ``${PID}`` is replaced by the child's pid.
     - ``cwd``: the child's working directory.
@@ -209,6 +216,7 @@ class SubprocessProcess:
         proxy: str | None = None,
         check_endpoint: str = "/health",
         env: Mapping[str, str] | None = None,
+        start_env: Callable[[], Mapping[str, str]] | None = None,
         cmd_stop: _Command | None = None,
         cwd: str | os.PathLike[str] | None = None,
         health_interval: float = 0.1,
@@ -248,6 +256,11 @@ class SubprocessProcess:
                 f" got {check_endpoint!r}"
             )
         self._env = parse_env(name, env)
+        if start_env is not None and not callable(start_env):
+            raise ConfigError(f"model {name!r}: start_env: must be callable, got {start_env!r}")
+        self._start_env = start_env
+        self.last_start_env: dict[str, str] = {}
+        """The variables ``start_env`` gave the last start (empty: none)."""
         if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
             raise ConfigError(f"model {name!r}: cwd: must be a path, got {cwd!r}")
         self._cwd = cwd
@@ -595,8 +608,24 @@ class SubprocessProcess:
                 raise error
             await asyncio.sleep(self._health_interval)
 
+    def _child_env(self) -> dict[str, str] | None:
+        """The child's environment: None (inherit) when nothing is added."""
+        extra: dict[str, str] = {}
+        if self._start_env is not None:
+            try:
+                extra = dict(parse_env(self._name, self._start_env()))
+            except Exception as exc:
+                self._set_state(ProcessState.STOPPED)
+                raise ProcessStartError(self._name, f"start_env failed: {exc}") from exc
+            self.last_start_env = extra
+            if extra:
+                logger.info("model %r starts with %s", self._name, _shown_env(extra))
+        if not self._env and not extra:
+            return None
+        return {**os.environ, **self._env, **extra}
+
     async def _spawn(self, output: OutputLog) -> Child:
-        env = {**os.environ, **self._env} if self._env else None
+        env = self._child_env()
         spawning = asyncio.ensure_future(
             spawn_child(self._argv, output=output, env=env, cwd=self._cwd)
         )

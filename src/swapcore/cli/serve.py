@@ -273,14 +273,15 @@ async def serve(
         listeners.append(recorder)
     if path is not None:
         listeners.append(_saver(costs, path))
-    from swapcore.config.build import build_processes
+    from swapcore.config.build import build_planner, build_processes
 
-    processes = build_processes(config)
+    planner = build_planner(config, costs=costs)
+    processes = build_processes(config, planner=planner)
     watcher = _memory_watcher(config, costs, processes)
     if watcher is not None:
         listeners.append(watcher)
     try:
-        overrides: dict[str, Any] = {"costs": costs, "processes": processes}
+        overrides: dict[str, Any] = {"costs": costs, "processes": processes, "planner": planner}
         if listeners:
             overrides["on_event"] = _fan_out(listeners)
         router = build_router(config, **overrides)
@@ -313,8 +314,10 @@ def _memory_watcher(
     if probe is None:
         logger.info("GPU memory is not measured: %s", reason)
         return None
-    estimates: dict[str, int] = {}
+    estimates: dict[str, int] = dict(config.gpus.sizes) if config.gpus is not None else {}
     for model in config.models.values():
+        if model.id in estimates:
+            continue
         try:
             options = parse_llama_options(model.cmd)
             if options.model is not None and os.path.isfile(options.model):

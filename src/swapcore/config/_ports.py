@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from swapcore.config._reader import Reader
 from swapcore.config.macros import join_path
-from swapcore.config.schema import ModelConfig, RoutingConfig
+from swapcore.config.schema import GpuConfig, ModelConfig, RoutingConfig
 from swapcore.errors import ConfigError
 from swapcore.planners.groups import GroupPlanner
 
@@ -48,9 +48,25 @@ def upstream_address(proxy: str) -> tuple[str, int] | None:
 
 
 def _never_together(
-    models: Mapping[str, ModelConfig], routing: RoutingConfig, memory_budget: int | None
+    models: Mapping[str, ModelConfig],
+    routing: RoutingConfig,
+    memory_budget: int | None,
+    gpus: GpuConfig | None = None,
 ) -> tuple[Callable[[str, str], bool], str] | None:
     """A test of whether two models can never run at once, and how to make it so."""
+    if routing.router == "placement":
+        if gpus is None or not gpus.devices:
+            return None  # devices: auto are known at start only; nothing to prove here
+        from swapcore.planners.placement import PlacementPlanner
+
+        placer = PlacementPlanner(gpus.sizes, gpus.devices, split=gpus.split)
+
+        def apart(a: str, b: str) -> bool:
+            if a not in gpus.sizes or b not in gpus.sizes:
+                return True  # the missing size is reported on its own
+            return bool(placer.eviction_for(a, (b,)))
+
+        return (apart, "the devices can hold both models at once (they fit together)")
     if routing.router == "memory":
         if memory_budget is None:
             return None
@@ -98,6 +114,7 @@ def check_shared_upstreams(
     models: Mapping[str, ModelConfig],
     routing: RoutingConfig,
     memory_budget: int | None = None,
+    gpus: GpuConfig | None = None,
 ) -> None:
     """Record an error for each model whose upstream address an earlier model shares,
     unless the routing guarantees the two never run at the same time.
@@ -105,7 +122,8 @@ def check_shared_upstreams(
     ``models`` are the built models in definition order; each error names the
     later model's ``proxy`` and the earlier one's. ``memory_budget`` is the
     memory router's budget: two models then never run together when their
-    memory adds up to more.
+    memory adds up to more; ``gpus`` the placement router's devices: two
+    models then never run together when the devices cannot hold both.
     """
     rule: tuple[Callable[[str, str], bool], str] | None = None
     seen: dict[tuple[str, int], list[str]] = {}
@@ -118,7 +136,7 @@ def check_shared_upstreams(
         if len(before) == 1:
             continue
         if rule is None:
-            rule = _never_together(models, routing, memory_budget)
+            rule = _never_together(models, routing, memory_budget, gpus)
             if rule is None:
                 return
         never_together, advice = rule

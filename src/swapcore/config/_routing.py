@@ -186,7 +186,7 @@ def _memory_routing(
     for key in given:
         r.error(
             budget_key,
-            f"cannot be combined with {key}: a memory budget replaces groups and the matrix; "
+            f"cannot be combined with {key}: memory budgets replace groups and the matrix; "
             f"remove one of them",
         )
 

@@ -10,10 +10,12 @@ processes on demand once it runs, and the caller preloads
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from swapcore.config.schema import GatewayConfig
+from swapcore.config.schema import GatewayConfig, GpuConfig, ModelConfig, format_size
 from swapcore.costs import SwapCosts
+from swapcore.errors import ConfigError
 from swapcore.planners.base import SwapPlanner
 from swapcore.planners.groups import GroupPlanner
 from swapcore.planners.residency import SleepRules
@@ -21,6 +23,7 @@ from swapcore.scheduling.effects import SchedulerFactory
 
 if TYPE_CHECKING:
     from swapcore.adapters.subprocess import SubprocessProcess
+    from swapcore.memory import GPUProbe
     from swapcore.router import BaseRouter
 
 __all__ = [
@@ -30,11 +33,15 @@ __all__ = [
     "build_router",
     "build_scheduler_factory",
     "build_sleep_rules",
+    "device_env",
+    "gpu_budgets",
     "router_kwargs",
 ]
 
 
-def build_planner(config: GatewayConfig) -> SwapPlanner:
+def build_planner(
+    config: GatewayConfig, *, costs: SwapCosts | None = None, probe: GPUProbe | None = None
+) -> SwapPlanner:
     """Return the eviction policy the configuration selects, with its sleep rules.
 
     ``group`` routing gives a :class:`~swapcore.GroupPlanner` over the
@@ -43,13 +50,28 @@ def build_planner(config: GatewayConfig) -> SwapPlanner:
     compiled sets with the configured ``evict_costs``; ``memory`` routing
     (``swapcore.memory_budget``) gives a
     :class:`~swapcore.planners.memory.MemoryBudgetPlanner` over the models'
-    ``memory``, in bytes. When any model has ``sleepMode``, the planner's
-    ``sleep_rules`` are :func:`build_sleep_rules`'s.
+    ``memory``, in bytes; ``placement`` routing (the ``gpus:`` section)
+    gives a :class:`~swapcore.planners.placement.PlacementPlanner` over the
+    devices (:func:`gpu_budgets`, read with ``probe`` for ``devices: auto``)
+    and the models' sizes, whose measurements in ``costs`` replace the
+    configured or estimated sizes. When any model has ``sleepMode``, the
+    planner's ``sleep_rules`` are :func:`build_sleep_rules`'s.
     """
     planner: SwapPlanner
     matrix = config.routing.matrix
     budget = config.swapcore.memory_budget
-    if config.routing.router == "memory" and budget is not None:
+    gpus = config.gpus
+    if config.routing.router == "placement" and gpus is not None:
+        from swapcore.planners.placement import PlacementPlanner
+
+        planner = PlacementPlanner(
+            dict(gpus.sizes),
+            gpu_budgets(gpus, probe),
+            split=gpus.split,
+            costs=costs,
+            show_size=lambda size: format_size(round(size)),
+        )
+    elif config.routing.router == "memory" and budget is not None:
         from swapcore.planners.memory import MemoryBudgetPlanner
 
         sizes = {m.id: m.memory for m in config.models.values() if m.memory is not None}
@@ -66,6 +88,53 @@ def build_planner(config: GatewayConfig) -> SwapPlanner:
     if rules is not None:
         planner.sleep_rules = rules
     return planner
+
+
+def gpu_budgets(gpus: GpuConfig, probe: GPUProbe | None = None) -> dict[str, int]:
+    """Each device's budget in bytes: as declared, or for ``devices: auto`` read from the GPUs.
+
+    ``auto`` takes each device the probe lists (default: NVML) by its index,
+    with its total memory less ``reserve``. Raises
+    :class:`~swapcore.ConfigError` when the GPUs cannot be read, or when a
+    model could not fit on them.
+    """
+    if not gpus.auto:
+        return dict(gpus.devices)
+    if probe is None:
+        from swapcore.memory import NvmlProbe
+
+        probe, reason = NvmlProbe.open()
+        if probe is None:
+            raise ConfigError(f"gpus.devices: auto needs to read the GPUs, but {reason}")
+    budgets: dict[str, int] = {}
+    for device in probe.devices():
+        budget = device.total_bytes - gpus.reserve
+        if budget <= 0:
+            raise ConfigError(
+                f"gpus.reserve: {format_size(gpus.reserve)} leaves nothing of GPU "
+                f"{device.index} ({device.name}, {format_size(device.total_bytes)})"
+            )
+        budgets[str(device.index)] = budget
+    if not budgets:
+        raise ConfigError("gpus.devices: auto found no GPU")
+    room = sum(budgets.values()) if gpus.split else max(budgets.values())
+    for model, size in gpus.sizes.items():
+        if size > room:
+            held = "all GPUs together" if gpus.split else "the largest GPU"
+            raise ConfigError(
+                f"models.{model}.memory: {format_size(size)} is more than {held} can hold "
+                f"({format_size(room)} after gpus.reserve): the model could never load"
+            )
+    return budgets
+
+
+def device_env(planner: SwapPlanner, model: str, variable: str) -> dict[str, str]:
+    """``{variable: "0,1"}``: the devices ``planner`` placed ``model`` on ({} if none)."""
+    placement_of = getattr(planner, "placement_of", None)
+    if placement_of is None:
+        return {}
+    devices: Mapping[str, float] = placement_of(model)
+    return {variable: ",".join(devices)} if devices else {}
 
 
 def build_sleep_rules(config: GatewayConfig) -> SleepRules | None:
@@ -102,32 +171,49 @@ def build_costs(config: GatewayConfig) -> SwapCosts:
     return SwapCosts({m.id: dict(m.swap_costs) for m in config.models.values() if m.swap_costs})
 
 
-def build_processes(config: GatewayConfig, **process_kwargs: Any) -> dict[str, SubprocessProcess]:
+def build_processes(
+    config: GatewayConfig, *, planner: SwapPlanner | None = None, **process_kwargs: Any
+) -> dict[str, SubprocessProcess]:
     """Return one :class:`~swapcore.adapters.subprocess.SubprocessProcess` per model.
 
     Each gets the model's expanded ``cmd``, ``cmdStop``, ``proxy``,
     ``checkEndpoint``, ``env``, assigned port and ``sleepMode`` (its level
-    and endpoints). ``process_kwargs`` (for example ``health_interval`` or
+    and endpoints). With a ``gpus:`` section and the placement ``planner``,
+    each start also gets ``gpus.env`` (``CUDA_VISIBLE_DEVICES``) set to the
+    devices the planner chose for it (:func:`device_env`).
+    ``process_kwargs`` (for example ``health_interval`` or
     ``on_state_change``) go to every process.
     """
+    gpus = config.gpus
+    if gpus is not None and gpus.env and planner is not None and "start_env" not in process_kwargs:
+        variable = gpus.env
+        return {
+            model.id: _process(
+                model,
+                start_env=functools.partial(device_env, planner, model.id, variable),
+                **process_kwargs,
+            )
+            for model in config.models.values()
+        }
+    return {model.id: _process(model, **process_kwargs) for model in config.models.values()}
+
+
+def _process(model: ModelConfig, **process_kwargs: Any) -> SubprocessProcess:
     from swapcore.adapters.subprocess import SubprocessProcess
 
-    return {
-        model.id: SubprocessProcess(
-            name=model.id,
-            cmd=model.cmd,
-            port=model.port,
-            proxy=model.proxy,
-            check_endpoint=model.check_endpoint,
-            env=dict(model.env),
-            cmd_stop=model.cmd_stop or None,
-            sleep_level=model.sleep_level,
-            sleep_endpoint=model.sleep_endpoint,
-            wake_endpoint=model.wake_endpoint,
-            **process_kwargs,
-        )
-        for model in config.models.values()
-    }
+    return SubprocessProcess(
+        name=model.id,
+        cmd=model.cmd,
+        port=model.port,
+        proxy=model.proxy,
+        check_endpoint=model.check_endpoint,
+        env=dict(model.env),
+        cmd_stop=model.cmd_stop or None,
+        sleep_level=model.sleep_level,
+        sleep_endpoint=model.sleep_endpoint,
+        wake_endpoint=model.wake_endpoint,
+        **process_kwargs,
+    )
 
 
 def build_scheduler_factory(
@@ -200,9 +286,10 @@ def build_router(config: GatewayConfig, **overrides: Any) -> BaseRouter:
     costs = overrides.pop("costs", None)
     costs = build_costs(config) if costs is None else costs
     kwargs = {**router_kwargs(config), **overrides}
+    planner = build_planner(config, costs=costs) if planner is None else planner
     return BaseRouter(
-        processes if processes is not None else build_processes(config),
-        planner if planner is not None else build_planner(config),
+        processes if processes is not None else build_processes(config, planner=planner),
+        planner,
         scheduler=scheduler if scheduler is not None else build_scheduler_factory(config, costs),
         costs=costs,
         **kwargs,

@@ -26,6 +26,9 @@ import os
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import attrs
+
+from swapcore.config._gpus import check_gpu_sizes, read_gpus
 from swapcore.config._models import RawModel, check_aliases, expand_model, macro_entries, read_model
 from swapcore.config._ports import check_shared_upstreams
 from swapcore.config._reader import MAX_PORT, Reader, kind
@@ -80,6 +83,7 @@ _TOP = frozenset(
         "sendLoadingState",
         "includeAliasesInList",
         "swapcore",
+        "gpus",
     }
 )
 _TOP_UNSUPPORTED = frozenset(
@@ -398,10 +402,28 @@ def parse_config(
 
     built = {m: built[m] for m in declared if m in built}  # definition order
     budget_key, budget = _memory_budget(root)
+    gpus = read_gpus(r, root)
+    if gpus is not None:
+        sizes, sources = check_gpu_sizes(r, gpus, built)
+        gpus = attrs.evolve(gpus, sizes=sizes, size_sources=sources)
+    if root.get("gpus") is not None and budget_key is not None:
+        r.error(
+            "gpus",
+            "cannot be combined with swapcore.memory_budget: devices replace the one budget; "
+            "remove one of them",
+        )
     errors_before_routing = len(r.errors)
-    routing = read_routing(r, root, model_ids, aliases, memory_budget=budget_key)
+    routing = read_routing(
+        r,
+        root,
+        model_ids,
+        aliases,
+        memory_budget=budget_key or ("gpus" if root.get("gpus") is not None else None),
+    )
+    if gpus is not None and routing.router == "memory":
+        routing = attrs.evolve(routing, router="placement")
     if len(r.errors) == errors_before_routing:  # who may run together is known
-        check_shared_upstreams(r, built, routing, budget)
+        check_shared_upstreams(r, built, routing, budget, gpus)
     preload = _preload(r, root, model_ids, aliases)
     api_keys = _api_keys(r, root)
     peers = _peers(r, root, global_macros, model_ids, aliases)
@@ -423,6 +445,7 @@ def parse_config(
         api_keys=api_keys,
         preload=preload,
         swapcore=swapcore,
+        gpus=gpus,
         warnings=r.warnings,
         source=source,
         **gw,

@@ -36,6 +36,7 @@ __all__ = [
     "SUMMARY_COMBINATION_LIMIT",
     "TIMEOUT_KEYS",
     "GatewayConfig",
+    "GpuConfig",
     "MatrixConfig",
     "ModelConfig",
     "PeerConfig",
@@ -396,11 +397,13 @@ class RoutingConfig:
     ``groups`` holds the configured groups only; models in no group join the
     ``"(default)"`` group when the planner is built. ``memory`` is chosen by
     ``swapcore.memory_budget``: a memory-budget planner over the models'
-    ``memory``, with no groups and no matrix. ``priority`` maps real model
-    ids (aliases resolved) to their queue priority (default 0).
+    ``memory``, with no groups and no matrix. ``placement`` is chosen by the
+    ``gpus:`` section: models placed on devices, each within its budget.
+    ``priority`` maps real model ids (aliases resolved) to their queue
+    priority (default 0).
     """
 
-    router: Literal["group", "matrix", "memory"] = "group"
+    router: Literal["group", "matrix", "memory", "placement"] = "group"
     groups: Mapping[str, Group] = attrs.field(factory=dict, converter=_frozen_mapping, hash=False)
     matrix: MatrixConfig | None = None
     scheduler: str = "fifo"
@@ -409,12 +412,15 @@ class RoutingConfig:
     def __attrs_post_init__(self) -> None:
         if self.router == "matrix" and self.matrix is None:
             raise ConfigError("RoutingConfig.matrix: required when router is 'matrix'")
-        if self.router not in ("group", "matrix", "memory"):
+        if self.router not in ("group", "matrix", "memory", "placement"):
             raise ConfigError(
-                f"RoutingConfig.router: must be 'group', 'matrix' or 'memory', not {self.router!r}"
+                "RoutingConfig.router: must be 'group', 'matrix', 'memory' or 'placement', "
+                f"not {self.router!r}"
             )
-        if self.router == "memory" and (self.groups or self.matrix is not None):
-            raise ConfigError("RoutingConfig: the memory router takes no groups and no matrix")
+        if self.router in ("memory", "placement") and (self.groups or self.matrix is not None):
+            raise ConfigError(
+                f"RoutingConfig: the {self.router} router takes no groups and no matrix"
+            )
 
 
 @attrs.frozen(kw_only=True)
@@ -452,6 +458,39 @@ class SwapcoreSettings:
 
 
 @attrs.frozen(kw_only=True)
+class GpuConfig:
+    """The ``gpus:`` section: the devices models are placed on, and each model's size.
+
+    ``devices`` maps each device, by the name the engine knows it by (what
+    ``env`` is set to, e.g. ``"0"`` or a GPU UUID), to its budget in bytes;
+    it is empty when ``auto`` is set (the budgets are read from the GPUs,
+    less ``reserve`` bytes each, when the planner is built). ``split`` lets
+    a model that fits no single device spread over several. ``env`` is the
+    variable each start of a model gets with its devices, comma-separated
+    (empty: none). ``sizes`` holds every model's size in bytes and
+    ``size_sources`` where each came from (``memory``, or the estimate of
+    the model file its ``cmd`` names).
+    """
+
+    devices: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_mapping, hash=False)
+    auto: bool = False
+    reserve: int = attrs.field(default=0, validator=_bytes_or_none)
+    split: bool = True
+    env: str = "CUDA_VISIBLE_DEVICES"
+    sizes: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_mapping, hash=False)
+    size_sources: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_frozen_mapping, hash=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if not self.devices and not self.auto:
+            raise ConfigError("GpuConfig.devices: at least one device, or auto")
+        for name, budget in self.devices.items():
+            if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+                raise ConfigError(f"GpuConfig.devices[{name!r}]: must be bytes > 0, got {budget!r}")
+
+
+@attrs.frozen(kw_only=True)
 class GatewayConfig:
     """A whole validated gateway configuration.
 
@@ -459,7 +498,8 @@ class GatewayConfig:
     key that was ignored (unsupported or unknown), by key path. ``source``
     names where the configuration came from (a file path or ``<config>``).
     ``preload`` lists real model ids to load at start
-    (``hooks.on_startup.preload``, aliases resolved).
+    (``hooks.on_startup.preload``, aliases resolved). ``gpus`` is the ``gpus:``
+    section (None when absent): it selects the placement router.
 
     Construction checks that model keys match model ids and that no alias
     collides with a model id or another alias.
@@ -481,6 +521,7 @@ class GatewayConfig:
     api_keys: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     preload: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     swapcore: SwapcoreSettings = attrs.field(factory=SwapcoreSettings)
+    gpus: GpuConfig | None = None
     warnings: tuple[str, ...] = attrs.field(default=(), converter=_strings, eq=False)
     source: str = attrs.field(default="<config>", eq=False)
     _aliases: Mapping[str, str] = attrs.field(init=False, repr=False, eq=False, hash=False)

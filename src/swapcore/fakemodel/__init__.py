@@ -29,7 +29,8 @@ Endpoints:
   ``/v1/models`` answers 503 (vLLM refuses requests to a sleeping engine);
   ``/health`` stays 200, as the process stays up. Without sleep mode the
   three paths are 404. One line per sleep and wake goes to stderr.
-- ``GET /fake/stats``: ``{"pid", "model"}``, plus ``sleep_state``,
+- ``GET /fake/stats``: ``{"pid", "model", "visible_devices"}`` (its
+  ``CUDA_VISIBLE_DEVICES``, null when unset), plus ``sleep_state``,
   ``level``, ``sleeps`` and ``wakes`` in sleep mode (for tests and demos).
 - ``POST /fake/crash``: the server exits at once with ``CRASH_EXIT_CODE``,
   without answering. ``crash_after_tokens=N`` does the same after the N-th

@@ -296,7 +296,11 @@ class FakeModel:
 
     async def _stats(self, body: dict[str, Any], send: _Send) -> None:
         sleep = self.sleep
-        stats: dict[str, Any] = {"pid": os.getpid(), "model": self.model_name}
+        stats: dict[str, Any] = {
+            "pid": os.getpid(),
+            "model": self.model_name,
+            "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
         if sleep is not None:
             stats.update(
                 sleep_state=sleep.state, level=sleep.level, sleeps=sleep.sleeps, wakes=sleep.wakes

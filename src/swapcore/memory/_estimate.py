@@ -231,9 +231,11 @@ _FLAGS = {
     "--model": "model",
     "-c": "n_ctx",
     "--ctx-size": "n_ctx",
+    "--n_ctx": "n_ctx",  # llama-cpp-python's server
     "-ngl": "n_gpu_layers",
     "--gpu-layers": "n_gpu_layers",
     "--n-gpu-layers": "n_gpu_layers",
+    "--n_gpu_layers": "n_gpu_layers",
     "-ctk": "cache_type_k",
     "--cache-type-k": "cache_type_k",
     "-ctv": "cache_type_v",
@@ -248,12 +250,19 @@ _FLAGS = {
 _INTS = ("n_ctx", "n_gpu_layers", "n_ubatch", "n_parallel")
 
 
+def _is_python(executable: str) -> bool:
+    name = os.path.basename(executable)
+    return name.startswith("python") or name in ("py", "pypy", "pypy3")
+
+
 def parse_llama_options(command: str | Sequence[str]) -> LlamaOptions:
     """The memory-relevant options of a llama.cpp server command line.
 
     Understands ``-m``, ``-c``, ``-ngl``, ``-ctk``, ``-ctv``, ``-ub``,
     ``-np`` and ``-fa`` (``on``/``off``/``auto``, or bare) in their short and
-    long forms, as ``--flag value`` or ``--flag=value``. A bad number raises
+    long forms, as ``--flag value`` or ``--flag=value``; ``python -m
+    MODULE`` (as in ``python -m llama_cpp.server --model FILE``) is not a
+    model file. A bad number raises
     :class:`~swapcore.ConfigError` naming the flag.
     """
     argv = shlex.split(command) if isinstance(command, str) else list(command)
@@ -265,6 +274,9 @@ def parse_llama_options(command: str | Sequence[str]) -> LlamaOptions:
         key = _FLAGS.get(flag)
         index += 1
         if key is None:
+            continue
+        if arg == "-m" and index >= 2 and _is_python(argv[index - 2]):
+            index += 1  # python -m MODULE: Python's flag, not a model file
             continue
         if key == "flash_attn":
             if not equals and index < len(argv) and argv[index] in ("on", "off", "auto"):

@@ -58,6 +58,17 @@ class SwapPlanner(abc.ABC):
     def on_swap_start(self, target: str, running: Sequence[str]) -> None:  # noqa: B027
         """Hook called once when a swap to ``target`` really starts; does nothing by default."""
 
+    def swap_reason(self, target: str) -> str:
+        """Why the last swap to ``target`` evicted what it did, in one line ("" if unknown).
+
+        The router asks once per swap, after :meth:`on_swap_start`, and puts
+        the answer in :class:`~swapcore.events.SwapStarted` and ``/running``.
+        The default knows no reason; a planner that can say (say, "needs 14
+        GiB on one device; GPU 1 has 6 GiB free after keeping embed")
+        records it in :meth:`on_swap_start` and returns it here.
+        """
+        return ""
+
     def on_serve(self, model: str, now: float) -> None:  # noqa: B027
         """Hook called just before ``model`` is handed to a request, at clock value ``now``.
 

@@ -2,9 +2,10 @@
 
 Beyond one budget: the machine has devices (GPUs), each with its memory,
 and a model runs on a set of them. Loading a model chooses, in this order,
-(1) the cheapest set of running models to evict, by evict cost, sparing
-the most recently used among equally cheap sets (as
-:class:`~swapcore.MemoryBudgetPlanner`), then (2) where it goes: on one
+(1) the cheapest set of running models to evict, by evict cost; among
+equally cheap sets, one that lets the model fit on one device wins, then
+the one sparing the most recently used (as
+:class:`~swapcore.MemoryBudgetPlanner`); then (2) where it goes: on one
 device if any has room (the one with the least room that fits, keeping
 big gaps for big models), and spread over several only when it must (the
 devices with the most room first), as Ollama places models. A model is
@@ -15,14 +16,17 @@ budget.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 
+from swapcore.costs import SwapCosts
 from swapcore.errors import ConfigError
 from swapcore.planners._recency import Recency
 from swapcore.planners.base import SwapPlanner
 from swapcore.planners.memory import _exact
+from swapcore.planners.residency import Eviction
 
 __all__ = ["Placement", "PlacementPlanner"]
 
@@ -30,6 +34,7 @@ Placement = Mapping[str, Fraction]
 """Where one model is: device name -> the share of its size on that device."""
 
 _MAX_EXACT = 16  # running models beyond which eviction sets are searched greedily
+_log = logging.getLogger("swapcore.memory")
 
 
 def _positive(where: str, value: object) -> Fraction:
@@ -59,8 +64,17 @@ class PlacementPlanner(SwapPlanner):
     ``on_swap_start`` records where the target goes (:meth:`placement_of`).
     A running model the planner never placed (loaded behind its back) is
     assumed on the devices of its last placement, or, never placed, on the
-    first device where it fits. Sizes and budgets compare exactly, as the
+    first device where it fits. A model evicted to sleep (see
+    :meth:`residency_for`) holds no device memory asleep, but its server
+    keeps its devices: it wakes where it was, evicting there if it must. Sizes and budgets compare exactly, as the
     decimals they print as.
+
+    ``costs`` (learned costs, e.g. the router's) lets measurements replace
+    the given sizes: a model with a measured ``memory`` (bytes, recorded by
+    :class:`~swapcore.memory.MemoryWatcher`) is sized by its median
+    measurement from then on, capped at what the devices can hold. Sizes
+    and budgets must then be bytes. ``show_size`` renders a size in the
+    reasons :meth:`explain` gives (default: the plain number).
     """
 
     def __init__(
@@ -70,6 +84,8 @@ class PlacementPlanner(SwapPlanner):
         *,
         evict_costs: Mapping[str, int] | None = None,
         split: bool = True,
+        costs: SwapCosts | None = None,
+        show_size: Callable[[float], str] = "{:g}".format,
     ) -> None:
         if not isinstance(devices, Mapping) or not devices:
             raise ConfigError("PlacementPlanner: devices must map at least one device to a budget")
@@ -98,7 +114,13 @@ class PlacementPlanner(SwapPlanner):
                 )
             self._costs[model] = cost
         self._split = split
+        self._room = Fraction(total if split else largest)
+        self._learned = costs
+        self._show = show_size
         self._placed: dict[str, dict[str, Fraction]] = {}
+        self._reasons: dict[str, str] = {}
+        self._evicted_from: dict[str, dict[str, Fraction]] = {}  # where evicted models were
+        self._pinned: dict[str, dict[str, Fraction]] = {}  # asleep: wakes where it slept
         self._recency = Recency()
 
     def __repr__(self) -> str:
@@ -109,6 +131,16 @@ class PlacementPlanner(SwapPlanner):
     def devices(self) -> Mapping[str, Fraction]:
         """Each device's budget."""
         return dict(self._devices)
+
+    @property
+    def split(self) -> bool:
+        """Whether a model may spread over several devices."""
+        return self._split
+
+    @property
+    def sizes(self) -> dict[str, Fraction]:
+        """Every model's size now (measured, where measurements replace the given size)."""
+        return {model: self._size(model) for model in self._sizes}
 
     def placement_of(self, model: str) -> dict[str, float]:
         """Where ``model`` was last placed: device -> its share (empty: never placed)."""
@@ -129,13 +161,70 @@ class PlacementPlanner(SwapPlanner):
         return self._plan(target, running)[0]
 
     def on_swap_start(self, target: str, running: Sequence[str]) -> None:
-        """Record where ``target`` goes (beside the running models it does not evict)."""
+        """Record where ``target`` goes (beside the running models it does not evict), and why."""
+        self._reasons[target] = self.explain(target, running)
         evict, placement = self._plan(target, running)
         for model in evict:
-            self._placed.pop(model, None)
+            placed = self._placed.pop(model, None)
+            if placed is not None:
+                self._evicted_from[model] = placed
+        self._pinned.pop(target, None)
         if placement is not None:
             self._placed[target] = placement
         self._recency.touch(target)
+        _log.info("%s: %s", target, self._reasons[target])
+
+    def residency_for(self, target: str, evict: Sequence[str], sleeping: Sequence[str]) -> Eviction:
+        """Sleep or stop (the sleep rules); a model put to sleep will wake on its devices."""
+        eviction = super().residency_for(target, evict, sleeping)
+        for model in eviction.sleep:
+            placed = self._evicted_from.get(model)
+            if placed is not None:
+                self._pinned[model] = placed
+        for model in evict:
+            self._evicted_from.pop(model, None)
+            if model not in eviction.sleep:
+                self._pinned.pop(model, None)
+        return eviction
+
+    def swap_reason(self, target: str) -> str:
+        """Why the last swap to ``target`` went where it did and evicted what it did."""
+        return self._reasons.get(target, "")
+
+    def explain(self, target: str, running: Sequence[str]) -> str:
+        """One line: what ``target`` needs, the room on each device, what is evicted and why.
+
+        For example ``needs 14 GiB on one device; GPU 0 has 4 GiB free after
+        keeping embed, GPU 1 has 6 GiB free after keeping chat; evicting chat
+        makes room on GPU 1``.
+        """
+        show = self._show
+        size = self._size(target)
+        if target in running:
+            return "already running"
+        others = [m for m in dict.fromkeys(running) if m != target]
+        evict, placement = self._plan(target, running)
+        where = " + ".join(
+            f"{show(float(share))} on GPU {device}" for device, share in (placement or {}).items()
+        )
+        if not evict:
+            beside = " beside the running models" if others else ""
+            return f"needs {show(float(size))}; fits{beside}: {where}"
+        free = self.free(others)
+        kept: dict[str, list[str]] = {device: [] for device in free}
+        for model in others:
+            for device in self._where(model, free):
+                kept[device].append(model)
+        rooms = ", ".join(
+            f"GPU {device} has {show(float(max(room, Fraction(0))))} free"
+            + (f" after keeping {', '.join(kept[device])}" if kept[device] else "")
+            for device, room in free.items()
+        )
+        needs = "on one device" if not self._split else "on one device, or over several"
+        return (
+            f"needs {show(float(size))} {needs}; {rooms}; evicting {', '.join(evict)} "
+            f"makes room: {where}"
+        )
 
     def on_serve(self, model: str, now: float) -> None:
         """Record a use of ``model`` (recency breaks ties between equally cheap evictions)."""
@@ -147,6 +236,11 @@ class PlacementPlanner(SwapPlanner):
         size = self._sizes.get(model)
         if size is None:
             raise ConfigError(f"PlacementPlanner: model {model!r} has no size")
+        learned = self._learned
+        if learned is not None and learned.measured(model, "memory"):
+            measured = learned.estimate(model, "memory")
+            if measured is not None and measured > 0:
+                return min(Fraction(round(measured)), self._room)
         return size
 
     def _where(self, model: str, free: Mapping[str, Fraction]) -> Mapping[str, Fraction]:
@@ -157,8 +251,18 @@ class PlacementPlanner(SwapPlanner):
         fit = next((d for d, room in free.items() if room >= size), None)
         return {fit if fit is not None else next(iter(free)): size}
 
-    def _place(self, size: Fraction, free: Mapping[str, Fraction]) -> dict[str, Fraction] | None:
-        """Where a model of ``size`` goes in ``free``: one device if it can, else spread."""
+    def _place(
+        self, size: Fraction, free: Mapping[str, Fraction], pinned: Mapping[str, Fraction] | None
+    ) -> dict[str, Fraction] | None:
+        """Where a model of ``size`` goes in ``free``: one device if it can, else spread.
+
+        A ``pinned`` model (asleep: its server holds its devices) goes back
+        where it was, or nowhere.
+        """
+        if pinned is not None:
+            if all(free.get(device, Fraction(0)) >= share for device, share in pinned.items()):
+                return dict(pinned)
+            return None
         whole = [d for d, room in free.items() if room >= size]
         if whole:
             best = min(whole, key=lambda d: (free[d], list(free).index(d)))
@@ -182,39 +286,47 @@ class PlacementPlanner(SwapPlanner):
         others = [m for m in dict.fromkeys(running) if m != target]
         if target in running:
             return (), self._placed.get(target)
+        pinned = self._pinned.get(target)
         free = self.free(others)
-        placement = self._place(size, free)
+        placement = self._place(size, free, pinned)
         if placement is not None:
             return (), placement
-        for evict in self._eviction_sets(others):
+        found: tuple[tuple[str, ...], dict[str, Fraction]] | None = None
+        found_cost = 0
+        for evict, cost in self._eviction_sets(others):
+            if found is not None and cost > found_cost:
+                break  # nothing as cheap fits it whole: spread it
             room = dict(free)
             for model in evict:
-                for device, share in self._where(model, self.free(others)).items():
+                for device, share in self._where(model, free).items():
                     room[device] += share
-            placement = self._place(size, room)
-            if placement is not None:
+            placement = self._place(size, room, pinned)
+            if placement is None:
+                continue
+            if len(placement) == 1:
                 return evict, placement
+            if found is None:
+                found, found_cost = (evict, placement), cost
+        if found is not None:
+            return found
         raise ConfigError(  # the constructor made sure a lone model always fits
             f"PlacementPlanner: {target!r} cannot be placed even with every model evicted"
         )
 
-    def _eviction_sets(self, running: list[str]) -> Iterable[tuple[str, ...]]:
-        """Subsets of ``running`` from cheapest to dearest; the least recently used first."""
+    def _eviction_sets(self, running: list[str]) -> Iterable[tuple[tuple[str, ...], int]]:
+        """Subsets of ``running`` with their cost, cheapest first; the least recently used first."""
         order = self._recency.oldest_first(running)  # rank 0 = least recently used
         rank = {m: i for i, m in enumerate(order)}
+        costs = self._costs
         if len(order) > _MAX_EXACT:  # greedily: the oldest first, one more each time
             for count in range(1, len(order) + 1):
-                yield tuple(order[:count])
+                yield tuple(order[:count]), count
             return
         subsets = [
             combo
             for count in range(1, len(order) + 1)
             for combo in itertools.combinations(order, count)
         ]
-        subsets.sort(
-            key=lambda combo: (
-                sum(self._costs.get(m, 1) for m in combo),
-                sum(2 ** rank[m] for m in combo),
-            )
-        )
-        yield from subsets
+        priced = [(combo, sum(costs.get(m, 1) for m in combo)) for combo in subsets]
+        priced.sort(key=lambda item: (item[1], sum(2 ** rank[m] for m in item[0])))
+        yield from priced

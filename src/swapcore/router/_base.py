@@ -155,6 +155,11 @@ class BaseRouter(_LeaseKeeper):
         self._on_tick = getattr(self._scheduler, "on_tick", None)
 
     @property
+    def planner(self) -> SwapPlanner:
+        """The eviction policy (read it; calling its hooks is the scheduler's job)."""
+        return self._planner
+
+    @property
     def costs(self) -> SwapCosts:
         """The learned swap costs: every cold load, wake, stop and sleep measured, per model."""
         return self._costs

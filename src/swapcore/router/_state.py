@@ -25,6 +25,7 @@ from swapcore.events import (
     RequestCancelled,
     RequestRejected,
     RouterEvent,
+    SwapStarted,
 )
 from swapcore.planners.base import SwapPlanner
 from swapcore.process import Process, ProcessState
@@ -118,6 +119,7 @@ class _RouterState:
         self._unloads: set[Unload] = set()
         self._stopping: dict[str, int] = {}  # model -> committed stops not finished
         self._falling_asleep: set[str] = set()  # evicted to sleep, not asleep yet
+        self._recent_swaps: collections.deque[SwapStarted] = collections.deque(maxlen=32)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ttl_handles: dict[str, asyncio.TimerHandle] = {}
         self._activity: dict[str, int] = {}  # model -> arrivals (TTL generation)
@@ -164,6 +166,10 @@ class _RouterState:
         self._costs.record(model, kind, seconds)
         if self._on_event is not None:
             self._emit(CostMeasured(clock(), model, kind, seconds))
+
+    def recent_swaps(self) -> list[SwapStarted]:
+        """The last 32 swaps started, oldest first: target, evictions and the planner's reason."""
+        return list(self._recent_swaps)
 
     def running_models(self) -> dict[str, ProcessState]:
         """Every model whose process is starting, ready or stopping (a fresh dict)."""

@@ -69,9 +69,22 @@ class _SwapDriver(_RouterState):
             if wake:
                 tiers.append(f"waking {model!r}")
             log.info("swap to %r: %s", model, "; ".join(tiers))
+        started = SwapStarted(swap.started, model, evict, asleep, wake, self._swap_reason(model))
+        self._recent_swaps.append(started)
+        if evict and started.reason:
+            log.info("swap to %r evicts %s: %s", model, ", ".join(evict), started.reason)
         if self._on_event is not None:
-            self._emit(SwapStarted(swap.started, model, evict, asleep, wake))
+            self._emit(started)
         swap.task = self._spawn(self._run_swap(swap))
+
+    def _swap_reason(self, model: str) -> str:
+        """The planner's reason for the swap it just started ("" when it has none or fails)."""
+        try:
+            reason = self._planner.swap_reason(model)
+        except Exception:
+            log.exception("planner %s.swap_reason(%r) failed", type(self._planner).__name__, model)
+            return ""
+        return reason if isinstance(reason, str) else ""
 
     def _sleepers_for(self, model: str, evict: tuple[str, ...]) -> tuple[str, ...]:
         """The models of ``evict`` that go to sleep (the planner's choice, checked)."""
