@@ -153,7 +153,7 @@ def test_auto_reads_the_gpus_less_the_reserve() -> None:
     assert gpu_budgets(config.gpus, probe) == {"0": 22 * GIB, "1": 14 * GIB}
     planner = build_planner(config, probe=probe)
     assert isinstance(planner, PlacementPlanner) and set(planner.devices) == {"0", "1"}
-    small = FakeGPUProbe({0: 8 * GIB, 1: 8 * GIB})
+    small = FakeGPUProbe({0: 10 * GIB, 1: 10 * GIB})
     with pytest.raises(ConfigError, match=r"models\.c\.memory: 20 GiB is more than all GPUs"):
         gpu_budgets(config.gpus, small)
     tiny = FakeGPUProbe({0: GIB})

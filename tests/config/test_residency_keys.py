@@ -313,7 +313,7 @@ def test_memory_budget_with_groups_or_a_matrix_names_both_keys(
     routing: dict[str, Any], key: str
 ) -> None:
     assert errors_of({**MEMORY, **routing}) == [
-        f"swapcore.memory_budget: cannot be combined with {key}: a memory budget replaces "
+        f"swapcore.memory_budget: cannot be combined with {key}: memory budgets replace "
         "groups and the matrix; remove one of them"
     ]
 
