@@ -625,7 +625,7 @@ async def test_running_and_unload(bench: Make) -> None:
         config=config,
         upstream_apps={m: FakeModel(model_name=m) for m in config.models},
     )
-    assert (await b.client.get("/running")).json() == {"running": []}
+    assert (await b.client.get("/running")).json() == {"running": [], "evictions": []}
     await b.client.post("/v1/chat/completions", json={"model": "nick", **CHAT})
     await eventually(lambda: b.router.snapshot().models["real"].in_flight == 0, "the release")
     running = (await b.client.get("/running")).json()["running"]

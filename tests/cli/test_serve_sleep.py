@@ -96,7 +96,7 @@ def test_a_b_a_wakes_a_in_the_same_process(marker: str, tmp_path: Path) -> None:
         serve.wait_healthy()
         assert running(serve.url) == {}
         listed = httpx.get(f"{serve.url}/running", timeout=5).json()
-        assert listed == {"running": []}
+        assert listed == {"running": [], "evictions": []}
         chat(serve.url, "a")
         assert running(serve.url)["a"]["costs"]["wake"]["measured"] == 1
     finally:

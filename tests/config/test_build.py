@@ -23,6 +23,7 @@ from swapcore.config import (
 )
 from swapcore.planners.groups import DEFAULT_GROUP, Group, GroupPlanner
 from swapcore.planners.matrix import MatrixPlanner
+from swapcore.planners.placement import PlacementPlanner
 from swapcore.process import ProcessState
 from swapcore.router import BaseRouter
 from swapcore.scheduling.fifo import FIFOScheduler
@@ -218,13 +219,24 @@ def test_demo_configs(variant: Any) -> None:
     assert config.preload == ("embed-small",)
     assert config.resolve_model("gpt-4o-mini") == "qwen-7b"
     planner = build_planner(config)
-    # The embedder survives chat swaps in both variants.
-    assert tuple(planner.eviction_for("llama-8b", ["qwen-7b", "embed-small"])) == ("qwen-7b",)
-    expected = {"groups": GroupPlanner, "matrix": MatrixPlanner}[variant]
-    assert isinstance(planner, expected)
+    # The embedder survives chat swaps in every variant.
+    if variant == "gpus":  # two 24 GiB devices hold 2 + 14 + 16 GiB; the big one needs 30
+        assert tuple(planner.eviction_for("llama-8b", ["qwen-7b", "embed-small"])) == ()
+        for model in ("embed-small", "qwen-7b"):
+            planner.on_swap_start(model, ["embed-small"])
+        planner.on_swap_start("llama-8b", ["embed-small", "qwen-7b"])
+        full = ["embed-small", "qwen-7b", "llama-8b"]
+        assert len(planner.eviction_for("mistral-24b", full)) == 1
+        assert "embed-small" not in planner.eviction_for("mistral-24b", full)
+    else:
+        evicted = planner.eviction_for("llama-8b", ["qwen-7b", "embed-small"])
+        assert tuple(evicted) == ("qwen-7b",)
+    expected = {"groups": GroupPlanner, "matrix": MatrixPlanner, "gpus": PlacementPlanner}
+    assert isinstance(planner, expected[variant])
     assert planner.sleep_rules is not None
     assert planner.residency_for("mistral-24b", ["qwen-7b"], []).sleep == ("qwen-7b",)
-    assert config.summary()["router"] == {"groups": "group", "matrix": "matrix"}[variant]
+    routers = {"groups": "group", "matrix": "matrix", "gpus": "placement"}
+    assert config.summary()["router"] == routers[variant]
 
 
 def test_demo_defaults_use_this_interpreter() -> None:

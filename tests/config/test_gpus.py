@@ -108,7 +108,6 @@ def test_python_dash_m_is_not_a_model_file() -> None:
 def test_sizes_are_estimated_from_the_gguf_file(tmp_path: Path) -> None:
     pytest.importorskip("gguf", reason="the memory extra (gguf) is not installed")
     from engine_helpers import write_tiny_llama
-
     from swapcore.memory import estimate_command
 
     path = write_tiny_llama(tmp_path / "tiny.gguf")
@@ -157,7 +156,7 @@ def test_auto_reads_the_gpus_less_the_reserve() -> None:
     with pytest.raises(ConfigError, match=r"models\.c\.memory: 20 GiB is more than all GPUs"):
         gpu_budgets(config.gpus, small)
     tiny = FakeGPUProbe({0: GIB})
-    with pytest.raises(ConfigError, match="gpus.reserve: 2 GiB leaves nothing of GPU 0"):
+    with pytest.raises(ConfigError, match=r"gpus\.reserve: 2 GiB leaves nothing of GPU 0"):
         gpu_budgets(config.gpus, tiny)
 
 
@@ -169,7 +168,7 @@ def test_auto_without_nvml_says_why() -> None:
         pytest.skip("this machine has NVML and a GPU: auto would succeed")
     config = parse(three({"devices": "auto"}))
     assert config.gpus is not None
-    with pytest.raises(ConfigError, match="gpus.devices: auto needs to read the GPUs, but"):
+    with pytest.raises(ConfigError, match=r"gpus\.devices: auto needs to read the GPUs, but"):
         build_planner(config)
 
 

@@ -194,6 +194,28 @@ def _estimate_line(estimate: dict[str, Any]) -> str:
     )
 
 
+def _placement_lines(placement: dict[str, Any]) -> str:
+    """The ``gpus:`` section: devices and budgets, then each model's size and its source."""
+    from swapcore.config.schema import format_size
+
+    devices = placement["devices"]
+    if devices == "auto":
+        shown = f"auto (each GPU's memory less {format_size(placement['reserve'])})"
+    else:
+        shown = ", ".join(f"{name} {format_size(size)}" for name, size in devices.items())
+    split = "spread over several when one is not enough" if placement["split"] else "never split"
+    env = placement["env"] or "no variable"
+    lines = [f"gpus: {shown}; {split}; each start gets {env}"]
+    costs = placement["evict_costs"]
+    if costs:
+        lines.append("  evict costs: " + ", ".join(f"{k}={v}" for k, v in costs.items()))
+    width = max((len(m) for m in placement["sizes"]), default=0)
+    for model, size in placement["sizes"].items():
+        source = placement["size_sources"].get(model, "")
+        lines.append(f"  {model:<{width}}  {format_size(size)}  ({source})")
+    return "\n".join(lines)
+
+
 def _one_line(command: str) -> str:
     return " ".join(command.split())
 
@@ -259,6 +281,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         add(f"memory budget {format_size(memory['budget'])}:")
         for model, size in memory["sizes"].items():
             add(f"  {model}  {format_size(size)}")
+    elif summary["router"] == "placement":
+        add(_placement_lines(summary["placement"]))
     else:
         matrix = summary["matrix"]
         sets = matrix["sets"]

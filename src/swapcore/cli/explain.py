@@ -4,7 +4,9 @@ Asks the configuration's own planner, with no process started: for groups,
 each running model's fate with :meth:`GroupPlanner.eviction_reason` (or why
 it stays); for a swap matrix, the set the solver chooses, its DSL, the
 combination and the eviction cost of each running model; for a memory
-budget, each model's memory against the budget. When models may sleep, the
+budget, each model's memory against the budget; for GPUs (``gpus:``), the
+devices' room with the running models placed in the order given, where
+the model goes and why. When models may sleep, the
 evicted models that would sleep rather than stop are named (assuming none is
 asleep yet). Model names may be aliases; an unknown name is a one-line error
 with exit status 2.
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from swapcore.planners.groups import GroupPlanner
     from swapcore.planners.matrix import MatrixPlanner
     from swapcore.planners.memory import MemoryBudgetPlanner
+    from swapcore.planners.placement import PlacementPlanner
 
 __all__ = ["explain", "format_explanation", "register"]
 
@@ -93,6 +96,8 @@ def explain(config: GatewayConfig, running: list[str], request: str) -> dict[str
         result.update(_explain_matrix(planner, target, loaded))  # type: ignore[arg-type]
     elif config.routing.router == "memory":
         result.update(_explain_memory(planner, target, loaded))  # type: ignore[arg-type]
+    elif config.routing.router == "placement":
+        result.update(_explain_placement(planner, target, loaded))  # type: ignore[arg-type]
     else:
         result.update(_explain_groups(planner, target, loaded))  # type: ignore[arg-type]
     if planner.sleep_rules is not None:
@@ -159,6 +164,52 @@ def _explain_memory(
     }
 
 
+def _explain_placement(
+    planner: PlacementPlanner, target: str, running: list[str]
+) -> dict[str, Any]:
+    """Place ``running`` as the planner would have (in order), then ask it about ``target``."""
+    from swapcore.config.schema import format_size
+
+    loaded: list[str] = []
+    for model in running:  # load them in the order given, as a day of requests would
+        for leaving in planner.eviction_for(model, loaded):
+            loaded.remove(leaving)
+        planner.on_swap_start(model, loaded)
+        loaded.append(model)
+    if loaded != running:
+        gone = [m for m in running if m not in loaded]
+        raise ConfigError(
+            f"--running: {', '.join(running)} cannot all be loaded at once on these devices "
+            f"(loading them in this order evicts {', '.join(gone)})"
+        )
+    sizes = planner.sizes
+    free = planner.free(running)
+    reason = planner.explain(target, running)
+    evict = set(planner.eviction_for(target, running))
+    evicted: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    for model in running:
+        where = ", ".join(
+            f"{format_size(round(share))} on GPU {device}"
+            for device, share in planner.placement_of(model).items()
+        )
+        entry = {"model": model, "placement": planner.placement_of(model)}
+        if model in evict:
+            evicted.append({**entry, "reason": f"holds {where}; evicted to make room"})
+        else:
+            kept.append({**entry, "reason": f"holds {where}; stays"})
+    planner.on_swap_start(target, running)
+    return {
+        "memory": int(sizes[target]),
+        "devices": {d: int(b) for d, b in planner.devices.items()},
+        "free": {d: int(room) for d, room in free.items()},
+        "placement": planner.placement_of(target),
+        "why": reason,
+        "evict": evicted,
+        "keep": kept,
+    }
+
+
 def _explain_matrix(planner: MatrixPlanner, target: str, running: list[str]) -> dict[str, Any]:
     solver = planner.solver
     decision = planner.decide(target, running)
@@ -185,6 +236,13 @@ def _explain_matrix(planner: MatrixPlanner, target: str, running: list[str]) -> 
     }
 
 
+def format_bytes(size: float) -> str:
+    """``size`` bytes for people (``14 GiB``)."""
+    from swapcore.config.schema import format_size
+
+    return format_size(round(size))
+
+
 def format_explanation(result: dict[str, Any]) -> str:
     """Render :func:`explain`'s result as text."""
     lines: list[str] = []
@@ -209,6 +267,15 @@ def format_explanation(result: dict[str, Any]) -> str:
 
         memory, budget = format_size(result["memory"]), format_size(result["budget"])
         add(f"request: {named}, memory {memory} of the budget {budget}")
+    elif result["router"] == "placement":
+        from swapcore.config.schema import format_size
+
+        devices = ", ".join(
+            f"GPU {d} {format_size(result['free'][d])} free of {format_size(b)}"
+            for d, b in result["devices"].items()
+        )
+        add(f"request: {named}, memory {format_size(result['memory'])}")
+        add(f"devices: {devices}")
     else:
         add(f"request: {named}")
     add("running: " + (", ".join(result["running"]) or "nothing"))
@@ -240,6 +307,14 @@ def format_explanation(result: dict[str, Any]) -> str:
         lines.extend(row(e) for e in keep)
     if result.get("sleep"):
         add("asleep instead of stopped: " + ", ".join(result["sleep"]))
+    if result.get("why"):
+        add(f"why: {result['why']}")
+    if result.get("placement"):
+        where = ", ".join(
+            f"{format_bytes(share)} on GPU {d}" for d, share in result["placement"].items()
+        )
+        add(f"then start: {target} on {where}")
+        return "\n".join(lines)
     add(f"then start: {target}")
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from swapcore.config._reader import Reader, kind
@@ -21,12 +21,14 @@ from swapcore.errors import ConfigError
 
 __all__ = ["check_gpu_sizes", "model_size", "read_gpus"]
 
-_KEYS = ("devices", "split", "env", "reserve")
+_KEYS = ("devices", "split", "env", "reserve", "evict_costs")
 DEFAULT_RESERVE = 1 << 30
 """Bytes left free on each device when ``devices: auto`` reads the budgets (1 GiB)."""
 
 
-def read_gpus(r: Reader, root: Mapping[str, Any]) -> GpuConfig | None:
+def read_gpus(
+    r: Reader, root: Mapping[str, Any], models: Collection[str], aliases: Mapping[str, str]
+) -> GpuConfig | None:
     """The ``gpus:`` section without model sizes (None when absent or wrong)."""
     value = root.get("gpus")
     if value is None:
@@ -68,9 +70,20 @@ def read_gpus(r: Reader, root: Mapping[str, Any]) -> GpuConfig | None:
     env = r.text(section.get("env"), "gpus.env", "CUDA_VISIBLE_DEVICES").strip()
     if env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
         r.error("gpus.env", f"must be an environment variable name (or empty), got {env!r}")
+    evict_costs: dict[str, int] = {}
+    for name, cost in (r.mapping(section.get("evict_costs"), "gpus.evict_costs") or {}).items():
+        where = join_path("gpus.evict_costs", name)
+        model = name if name in models else aliases.get(name)
+        if model is None:
+            r.error(where, f"unknown model {name!r}")
+        elif isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+            r.error(where, f"must be an integer >= 1, got {cost!r}")
+        else:
+            evict_costs[model] = cost
     if len(r.errors) != errors_before:
         return None
     return GpuConfig(
+        evict_costs=evict_costs,
         devices=devices,
         auto=auto,
         reserve=DEFAULT_RESERVE if reserve is None else reserve,

@@ -68,6 +68,7 @@ def build_planner(
             dict(gpus.sizes),
             gpu_budgets(gpus, probe),
             split=gpus.split,
+            evict_costs=dict(gpus.evict_costs),
             costs=costs,
             show_size=lambda size: format_size(round(size)),
         )

@@ -402,7 +402,7 @@ def parse_config(
 
     built = {m: built[m] for m in declared if m in built}  # definition order
     budget_key, budget = _memory_budget(root)
-    gpus = read_gpus(r, root)
+    gpus = read_gpus(r, root, model_ids, aliases)
     if gpus is not None:
         sizes, sources = check_gpu_sizes(r, gpus, built)
         gpus = attrs.evolve(gpus, sizes=sizes, size_sources=sources)

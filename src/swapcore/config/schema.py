@@ -467,7 +467,8 @@ class GpuConfig:
     less ``reserve`` bytes each, when the planner is built). ``split`` lets
     a model that fits no single device spread over several. ``env`` is the
     variable each start of a model gets with its devices, comma-separated
-    (empty: none). ``sizes`` holds every model's size in bytes and
+    (empty: none). ``evict_costs`` makes some models dearer to evict than
+    others (default 1 each). ``sizes`` holds every model's size in bytes and
     ``size_sources`` where each came from (``memory``, or the estimate of
     the model file its ``cmd`` names).
     """
@@ -477,6 +478,9 @@ class GpuConfig:
     reserve: int = attrs.field(default=0, validator=_bytes_or_none)
     split: bool = True
     env: str = "CUDA_VISIBLE_DEVICES"
+    evict_costs: Mapping[str, int] = attrs.field(
+        factory=dict, converter=_frozen_mapping, hash=False
+    )
     sizes: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_mapping, hash=False)
     size_sources: Mapping[str, str] = attrs.field(
         factory=dict, converter=_frozen_mapping, hash=False
@@ -619,11 +623,14 @@ class GatewayConfig:
         ``timeouts`` by field name with None for no timeout, ``sleep_level``,
         ``sleep_endpoint`` and ``wake_endpoint``, ``host_memory`` and
         ``memory`` in bytes, ``swap_costs``, ...), ``router`` (``group``,
-        ``matrix`` or ``memory``), ``groups``, ``matrix`` (sets with their
+        ``matrix``, ``memory`` or ``placement``), ``groups``, ``matrix`` (sets with their
         combination counts, capped at :data:`SUMMARY_COMBINATION_LIMIT`:
         ``combinations`` is then None and ``combinations_at_least`` holds the
         cap) or ``memory`` (``budget`` and each model's ``sizes``, in
-        bytes), ``scheduler``, ``priority``, ``peers`` (with their
+        bytes) or ``placement`` (``devices`` with their budgets or
+        ``"auto"``, ``reserve``, ``split``, ``env``, ``evict_costs``, each
+        model's ``sizes`` in bytes and their ``size_sources``),
+        ``scheduler``, ``priority``, ``peers`` (with their
         ``timeouts``), ``preload``, ``settings`` and ``warnings``. Values are
         JSON-serialisable.
         """
@@ -671,6 +678,17 @@ class GatewayConfig:
             result["memory"] = {
                 "budget": self.swapcore.memory_budget,
                 "sizes": {m.id: m.memory for m in self.models.values()},
+            }
+        elif self.routing.router == "placement" and self.gpus is not None:
+            gpus = self.gpus
+            result["placement"] = {
+                "devices": "auto" if gpus.auto else dict(gpus.devices),
+                "reserve": gpus.reserve if gpus.auto else None,
+                "split": gpus.split,
+                "env": gpus.env,
+                "evict_costs": dict(gpus.evict_costs),
+                "sizes": dict(gpus.sizes),
+                "size_sources": dict(gpus.size_sources),
             }
         else:
             result["matrix"] = self._matrix_summary()

@@ -66,8 +66,8 @@ class PlacementPlanner(SwapPlanner):
     assumed on the devices of its last placement, or, never placed, on the
     first device where it fits. A model evicted to sleep (see
     :meth:`residency_for`) holds no device memory asleep, but its server
-    keeps its devices: it wakes where it was, evicting there if it must. Sizes and budgets compare exactly, as the
-    decimals they print as.
+    keeps its devices: it wakes where it was, evicting there if it must.
+    Sizes and budgets compare exactly, as the decimals they print as.
 
     ``costs`` (learned costs, e.g. the router's) lets measurements replace
     the given sizes: a model with a measured ``memory`` (bytes, recorded by
