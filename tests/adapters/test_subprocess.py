@@ -542,3 +542,40 @@ async def test_passes_the_process_contract_checks(make: Factory) -> None:
     process = make(cmd=fake_cmd())
     await bounded(checks.check_process(process, timeout=READY_TIMEOUT / 2), READY_TIMEOUT * 4)
     assert process.state is S.STOPPED
+
+
+# ----------------------------------------------------------------- start_env
+
+
+async def test_each_start_gets_the_variables_start_env_gives_then(make: Factory) -> None:
+    devices = iter(["0", "1,2"])
+    port = free_port()
+    process = make(
+        cmd=fake_cmd(0.05),
+        port=port,
+        env={"CUDA_VISIBLE_DEVICES": "overridden", "KEEP": "1"},
+        start_env=lambda: {"CUDA_VISIBLE_DEVICES": next(devices)},
+    )
+    seen = []
+    for _ in range(2):
+        await bounded(process.ensure_ready(READY_TIMEOUT))
+        async with httpx.AsyncClient() as client:
+            stats = (await client.get(f"http://127.0.0.1:{port}/fake/stats")).json()
+        seen.append((stats["visible_devices"], dict(process.last_start_env)))
+        await bounded(process.stop(STOP_TIMEOUT))
+    assert seen == [
+        ("0", {"CUDA_VISIBLE_DEVICES": "0"}),
+        ("1,2", {"CUDA_VISIBLE_DEVICES": "1,2"}),
+    ]
+
+
+async def test_a_failing_start_env_fails_the_start_and_spawns_nothing(make: Factory) -> None:
+    def broken() -> dict[str, str]:
+        raise RuntimeError("no placement")
+
+    process = make(cmd=fake_cmd(0.05), start_env=broken)
+    with pytest.raises(ProcessStartError, match="start_env failed: no placement"):
+        await bounded(process.ensure_ready(READY_TIMEOUT))
+    assert state_of(process) is S.STOPPED and process.pid is None
+    with pytest.raises(ConfigError, match="start_env: must be callable"):
+        make(cmd=fake_cmd(0.05), start_env="CUDA_VISIBLE_DEVICES=0")

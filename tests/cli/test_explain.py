@@ -280,3 +280,55 @@ def test_memory_budget_and_sleepers(tmp_path: Path, capsys: pytest.CaptureFixtur
     result = json.loads(out)
     assert result["router"] == "memory" and result["sleep"] == ["a"]
     assert result["memory"] == 40 << 30 and result["budget"] == 48 << 30
+
+
+# ------------------------------------------------------------------- GPUs
+
+
+@pytest.fixture
+def gpus(tmp_path: Path) -> str:
+    path = tmp_path / "gpus.yaml"
+    path.write_text(demo_yaml("gpus"))
+    return str(path)
+
+
+def test_placement_says_where_everything_is_and_why(
+    gpus: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(
+        capsys, gpus, "--running", "embed-small,qwen-7b,llama-8b", "--request", "mistral-24b"
+    )
+    assert status == 0
+    assert out.splitlines() == [
+        "request: mistral-24b, memory 30 GiB",
+        "devices: GPU 0 8 GiB free of 24 GiB, GPU 1 8 GiB free of 24 GiB",
+        "running: embed-small, qwen-7b, llama-8b",
+        "evict 1 of 3:",
+        "  qwen-7b      holds 14 GiB on GPU 0; evicted to make room",
+        "keep:",
+        "  embed-small  holds 2 GiB on GPU 0; stays",
+        "  llama-8b     holds 16 GiB on GPU 1; stays",
+        "asleep instead of stopped: qwen-7b",
+        "why: needs 30 GiB on one device, or over several; GPU 0 has 8 GiB free after keeping "
+        "embed-small, qwen-7b, GPU 1 has 8 GiB free after keeping llama-8b; evicting qwen-7b "
+        "makes room: 22 GiB on GPU 0 + 8 GiB on GPU 1",
+        "then start: mistral-24b on 22 GiB on GPU 0, 8 GiB on GPU 1",
+    ]
+
+
+def test_placement_json_and_a_running_set_that_cannot_be(
+    gpus: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, gpus, "--running", "embed-small", "--request", "qwen-7b", "--json")
+    result = json.loads(out)
+    assert status == 0 and result["router"] == "placement" and result["evict"] == []
+    assert result["placement"] == {"0": 14 * 2**30}
+    assert result["free"] == {"0": 22 * 2**30, "1": 24 * 2**30}
+    status, _, err = run(
+        capsys, gpus, "--running", "mistral-24b,qwen-7b,llama-8b", "--request", "embed-small"
+    )
+    assert status == 2
+    assert err.strip() == (
+        "swapcore explain: error: --running: mistral-24b, qwen-7b, llama-8b cannot all be "
+        "loaded at once on these devices (loading them in this order evicts qwen-7b)"
+    )

@@ -86,3 +86,46 @@ async def test_rejections_carry_the_error_the_caller_gets() -> None:
     rejected = [e for e in events if isinstance(e, RequestRejected)]
     assert [e.error for e in rejected] == [missing.value, full.value]
     assert len({e.request_id for e in rejected}) == 2
+
+
+class Reasoned(OneAtATime):
+    """One model at a time, with a reason for each swap (or a broken one)."""
+
+    def __init__(self, broken: bool = False) -> None:
+        super().__init__()
+        self.broken = broken
+
+    def swap_reason(self, target: str) -> str:
+        if self.broken:
+            raise RuntimeError("no reason")
+        return f"{target} runs alone"
+
+
+async def test_a_swap_carries_the_planners_reason_and_is_remembered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events: list[RouterEvent] = []
+    procs = {m: FakeProcess(m) for m in "ab"}
+    async with BaseRouter(procs, Reasoned(), on_event=events.append) as router:
+        await bounded(router.preload("a"))
+        with caplog.at_level("INFO", logger="swapcore"):
+            await bounded(router.preload("b"))
+        started = [e for e in events if isinstance(e, SwapStarted)]
+        assert [(e.model, e.evict, e.reason) for e in started] == [
+            ("a", (), "a runs alone"),
+            ("b", ("a",), "b runs alone"),
+        ]
+        assert router.recent_swaps() == started
+    assert "swap to 'b' evicts a: b runs alone" in caplog.text
+
+
+async def test_a_failing_reason_is_logged_and_the_swap_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    procs = {m: FakeProcess(m) for m in "ab"}
+    async with BaseRouter(procs, Reasoned(broken=True)) as router:
+        await bounded(router.preload("a"))
+        await bounded(router.preload("b"))
+        assert [s.reason for s in router.recent_swaps()] == ["", ""]
+        assert router.model_state("b") is not None
+    assert "planner Reasoned.swap_reason('a') failed" in caplog.text
