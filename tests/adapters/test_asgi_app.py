@@ -411,6 +411,26 @@ async def test_peers_from_the_config(bench: Make, live: LiveUpstreams) -> None:
 # ----------------------------------------------------------- loading state
 
 
+async def test_loading_progress_names_the_model_an_alias_stands_for(bench: Make) -> None:
+    config = chat_config(sendLoadingState=True)
+    router, processes = fake_router(config, auto_ready=False)
+    b = await bench(
+        router=router,
+        processes=processes,
+        config=config,
+        loading_tick=0.01,
+        upstream_apps={m: FakeModel(model_name=m) for m in config.models},
+    )
+    call = Call(b.app, "POST", "/v1/chat/completions", {"model": "nick", "stream": True, **CHAT})
+    call.start()
+    await eventually(lambda: "loading model" in call.text, "the loading line")
+    processes["real"].mark_ready()
+    await call.done()
+    progress = reasoning(sse_data(call.text))
+    # The model's id, not the alias asked for nor its upstream name (useModelName).
+    assert progress.startswith("swapcore: loading model real (a cold start)\n")
+
+
 async def test_loading_progress_then_the_upstream_stream(bench: Make) -> None:
     processes = {"a": FakeProcess("a", auto_ready=False), "b": FakeProcess("b")}
     b = await bench(processes=processes, send_loading_state=True, loading_tick=0.01)
@@ -649,6 +669,8 @@ async def test_running_and_unload(bench: Make) -> None:
     assert (unloaded.status_code, unloaded.json()) == (200, {"unloaded": ["real"]})
     assert processes["real"].state is ProcessState.STOPPED
     await b.client.post("/v1/chat/completions", json={"model": "plain", **CHAT})
+    [plain] = (await b.client.get("/running")).json()["running"]
+    assert "name" not in plain and "description" not in plain  # none configured: none shown
     unloaded = await b.client.get("/unload")  # llama-swap's method
     assert unloaded.json() == {"unloaded": ["plain"]}
     assert b.router.running_models() == {}

@@ -65,7 +65,7 @@ def first_occurrences(combos: list[frozenset[str]]) -> list[frozenset[str]]:
 
 
 class Oracle:
-    """Brute force over fully expanded sets, straight from REFERENCE.md §4."""
+    """Brute force over fully expanded sets, straight from llama-swap's matrix rules."""
 
     def __init__(self, spec: MatrixSpec) -> None:
         self.trees = {name: naive_parse(text) for name, text in spec.sets}

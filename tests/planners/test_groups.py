@@ -1,4 +1,4 @@
-"""GroupPlanner: llama-swap's group rules (REFERENCE.md §3), errors and properties."""
+"""GroupPlanner: llama-swap's group rules, errors and properties."""
 
 from __future__ import annotations
 
@@ -325,7 +325,7 @@ def configs(draw: st.DrawFn) -> tuple[dict[str, Group], list[str]]:
 
 
 def oracle(groups: Mapping[str, Group], target: str, running: Sequence[str]) -> tuple[str, ...]:
-    """REFERENCE.md §3 read literally, one running model at a time."""
+    """llama-swap's group rules read literally, one running model at a time."""
 
     def group_of(model: str) -> tuple[str, Group]:
         for name, group in groups.items():

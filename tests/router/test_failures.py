@@ -86,7 +86,7 @@ async def test_a_crash_while_serving_is_observed_and_the_next_request_restarts()
 
 
 async def test_a_process_stopped_by_someone_else_is_waited_for_and_restarted() -> None:
-    """REFERENCE §2 / llama-swap #946: a request during an outside stop is not lost."""
+    """llama-swap #946: a request during an outside stop is not lost."""
     procs = {"a": FakeProcess("a", stop_delay=0.01)}
     async with BaseRouter(procs, OneAtATime()) as router:
         await bounded(router.preload("a"))

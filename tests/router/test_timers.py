@@ -52,7 +52,7 @@ async def test_no_ttl_unload_while_a_request_is_in_flight() -> None:
 
 
 async def test_a_request_arriving_while_the_ttl_stop_runs_is_served() -> None:
-    """REFERENCE §2 / llama-swap #946: the TTL stop must not swallow the request."""
+    """llama-swap #946: the TTL stop must not swallow the request."""
     procs = {"a": FakeProcess("a", stop_delay=0.01)}
     async with BaseRouter(procs, OneAtATime(), idle_ttl={"a": 0.01}) as router:
         await bounded(router.preload("a"))

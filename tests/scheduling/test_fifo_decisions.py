@@ -1,4 +1,4 @@
-"""FIFOScheduler: construction and the decision tree for one request (REFERENCE §5, steps 1-8)."""
+"""FIFOScheduler: construction and the decision tree for one request (llama-swap's steps 1-8)."""
 
 from __future__ import annotations
 

@@ -162,8 +162,10 @@ class Catalog:
             entry = self._entry(model)
             if entry is not None:
                 record["ttl"] = entry.ttl
-                record["name"] = entry.name
-                record["description"] = entry.description
+                if entry.name.strip():
+                    record["name"] = entry.name.strip()
+                if entry.description.strip():
+                    record["description"] = entry.description.strip()
             running.append(record)
         return running
 

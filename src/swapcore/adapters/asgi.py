@@ -555,9 +555,7 @@ class GatewayApp:
                     body.stream and path == "/v1/chat/completions" and catalog.loads_visibly(local)
                 )
                 call.watch_disconnect(receive)
-                await self._serve_local(
-                    scope, call, local, "POST", path, content, loading=loading, shown=body.model
-                )
+                await self._serve_local(scope, call, local, "POST", path, content, loading=loading)
                 return
             found = catalog.resolve_peer(body.model)
             if found is None:
@@ -627,7 +625,6 @@ class GatewayApp:
         content: bytes | bytearray,
         *,
         loading: bool,
-        shown: str = "",
     ) -> None:
         """Acquire ``model``, relay the request upstream, release once the body is sent."""
         exchange = call.exchange
@@ -635,7 +632,7 @@ class GatewayApp:
         on_position = None
         if loading:
             reporter = LoadingReporter(
-                exchange, model=shown or model, tick=self._tick, hint=lambda: self._load_hint(model)
+                exchange, model=model, tick=self._tick, hint=lambda: self._load_hint(model)
             )
             on_position = reporter.position
             # Advisory read: it only decides whether to show progress.

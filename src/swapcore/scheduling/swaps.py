@@ -1,7 +1,9 @@
 """Swap bookkeeping for schedulers: swaps in flight, unloads, collisions, planner answers.
 
 :class:`SwapBook` records the swaps a scheduler started and has not yet seen
-done, the unloads in progress, and answers REFERENCE §5's collision rule.
+done, the unloads in progress, and answers the collision rule: a swap
+waits while it would evict an in-flight swap's target, that swap evicts its
+target, or both evict a common model.
 :class:`Evictions` caches a planner's answers for one decision pass. Both are
 used by :class:`~swapcore.scheduling.fifo.FIFOScheduler` and are reusable by
 other schedulers.

@@ -418,8 +418,9 @@ def dominant(
     over ``[0, duration)`` (seeded). The rare models get one request every
     ``rare_every`` seconds, at ``rare_every, 2 * rare_every, ...`` (before
     ``duration``), taking ``rare_models`` in turn. Every request serves for
-    ``service``. This is the starvation case of REFERENCE.md section 5:
-    under plain FIFO collation the stream can keep the rare models waiting.
+    ``service``. This is llama-swap's starvation case: under plain FIFO collation,
+    requests for a running model overtake a queued swap, so a steady stream
+    for one model can keep the rare models waiting indefinitely.
 
     Deterministic given the arguments and ``seed``; at equal times the
     dominant arrival comes first. Raises :class:`~swapcore.ConfigError`

@@ -15,7 +15,9 @@ The rules, one label per rule as used in the messages:
   and it stays ``READY``;
 - ``ensure_ready during stop``: ``ensure_ready`` called while a stop is in
   progress waits for the stop, then starts: it returns with the state
-  ``READY`` and the stop call returns too (REFERENCE §2, llama-swap #946);
+  ``READY`` and the stop call returns too (llama-swap #946: a request
+  during a TTL unload saw ``stopping``, skipped the start and hung the
+  model for good);
 - ``returns in time``: every call returns within ``timeout`` seconds.
 """
 
