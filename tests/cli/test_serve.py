@@ -353,13 +353,22 @@ def test_serve_busy_port_fails(marker: str, tmp_path: Path) -> None:
     assert pids_with(marker) == set()
 
 
-def test_verbose_turns_on_the_access_log(marker: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "form",
+    [
+        ["-v", "serve", "{config}", "--port", "{port}"],
+        # llama-swap's flags, and the global flag after the subcommand
+        ["serve", "--config", "{config}", "--listen", "127.0.0.1:{port}", "-v"],
+    ],
+)
+def test_verbose_turns_on_the_access_log(marker: str, tmp_path: Path, form: list[str]) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(fake_config(marker, port_block(3)))
     port = free_port()
     out, err = (tmp_path / "v.out").open("w"), (tmp_path / "v.err").open("w")
+    argv = [arg.format(config=config, port=port) for arg in form]
     process = subprocess.Popen(
-        [sys.executable, "-m", "swapcore", "-v", "serve", str(config), "--port", str(port)],
+        [sys.executable, "-m", "swapcore", *argv],
         stdout=out,
         stderr=err,
     )

@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
 from swapcore.errors import SwapcoreError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "hoist_global_flags", "main"]
 
 # Subcommand modules, in the order `swapcore --help` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (
@@ -53,10 +54,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_GLOBAL_FLAG = re.compile(r"-v+|--verbose")
+
+
+def hoist_global_flags(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the global flags given after the subcommand moved before it.
+
+    ``swapcore serve -v config.yaml`` means ``swapcore -v serve config.yaml``
+    (``-v``, ``-vv``, ``--verbose``); nothing after ``--`` moves.
+    """
+    args = list(argv)
+    command = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+    if command is None:
+        return args
+    end = args.index("--") if "--" in args[command:] else len(args)
+    moved = [a for a in args[command + 1 : end] if _GLOBAL_FLAG.fullmatch(a)]
+    if not moved:
+        return args
+    kept = [a for a in args[command + 1 : end] if not _GLOBAL_FLAG.fullmatch(a)]
+    return [*args[:command], *moved, args[command], *kept, *args[end:]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``swapcore`` command and return its exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(hoist_global_flags(sys.argv[1:] if argv is None else argv))
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

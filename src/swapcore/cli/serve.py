@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from swapcore.costs import SwapCosts
     from swapcore.events import RouterEvent
 
-__all__ = ["load_serve_config", "register", "run_event_loop", "serve"]
+__all__ = ["load_serve_config", "parse_listen", "register", "run_event_loop", "serve"]
 
 logger = logging.getLogger("swapcore.serve")
 
@@ -55,6 +55,7 @@ examples:
   swapcore serve                          # the built-in demo: fake models, no GPU needed
   swapcore serve --demo matrix --port 9000
   swapcore serve config.yaml --host 0.0.0.0 --port 8080
+  swapcore serve --config config.yaml --listen :8080   # llama-swap's flags
   swapcore -v serve config.yaml           # uvicorn access log too (-vv: debug)
 
 then:
@@ -82,10 +83,22 @@ def register(subparsers: Any) -> None:
         "config", metavar="CONFIG", nargs="?", help="llama-swap config.yaml (default: the demo)"
     )
     parser.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
+        "--config",
+        "-config",
+        dest="config_flag",
+        metavar="FILE",
+        help="the config file, as llama-swap's -config (instead of CONFIG)",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+        "--host", default=None, help=f"address to listen on (default {DEFAULT_HOST})"
+    )
+    parser.add_argument("--port", type=int, default=None, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--listen",
+        "-listen",
+        metavar="HOST:PORT",
+        help="address and port, as llama-swap's -listen (':8080' is every interface); "
+        "instead of --host and --port",
     )
     parser.add_argument(
         "--demo",
@@ -469,10 +482,48 @@ def _require_gateway_extra() -> None:
         )
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` as llama-swap's ``-listen`` takes it: ``:8080`` is every interface.
+
+    ``[::1]:8080`` for an IPv6 address. Raises :class:`~swapcore.ConfigError`
+    naming the flag and the value.
+    """
+    host, colon, port = text.strip().rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"--listen: expected HOST:PORT (e.g. :8080 or 127.0.0.1:8080), got {text!r}"
+        )
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ConfigError(f"--listen: write an IPv6 address in brackets ([::1]:8080), got {text!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def _address(args: argparse.Namespace) -> tuple[str, int]:
+    """Where to listen: ``--listen``, or ``--host`` and ``--port`` (not both forms)."""
+    if args.listen is not None:
+        given = [flag for flag, value in (("--host", args.host), ("--port", args.port)) if value]
+        if given:
+            raise ConfigError(f"--listen: cannot be combined with {' and '.join(given)}")
+        return parse_listen(args.listen)
+    host = DEFAULT_HOST if args.host is None else args.host
+    port = DEFAULT_PORT if args.port is None else args.port
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port: must be in 1..65535, got {port}")
+    return host, port
+
+
 def _run(args: argparse.Namespace) -> int:
     _require_gateway_extra()
-    if not 0 < args.port < 65536:
-        raise ConfigError(f"--port: must be in 1..65535, got {args.port}")
+    if args.config_flag is not None:
+        if args.config is not None:
+            raise ConfigError(
+                f"--config: given twice (--config {args.config_flag} and {args.config}); "
+                "keep one"
+            )
+        args.config = args.config_flag
+    host, port = _address(args)
     if args.graceful_timeout < 0:
         raise ConfigError("--graceful-timeout: must be >= 0")
     if args.max_body_mb < 1:
@@ -493,8 +544,8 @@ def _run(args: argparse.Namespace) -> int:
     return run_event_loop(
         serve(
             config,
-            host=args.host,
-            port=args.port,
+            host=host,
+            port=port,
             verbose=int(args.verbose),
             graceful_timeout=args.graceful_timeout,
             on_started=banner,
