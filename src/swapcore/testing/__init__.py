@@ -15,8 +15,17 @@
 - :mod:`swapcore.testing.strategies`: hypothesis strategies for DSL
   expressions, matrix and group configurations, and request traces.
 
-Nothing here is imported by ``import swapcore``.
+Nothing here is imported by ``import swapcore``. The fakes, the recording
+effects, the faulty planner and :func:`check_process` need nothing more;
+:func:`check_planner`, :func:`planner_violations`, :class:`RouterStateMachine`,
+:func:`mutual_evictions` and the strategies need hypothesis (the
+``testing`` extra) and import it when first used.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from swapcore.testing.effects import (
     EffectCall,
@@ -28,9 +37,35 @@ from swapcore.testing.effects import (
 )
 from swapcore.testing.fakes import FakeGPUProbe, FakeProcess, FakeProcessError
 from swapcore.testing.faults import FaultyPlanner, InjectedFault
-from swapcore.testing.planner_checks import check_planner, planner_violations
 from swapcore.testing.process_checks import check_process
-from swapcore.testing.stateful import RouterStateMachine, mutual_evictions
+
+if TYPE_CHECKING:
+    from swapcore.testing.planner_checks import check_planner, planner_violations
+    from swapcore.testing.stateful import RouterStateMachine, mutual_evictions
+
+_NEED_HYPOTHESIS = {
+    "check_planner": "swapcore.testing.planner_checks",
+    "planner_violations": "swapcore.testing.planner_checks",
+    "RouterStateMachine": "swapcore.testing.stateful",
+    "mutual_evictions": "swapcore.testing.stateful",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the hypothesis-based names on first use, with a clear error without it."""
+    module = _NEED_HYPOTHESIS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'swapcore.testing' has no attribute {name!r}")
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "hypothesis" and not (exc.name or "").startswith("hypothesis."):
+            raise
+        raise ImportError(
+            f"swapcore.testing.{name} needs hypothesis: pip install 'swapcore[testing]'"
+        ) from exc
+    globals()[name] = value
+    return value
 
 __all__ = [
     "EffectCall",
