@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import pytest
@@ -39,6 +39,7 @@ from swapcore import (
     SwapPlanner,
 )
 from swapcore.matrix import MatrixProgram
+from swapcore.planners.placement import PlacementPlanner
 from swapcore.scheduling.effects import SchedulerFactory
 from swapcore.scheduling.fifo import FIFOScheduler
 from swapcore.testing.fakes import FakeProcess
@@ -237,6 +238,80 @@ class SleepingCostAwareMachine(SleepingGroupsMachine):
 
 
 TestSleepingCostAware = SleepingCostAwareMachine.TestCase
+
+
+@settings(max_examples=EXAMPLES, stateful_step_count=STEPS)
+class PlacementMachine(RouterStateMachine):
+    """Random sizes on two or three devices, some models sleeping within a host budget.
+
+    After every step, each device holds at most its budget: the shares of
+    the models starting or ready (a sleeping model holds none), where the
+    planner placed them (an evicted model, until it stops, where it was);
+    and every such model is placed in full.
+    """
+
+    models = ("a", "b", "c", "d", "e")
+    sleepers = True
+    host_sizes: ClassVar[Mapping[str, float]] = {"a": 4, "b": 4, "c": 2, "d": 1}
+    host_budget = 6.0
+
+    def configure(self, data: st.DataObject) -> None:
+        super().configure(data)
+        budgets = data.draw(st.lists(st.integers(4, 24), min_size=2, max_size=3), label="budgets")
+        self.devices = {str(i): b for i, b in enumerate(budgets)}
+        self.split = data.draw(st.booleans(), label="split")
+        room = sum(budgets) if self.split else max(budgets)
+        self.sizes = {m: data.draw(st.integers(1, room), label=f"size of {m}") for m in self.models}
+
+    def make_planner(self) -> SwapPlanner:
+        self.placer = PlacementPlanner(self.sizes, self.devices, split=self.split)
+        return self.placer
+
+    def check_coresidency(self, running: frozenset[str]) -> None:
+        # A model a started swap evicts is no longer placed, but it holds its
+        # memory until it has stopped (and its swap's target waits for that).
+        placed = getattr(self, "placed", {})
+        self.placed = placed
+        used = dict.fromkeys(self.devices, 0.0)
+        for model in running:
+            placement = self.placer.placement_of(model) or placed.get(model, {})
+            placed[model] = placement
+            assert sum(placement.values()) == self.sizes[model], (model, placement)
+            for device, share in placement.items():
+                used[device] += share
+        over = {d: u for d, u in used.items() if u > self.devices[d]}
+        assert not over, f"devices over budget: {over} (budgets {self.devices}, running {running})"
+
+
+TestPlacement = PlacementMachine.TestCase
+
+
+class Overcommits(PlacementPlanner):
+    """Places as PlacementPlanner does, but never evicts: devices overflow."""
+
+    def eviction_for(self, target: str, running: Sequence[str]) -> Sequence[str]:
+        return ()
+
+
+class OvercommittingMachine(PlacementMachine):
+    def make_planner(self) -> SwapPlanner:
+        self.placer = Overcommits(self.sizes, self.devices, split=self.split)
+        return self.placer
+
+
+def test_the_placement_machine_catches_an_overcommitting_planner() -> None:
+    hunt = settings(
+        max_examples=300,
+        stateful_step_count=30,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        report_multiple_bugs=False,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    with pytest.raises(AssertionError, match=r"devices over budget|\(.*\{\}\)"):
+        run_state_machine_as_test(OvercommittingMachine, settings=hunt)
 
 
 @settings(max_examples=EXAMPLES, stateful_step_count=STEPS)

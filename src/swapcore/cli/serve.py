@@ -519,8 +519,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.config_flag is not None:
         if args.config is not None:
             raise ConfigError(
-                f"--config: given twice (--config {args.config_flag} and {args.config}); "
-                "keep one"
+                f"--config: given twice (--config {args.config_flag} and {args.config}); keep one"
             )
         args.config = args.config_flag
     host, port = _address(args)

@@ -64,9 +64,11 @@ class PlacementPlanner(SwapPlanner):
     ``on_swap_start`` records where the target goes (:meth:`placement_of`).
     A running model the planner never placed (loaded behind its back) is
     assumed on the devices of its last placement, or, never placed, on the
-    first device where it fits. A model evicted to sleep (see
-    :meth:`residency_for`) holds no device memory asleep, but its server
-    keeps its devices: it wakes where it was, evicting there if it must.
+    first device where it fits. An evicted model keeps its placement while
+    it is in ``running`` (stopping, it still holds that memory). A model
+    evicted to sleep (see :meth:`residency_for`) holds no device memory
+    asleep, but its server keeps its devices: it wakes where it was,
+    evicting there if it must.
     Sizes and budgets compare exactly, as the decimals they print as.
 
     ``costs`` (learned costs, e.g. the router's) lets measurements replace
@@ -119,7 +121,6 @@ class PlacementPlanner(SwapPlanner):
         self._show = show_size
         self._placed: dict[str, dict[str, Fraction]] = {}
         self._reasons: dict[str, str] = {}
-        self._evicted_from: dict[str, dict[str, Fraction]] = {}  # where evicted models were
         self._pinned: dict[str, dict[str, Fraction]] = {}  # asleep: wakes where it slept
         self._recency = Recency()
 
@@ -148,9 +149,32 @@ class PlacementPlanner(SwapPlanner):
 
     def free(self, running: Iterable[str]) -> dict[str, Fraction]:
         """Each device's room with ``running`` loaded where they are."""
+        return self._room_beside(self._locate(running))
+
+    def _locate(self, running: Iterable[str]) -> dict[str, Mapping[str, Fraction]]:
+        """Where each running model is: as placed, or, never placed, where it would fit.
+
+        A model loaded behind the planner's back is assumed on the first
+        device with room for it beside those located before it (else on the
+        device with the most room), once per call, so every use agrees.
+        """
         free = dict(self._devices)
+        where: dict[str, Mapping[str, Fraction]] = {}
         for model in dict.fromkeys(running):
-            for device, share in self._where(model, free).items():
+            placed = self._placed.get(model)
+            if placed is None:
+                size = self._size(model)
+                fit = next((d for d, room in free.items() if room >= size), None)
+                placed = {fit if fit is not None else max(free, key=lambda d: free[d]): size}
+            where[model] = placed
+            for device, share in placed.items():
+                free[device] -= share
+        return where
+
+    def _room_beside(self, where: Mapping[str, Mapping[str, Fraction]]) -> dict[str, Fraction]:
+        free = dict(self._devices)
+        for placed in where.values():
+            for device, share in placed.items():
                 free[device] -= share
         return free
 
@@ -163,11 +187,10 @@ class PlacementPlanner(SwapPlanner):
     def on_swap_start(self, target: str, running: Sequence[str]) -> None:
         """Record where ``target`` goes (beside the running models it does not evict), and why."""
         self._reasons[target] = self.explain(target, running)
-        evict, placement = self._plan(target, running)
-        for model in evict:
-            placed = self._placed.pop(model, None)
-            if placed is not None:
-                self._evicted_from[model] = placed
+        # An evicted model keeps its placement: it holds that memory until it
+        # has stopped (it stays in ``running`` while stopping), and a model
+        # put to sleep wakes there.
+        placement = self._plan(target, running)[1]
         self._pinned.pop(target, None)
         if placement is not None:
             self._placed[target] = placement
@@ -178,13 +201,11 @@ class PlacementPlanner(SwapPlanner):
         """Sleep or stop (the sleep rules); a model put to sleep will wake on its devices."""
         eviction = super().residency_for(target, evict, sleeping)
         for model in eviction.sleep:
-            placed = self._evicted_from.get(model)
+            placed = self._placed.get(model)
             if placed is not None:
                 self._pinned[model] = placed
-        for model in evict:
-            self._evicted_from.pop(model, None)
-            if model not in eviction.sleep:
-                self._pinned.pop(model, None)
+        for model in eviction.stop:
+            self._pinned.pop(model, None)
         return eviction
 
     def swap_reason(self, target: str) -> str:
@@ -210,10 +231,11 @@ class PlacementPlanner(SwapPlanner):
         if not evict:
             beside = " beside the running models" if others else ""
             return f"needs {show(float(size))}; fits{beside}: {where}"
-        free = self.free(others)
+        located = self._locate(others)
+        free = self._room_beside(located)
         kept: dict[str, list[str]] = {device: [] for device in free}
-        for model in others:
-            for device in self._where(model, free):
+        for model, placed in located.items():
+            for device in placed:
                 kept[device].append(model)
         rooms = ", ".join(
             f"GPU {device} has {show(float(max(room, Fraction(0))))} free"
@@ -242,14 +264,6 @@ class PlacementPlanner(SwapPlanner):
             if measured is not None and measured > 0:
                 return min(Fraction(round(measured)), self._room)
         return size
-
-    def _where(self, model: str, free: Mapping[str, Fraction]) -> Mapping[str, Fraction]:
-        placed = self._placed.get(model)
-        if placed is not None:
-            return placed
-        size = self._size(model)
-        fit = next((d for d, room in free.items() if room >= size), None)
-        return {fit if fit is not None else next(iter(free)): size}
 
     def _place(
         self, size: Fraction, free: Mapping[str, Fraction], pinned: Mapping[str, Fraction] | None
@@ -287,7 +301,8 @@ class PlacementPlanner(SwapPlanner):
         if target in running:
             return (), self._placed.get(target)
         pinned = self._pinned.get(target)
-        free = self.free(others)
+        located = self._locate(others)
+        free = self._room_beside(located)
         placement = self._place(size, free, pinned)
         if placement is not None:
             return (), placement
@@ -298,7 +313,7 @@ class PlacementPlanner(SwapPlanner):
                 break  # nothing as cheap fits it whole: spread it
             room = dict(free)
             for model in evict:
-                for device, share in self._where(model, free).items():
+                for device, share in located[model].items():
                     room[device] += share
             placement = self._place(size, room, pinned)
             if placement is None:

@@ -67,6 +67,7 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
 __all__ = [
     "EffectCall",
     "FakeGPUProbe",
