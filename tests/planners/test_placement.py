@@ -121,14 +121,20 @@ def test_no_device_over_budget_nothing_refused_evictions_minimal(
         evict = load(planner, running, target)
         assert evict == planned
         planner.on_serve(target, float(step))
-        # No device is ever over its budget.
-        used = {d: Fraction(0) for d in devices}
-        for model in running:
-            placement = planner.placement_of(model)
-            assert sum(placement.values()) == pytest.approx(table[model])
-            for device, share in placement.items():
-                used[device] += Fraction(share)
-        assert all(used[d] <= devices[d] for d in devices), (used, devices)
+        assert_within_budgets(planner, running, table, devices)
+
+
+def assert_within_budgets(
+    planner: PlacementPlanner, running: list[str], sizes: dict[str, int], devices: dict[str, int]
+) -> None:
+    """Every running model placed in full, and no device over its budget."""
+    used = dict.fromkeys(devices, Fraction(0))
+    for model in running:
+        placement = planner.placement_of(model)
+        assert sum(placement.values()) == pytest.approx(sizes[model])
+        for device, share in placement.items():
+            used[device] += Fraction(share)
+    assert all(used[d] <= devices[d] for d in devices), (used, devices)
 
 
 def fits(size: int, free: dict[str, Fraction], split: bool) -> bool:
@@ -278,11 +284,5 @@ def test_with_sleepers_no_device_and_no_host_over_budget(
             running.remove(model)
         running.append(target)
         planner.on_serve(target, float(step))
-        used = {d: Fraction(0) for d in devices}
-        for model in running:
-            placement = planner.placement_of(model)
-            assert sum(placement.values()) == pytest.approx(table[model])
-            for device, share in placement.items():
-                used[device] += Fraction(share)
-        assert all(used[d] <= devices[d] for d in devices), (used, devices)
+        assert_within_budgets(planner, running, table, devices)
         assert rules.held_by(sleeping) <= host_budget

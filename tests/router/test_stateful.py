@@ -300,18 +300,8 @@ class OvercommittingMachine(PlacementMachine):
 
 
 def test_the_placement_machine_catches_an_overcommitting_planner() -> None:
-    hunt = settings(
-        max_examples=300,
-        stateful_step_count=30,
-        database=None,
-        derandomize=True,
-        phases=[Phase.generate],
-        report_multiple_bugs=False,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
     with pytest.raises(AssertionError, match=r"devices over budget|\(.*\{\}\)"):
-        run_state_machine_as_test(OvercommittingMachine, settings=hunt)
+        run_state_machine_as_test(OvercommittingMachine, settings=HUNT)
 
 
 @settings(max_examples=EXAMPLES, stateful_step_count=STEPS)
