@@ -25,6 +25,7 @@ import attrs
 
 from swapcore.config._reader import kind, require_mapping
 from swapcore.errors import ConfigError
+from swapcore.sim._devices import check_devices
 from swapcore.sim._sections import planner_section, scheduler_section
 from swapcore.sim._values import _check_keys, _integer, _number
 from swapcore.sim.generate import generate_trace
@@ -73,7 +74,7 @@ _MODEL_KEYS = (
     "sleep_level",
     "host_size",
 )
-_TOP_KEYS = ("models", "planner", "scheduler", "host_budget")
+_TOP_KEYS = ("models", "planner", "scheduler", "host_budget", "devices")
 
 
 @attrs.frozen(kw_only=True)
@@ -85,6 +86,8 @@ class SimConfig:
     is the configured one with them applied. ``aliases`` maps alias names
     to model ids (llama-swap configurations). ``notes`` lists assumptions
     made while loading (default load times), ``warnings`` ignored keys.
+    ``devices`` maps each device (GPU) to its budget in the unit of the
+    models' ``size`` (None: the simulation has no devices).
     """
 
     source: str
@@ -97,6 +100,7 @@ class SimConfig:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     host_budget: float | None = None
+    devices: Mapping[str, float] | None = None
 
     def with_recorded(self, recorded: Recorded, keep: Iterable[str] = ()) -> SimConfig:
         """These profiles with the swap costs a recording measured (the real day's).
@@ -223,7 +227,10 @@ def _sim_config(data: Mapping[str, Any], source: str, loads: Mapping[str, float]
                 limits[model] = _integer(
                     fields["concurrency_limit"], f"{where}.concurrency_limit", minimum=1
                 )
-        planner = planner_section(root.get("planner"), models)
+        devices = None
+        if root.get("devices") is not None:
+            devices = check_devices(root["devices"], models)
+        planner = planner_section(root.get("planner"), models, devices)
         defaults: dict[str, Any] = {}
         if priority:
             defaults["priority"] = priority
@@ -241,6 +248,7 @@ def _sim_config(data: Mapping[str, Any], source: str, loads: Mapping[str, float]
         scheduler=scheduler,
         scheduler_defaults=defaults,
         host_budget=None if budget is None else _number(budget, f"{source}: host_budget"),
+        devices=devices,
     )
 
 
