@@ -15,7 +15,7 @@ from swapcore.errors import ConfigError
 from swapcore.planners.placement import PlacementPlanner
 from swapcore.sim import ModelProfile, format_comparison, format_report, simulate
 from swapcore.sim.config import load_sim_config, planner_from_spec
-from swapcore.sim.traces import Arrival
+from swapcore.sim.traces import Arrival, read_trace
 
 GPUS = {"gpu0": 24.0, "gpu1": 24.0}
 # No two of these fit whole on one 24 GB GPU, yet all three fit in 48.
@@ -353,3 +353,43 @@ def test_placement_never_takes_a_device_over_its_budget(
     assert report.peak_memory <= sum(devices.values())
     if not split:
         assert report.split_loads == 0
+
+
+# -- the example docs/planners.md compares ----------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_gpus"
+
+
+def test_the_two_gpu_example_gives_the_documented_figures() -> None:
+    config = load_sim_config(EXAMPLE / "sim.yaml")
+    trace = read_trace(EXAMPLE / "trace.jsonl")
+    figures = {}
+    for spec in ("memory:budget=48", "placement", "placement:split=false"):
+        report = simulate(
+            trace,
+            planner=planner_from_spec(spec, models=config.models, config=config),
+            models=config.models,
+            scheduler=config.scheduler,
+            devices=config.devices,
+        )
+        figures[spec] = (
+            report.total_loads,
+            report.total_stops,
+            round(report.waits.mean, 1),
+            round(report.waits.max, 1),
+            report.rejected,
+            report.peak_memory,
+            dict(report.peak_devices or {}),
+            report.overcommits,
+            report.split_loads,
+        )
+    assert len(trace) == 329
+    assert figures == {
+        "memory:budget=48": (3, 0, 0.3, 30.0, 0, 44.0, {"gpu0": 26.0, "gpu1": 18.0}, 1, 0),
+        "placement": (3, 0, 0.3, 30.0, 0, 44.0, {"gpu0": 24.0, "gpu1": 20.0}, 0, 1),
+        "placement:split=false": (
+            *(53, 51, 10.3, 51.5, 4, 32.0),
+            {"gpu0": 18.0, "gpu1": 18.0},
+            *(0, 0),
+        ),
+    }
