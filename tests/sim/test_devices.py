@@ -286,14 +286,15 @@ def test_a_placing_planner_is_read_and_its_overcommits_counted() -> None:
 class _KeepsStoppingPlacements(PlacementPlanner):
     """PlacementPlanner remembering where the models it evicts are while they stop.
 
-    ``PlacementPlanner.on_swap_start`` forgets an evicted model's placement
-    at once, though the model holds its devices until its stop ends; a swap
-    starting meanwhile then guesses where it is and may place its target on
-    a device the stopping model still fills (devices 4 and 11, models of 5,
-    1 and 11: the 11 stopping for the 5, the 1 goes beside it, 12 of 11).
-    This keeps the placement (the planner's fix, proposed for
-    ``swapcore.planners.placement``) so the property checks the simulator's
-    accounting against a planner that keeps its promise.
+    This branch's ``PlacementPlanner.on_swap_start`` forgets an evicted
+    model's placement at once, though the model holds its devices until its
+    stop ends; a swap starting meanwhile then guesses where it is and may
+    place its target on a device the stopping model still fills (devices of
+    4 and 11, models of 5, 1 and 11, each loading and stopping in 1 s: the
+    11 stops for the 5 from t=5 and the 1, asked for at t=5.5, goes beside
+    it, 12 of 11). This keeps the placement, as a planner that keeps an
+    evicted model's placement while it stops does by itself (then the
+    subclass changes nothing, and can go).
     """
 
     def on_swap_start(self, target: str, running: Sequence[str]) -> None:
