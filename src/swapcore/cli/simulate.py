@@ -32,7 +32,8 @@ examples:
 
 schedulers: fifo, arrival, cost-aware; options after ':' separated by ';'
   (fifo:max_wait=30;default_concurrency_limit=4; max_wait=none removes the bound)
-planners: config (the file's own), max-loaded:n=N, memory:budget=B (profiles' sizes)
+planners: config (the file's own), max-loaded:n=N, memory:budget=B (profiles' sizes),
+  placement[:split=false] (the file's devices)
 generators: round-robin, poisson, bursts, dominant (see docs/simulator.md)
 """
 
@@ -242,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
                 scheduler=scheduler,
                 patience=patience,
                 host_budget=config.host_budget,
+                devices=config.devices,
             )
 
     span = trace[-1].at - trace[0].at if trace else 0.0

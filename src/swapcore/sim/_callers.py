@@ -160,6 +160,7 @@ class VirtualCallers(VirtualProcesses):
         for model, since in self._busy_since.items():
             self._busy[model] += end - since
         self._timeline.sort(key=lambda interval: (interval.start, interval.model))
+        devices = self._devices
         return build_report(
             arrivals=self._arrivals,
             started=self._started,
@@ -187,4 +188,8 @@ class VirtualCallers(VirtualProcesses):
             scheduler=scheduler,
             planner=planner,
             events=self.events,
+            devices=None if devices is None else devices.budgets,
+            peak_devices=None if devices is None else devices.peak,
+            overcommits=0 if devices is None else devices.overcommits,
+            split_loads=0 if devices is None else devices.splits,
         )

@@ -23,6 +23,7 @@ from swapcore.planners.base import SwapPlanner
 from swapcore.planners.residency import SleepRules
 from swapcore.process import ProcessState
 from swapcore.scheduling.effects import Scheduler
+from swapcore.sim._devices import DeviceUse
 from swapcore.sim.profiles import ModelProfile
 from swapcore.sim.report import LoadInterval
 
@@ -85,6 +86,10 @@ _Event = tuple[float, int, int, str, _SwapRun | None]
 class VirtualProcesses:
     """Virtual processes on a heap of timed events, with idle TTL timers as the router's."""
 
+    # Set only when the simulation has devices; a class default otherwise, as
+    # VirtualCallers._patience, to keep the instance attributes few.
+    _devices: DeviceUse | None = None
+
     def __init__(self, profiles: Mapping[str, ModelProfile]) -> None:
         self.now = 0.0
         self._profiles = profiles
@@ -136,6 +141,8 @@ class VirtualProcesses:
         self._close(model, self.now)
         if self._sized:
             self._memory -= self._profiles[model].size or 0.0
+        if self._devices is not None:
+            self._devices.release(model)
         tiers = self._tiers
         tiers.stops[model] = tiers.stops.get(model, 0) + 1
         tiers.swap_seconds += self._profiles[model].stop
@@ -155,6 +162,8 @@ class VirtualProcesses:
         self._close(model, self.now)
         if self._sized:
             self._memory -= self._profiles[model].size or 0.0
+        if self._devices is not None:
+            self._devices.release(model)
         tiers = self._tiers
         tiers.falling.discard(model)
         tiers.sleeps[model] = tiers.sleeps.get(model, 0) + 1
@@ -175,6 +184,8 @@ class VirtualProcesses:
         model = swap.target
         state = self._states[model]
         if state is _READY:  # nothing to load: the swap only stopped models
+            if self._devices is not None:
+                self._devices.forget(model)
             self._push(self.now, _PROCESS, model, None)
             return
         profile = self._profiles[model]
@@ -197,6 +208,8 @@ class VirtualProcesses:
         if self._sized:
             self._memory += profile.size or 0.0
             self._peak_memory = max(self._peak_memory, self._memory)
+        if self._devices is not None:
+            self._devices.load(model, profile.size or 0.0)
         self._push(self.now + seconds, _PROCESS, model, None)
 
     def _stopped(self, model: str, swap: _SwapRun) -> None:

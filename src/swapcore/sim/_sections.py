@@ -23,6 +23,7 @@ from swapcore.sim.specs import (
     _inherited,
     _max_loaded,
     _memory,
+    _placement,
     _titled,
     planner_from_spec,
     scheduler_from_spec,
@@ -34,14 +35,18 @@ __all__ = ["planner_section", "scheduler_section"]
 _SCHEDULER_CONFIG_KEYS = {"priority": "priority", "concurrency_limits": "concurrency_limit"}
 
 
-def planner_section(raw: object, models: Mapping[str, ModelProfile]) -> PlannerRecipe:
+def planner_section(
+    raw: object,
+    models: Mapping[str, ModelProfile],
+    devices: Mapping[str, float] | None = None,
+) -> PlannerRecipe:
     if raw is None:
         return _max_loaded(1)
     if isinstance(raw, str):
         if raw.split(":")[0].strip() in ("groups", "matrix", "config"):
             raise ConfigError(f"planner: {raw!r} needs settings: use a mapping with use: {raw}")
         try:
-            return planner_from_spec(raw, models=models)
+            return planner_from_spec(raw, models=models, devices=devices)
         except ConfigError as exc:
             raise ConfigError(f"planner: {exc}") from None
     section = require_mapping(raw, "planner")
@@ -63,6 +68,19 @@ def planner_section(raw: object, models: Mapping[str, ModelProfile]) -> PlannerR
             None if costs is None else require_mapping(costs, "planner.evict_costs"),
             "planner",
         )
+    if use == "placement":
+        _check_keys(settings, "planner", ("use", "split", "evict_costs"))
+        split = settings.get("split", True)
+        if not isinstance(split, bool):
+            raise ConfigError(f"planner.split: must be true or false, got {split!r}")
+        costs = settings.get("evict_costs")
+        return _placement(
+            models,
+            devices,
+            None if costs is None else require_mapping(costs, "planner.evict_costs"),
+            split,
+            "planner",
+        )
     if use == "groups":
         _check_keys(settings, "planner", ("use", "groups"))
         return _groups(require_mapping(settings.get("groups", {}), "planner.groups"), models)
@@ -70,7 +88,7 @@ def planner_section(raw: object, models: Mapping[str, ModelProfile]) -> PlannerR
         _check_keys(settings, "planner", ("use", "sets", "vars", "evict_costs"))
         return _matrix(settings, models)
     raise ConfigError(
-        f"planner.use: must be one of max-loaded, memory, groups, matrix, got {use!r}"
+        f"planner.use: must be one of max-loaded, memory, placement, groups, matrix, got {use!r}"
     )
 
 

@@ -23,6 +23,7 @@ from swapcore.process import ProcessState
 from swapcore.scheduling.effects import Scheduler
 from swapcore.scheduling.requests import Request
 from swapcore.sim._callers import VirtualCallers
+from swapcore.sim._devices import DeviceUse
 from swapcore.sim._processes import (
     _PROCESS,
     _READY,
@@ -64,6 +65,8 @@ class VirtualServer(VirtualCallers):
             raise RuntimeError(f"the scheduler started a swap to unknown model {model!r}")
         swap = _SwapRun(model, tuple(evict), 0)
         self._swaps[model] = swap
+        if self._devices is not None:  # the planner placed the target in on_swap_start
+            self._devices.swap_started(model)
         if self._ttl_armed:  # as the router, a swap cancels its models' idle timers
             for name in (model, *swap.evict):
                 self._ttl_armed.pop(name, None)
@@ -108,12 +111,24 @@ class VirtualServer(VirtualCallers):
         )
         return eviction.sleep
 
-    def use_planner(self, planner: SwapPlanner, host_budget: float | None) -> None:
+    def use_planner(
+        self,
+        planner: SwapPlanner,
+        host_budget: float | None,
+        devices: dict[str, float] | None = None,
+    ) -> None:
         """Let ``planner`` decide sleep or stop, filling in its rules as the router does.
 
         When the planner has no ``sleep_rules`` and some profiles can sleep,
-        it gets their levels and host sizes, with ``host_budget``.
+        it gets their levels and host sizes, with ``host_budget``. With
+        ``devices`` (checked budgets), the server tracks each device's use,
+        reading the planner's ``placement_of`` when it has one.
         """
+        if devices is not None:
+            placement_of = getattr(planner, "placement_of", None)
+            self._devices = DeviceUse(
+                devices, placement_of=placement_of if callable(placement_of) else None
+            )
         tiers = self._tiers
         tiers.planner = planner
         sleepers = {m: p for m, p in self._profiles.items() if p.sleeps}

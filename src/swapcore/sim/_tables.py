@@ -51,6 +51,25 @@ def _outcome_text(report: SimReport) -> str:
     return ", ".join(parts) or "no requests"
 
 
+def _device_peak(report: SimReport, device: str) -> str:
+    """``peak/budget`` of one device, marked ``over`` past its budget."""
+    assert report.peak_devices is not None and report.devices is not None
+    peak, budget = report.peak_devices.get(device), report.devices.get(device)
+    if peak is None or budget is None:
+        return "-"
+    return f"{peak:g}/{budget:g}" + (" over" if peak > budget * (1 + 1e-9) else "")
+
+
+def _devices_text(report: SimReport) -> str:
+    """One line: each device's peak against its budget, then overcommits and splits."""
+    assert report.peak_devices is not None
+    peaks = ", ".join(f"{d} {_device_peak(report, d)}" for d in report.peak_devices)
+    return (
+        f"peak {peaks}   overcommitted loads: {report.overcommits:,}"
+        f"   split loads: {report.split_loads:,}"
+    )
+
+
 def format_report(report: SimReport) -> str:
     """The report as a plain-text table: a header, then one row per model and a total row.
 
@@ -58,8 +77,10 @@ def format_report(report: SimReport) -> str:
     loads (cold), wakes and sleeps (only when a model slept), wait
     p50/p95/p99/max (served requests) and the seconds each model spent
     loading, busy and idle. The header gives the peak memory when known, the
-    idle-TTL unloads when any, the swap seconds and peak host memory when a
-    model slept, and the errors of failed and rejected requests.
+    idle-TTL unloads when any, each device's peak use against its budget
+    (with the overcommitted and split loads) when the run has devices, the
+    swap seconds and peak host memory when a model slept, and the errors of
+    failed and rejected requests.
     """
     abandoned = report.abandoned > 0
     tiers = report.total_wakes > 0 or report.total_sleeps > 0
@@ -131,6 +152,8 @@ def format_report(report: SimReport) -> str:
         + (f"   peak memory: {report.peak_memory:g}" if report.peak_memory is not None else "")
         + (f"   ttl unloads: {report.ttl_unloads:,}" if report.ttl_unloads else ""),
     ]
+    if report.peak_devices is not None:
+        lines.append(f"devices:   {_devices_text(report)}")
     if tiers:
         host = report.peak_host_memory
         lines.append(
@@ -153,7 +176,9 @@ def format_comparison(reports: Mapping[str, SimReport]) -> str:
     """Several runs side by side: one column per run (keyed by label), one row per figure.
 
     Rows: loads, wakes, sleeps, stops, swap seconds and peak host memory
-    (when a model slept in some run), idle-TTL unloads (when any run has one), wait
+    (when a model slept in some run), idle-TTL unloads (when any run has one),
+    the peak memory, each device's peak against its budget, the overcommitted
+    and the split loads (when a run has devices), wait
     p50/p95/p99/max/mean (served requests), makespan, request outcomes
     (those some run has, ``abandoned`` among them), then per model its
     loads, abandoned requests (when some run has one for it), p99 and max
@@ -182,6 +207,21 @@ def format_comparison(reports: Mapping[str, SimReport]) -> str:
             )
     if any(r.ttl_unloads for r in runs):
         add("ttl unloads", [_count(r.ttl_unloads) for r in runs])
+    if any(r.peak_devices is not None for r in runs):
+        add(
+            "peak memory",
+            [f"{r.peak_memory:g}" if r.peak_memory is not None else "-" for r in runs],
+        )
+        devices: dict[str, None] = {}
+        for r in runs:
+            devices.update(dict.fromkeys(r.peak_devices or {}))
+        for device in devices:
+            add(
+                f"peak {device}",
+                [_device_peak(r, device) if r.peak_devices is not None else "-" for r in runs],
+            )
+        add("overcommitted loads", [_count(r.overcommits) for r in runs])
+        add("split loads", [_count(r.split_loads) for r in runs])
     for field in ("p50", "p95", "p99", "max", "mean"):
         add(f"wait {field}", [_num(getattr(r.waits, field)) for r in runs])
     add("makespan", [_num(r.makespan) for r in runs])

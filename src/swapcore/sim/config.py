@@ -16,6 +16,7 @@ The spec parsers live in :mod:`swapcore.sim.specs` and
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ import attrs
 
 from swapcore.config._reader import kind, require_mapping
 from swapcore.errors import ConfigError
+from swapcore.sim._devices import check_devices
 from swapcore.sim._sections import planner_section, scheduler_section
 from swapcore.sim._values import _check_keys, _integer, _number
 from swapcore.sim.generate import generate_trace
@@ -32,6 +34,8 @@ from swapcore.sim.profiles import ModelProfile
 from swapcore.sim.schedulers import SimScheduler
 
 if TYPE_CHECKING:
+    from swapcore.config import GatewayConfig
+    from swapcore.planners.base import SwapPlanner
     from swapcore.sim.record import Recorded
 
 from swapcore.sim.specs import (
@@ -42,6 +46,8 @@ from swapcore.sim.specs import (
     planner_from_spec,
     scheduler_from_spec,
 )
+
+GIB = 1 << 30
 
 __all__ = [
     "DEFAULT_LOAD",
@@ -73,7 +79,7 @@ _MODEL_KEYS = (
     "sleep_level",
     "host_size",
 )
-_TOP_KEYS = ("models", "planner", "scheduler", "host_budget")
+_TOP_KEYS = ("models", "planner", "scheduler", "host_budget", "devices")
 
 
 @attrs.frozen(kw_only=True)
@@ -85,6 +91,8 @@ class SimConfig:
     is the configured one with them applied. ``aliases`` maps alias names
     to model ids (llama-swap configurations). ``notes`` lists assumptions
     made while loading (default load times), ``warnings`` ignored keys.
+    ``devices`` maps each device (GPU) to its budget in the unit of the
+    models' ``size`` (None: the simulation has no devices).
     """
 
     source: str
@@ -97,6 +105,7 @@ class SimConfig:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     host_budget: float | None = None
+    devices: Mapping[str, float] | None = None
 
     def with_recorded(self, recorded: Recorded, keep: Iterable[str] = ()) -> SimConfig:
         """These profiles with the swap costs a recording measured (the real day's).
@@ -223,7 +232,10 @@ def _sim_config(data: Mapping[str, Any], source: str, loads: Mapping[str, float]
                 limits[model] = _integer(
                     fields["concurrency_limit"], f"{where}.concurrency_limit", minimum=1
                 )
-        planner = planner_section(root.get("planner"), models)
+        devices = None
+        if root.get("devices") is not None:
+            devices = check_devices(root["devices"], models)
+        planner = planner_section(root.get("planner"), models, devices)
         defaults: dict[str, Any] = {}
         if priority:
             defaults["priority"] = priority
@@ -241,6 +253,7 @@ def _sim_config(data: Mapping[str, Any], source: str, loads: Mapping[str, float]
         scheduler=scheduler,
         scheduler_defaults=defaults,
         host_budget=None if budget is None else _number(budget, f"{source}: host_budget"),
+        devices=devices,
     )
 
 
@@ -270,6 +283,8 @@ def _llama_swap_config(source: str, loads: Mapping[str, float], default_load: fl
             load = default_load
             assumed.append(model_id)
         size = fields.get("size")
+        if size is None and config.gpus is not None and model_id in config.gpus.sizes:
+            size = config.gpus.sizes[model_id] / GIB  # devices and sizes in GiB
         wake = None
         if model.sleep_level is not None:
             wake = costs.get("wake", DEFAULT_WAKE)
@@ -308,17 +323,48 @@ def _llama_swap_config(source: str, loads: Mapping[str, float], default_load: fl
         defaults["concurrency_limits"] = limits
     if config.swapcore.max_wait is not None:
         defaults["max_wait"] = config.swapcore.max_wait
-    build_planner(config)  # validate once, now
-    name = {"matrix": "matrix", "memory": "memory"}.get(config.routing.router, "groups")
+    devices: dict[str, float] | None = None
+    if config.gpus is not None:
+        gpus = config.gpus
+        if gpus.auto:
+            raise ConfigError(
+                f"{source}: gpus.devices: auto is read from the GPUs when the gateway starts; "
+                "to simulate, give each device and its budget"
+            )
+        devices = {d: budget / GIB for d, budget in gpus.devices.items()}
+        recipe = PlannerRecipe("placement", functools.partial(_gpu_planner, config, models))
+        recipe.build()  # validate once, now
+    else:
+        build_planner(config)  # validate once, now
+        name = {"matrix": "matrix", "memory": "memory"}.get(config.routing.router, "groups")
+        recipe = PlannerRecipe(name, lambda: build_planner(config))
     return SimConfig(
         source=source,
         kind="llama-swap",
         models=models,
-        planner=PlannerRecipe(name, lambda: build_planner(config)),
+        planner=recipe,
         scheduler=scheduler_from_spec(config.swapcore.scheduler, defaults=defaults),
         scheduler_defaults=defaults,
         aliases=dict(config.aliases),
         notes=tuple(notes),
         warnings=config.warnings,
         host_budget=config.swapcore.host_memory_budget,
+        devices=devices,
     )
+
+
+def _gpu_planner(config: GatewayConfig, models: Mapping[str, ModelProfile]) -> SwapPlanner:
+    """The gateway's placement planner over ``gpus:``, in GiB as the simulated devices are."""
+    from swapcore.config import build_sleep_rules
+    from swapcore.planners.placement import PlacementPlanner
+
+    gpus = config.gpus
+    assert gpus is not None  # only called for a gpus: section
+    planner = PlacementPlanner(
+        {m: profile.size or 0.0 for m, profile in models.items()},
+        {d: budget / GIB for d, budget in gpus.devices.items()},
+        split=gpus.split,
+        evict_costs=dict(gpus.evict_costs),
+    )
+    planner.sleep_rules = build_sleep_rules(config)
+    return planner

@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from swapcore.errors import ConfigError
 from swapcore.planners.base import SwapPlanner
+from swapcore.sim._devices import check_devices
 from swapcore.sim._server import VirtualServer
 from swapcore.sim.profiles import ModelProfile
 from swapcore.sim.report import SimReport
@@ -81,6 +82,7 @@ def simulate(
     scheduler: SimScheduler | SimSchedulerFactory | None = None,
     patience: float | None = None,
     host_budget: float | None = None,
+    devices: Mapping[str, float] | None = None,
 ) -> SimReport:
     """Replay ``trace`` with the real scheduler and planner on a virtual clock.
 
@@ -105,6 +107,16 @@ def simulate(
     ``host_budget`` (None: no bound; the unit of ``host_size``). A sleeping
     target wakes in its ``wake`` seconds. The report counts cold loads,
     wakes, stops and sleeps, the total swap seconds and the peak host memory.
+
+    Devices: ``devices`` maps each device (GPU) to its budget, in the unit
+    of the profiles' ``size`` (every model then needs one, and none may be
+    larger than all devices together, else :class:`~swapcore.ConfigError`).
+    The report then gives each device's peak use (``peak_devices``), the
+    loads that took a device over its budget (``overcommits``) and those
+    spread over several (``split_loads``). A planner with ``placement_of``
+    (:class:`~swapcore.PlacementPlanner`) says where each swap's target
+    goes; any other leaves it to the server, which puts the model whole on
+    the device with the most room (see ``swapcore.sim._devices``).
 
     ``scheduler`` is None (:class:`~swapcore.FIFOScheduler` with its
     defaults), a :class:`SimScheduler` recipe such as ``fifo(max_wait=30)``,
@@ -137,6 +149,7 @@ def simulate(
     Deterministic: the same inputs give the same report.
     """
     profiles = _profiles(models)
+    budgets = None if devices is None else check_devices(devices, profiles)
     default_patience = _positive_or_none("patience", patience)
     arrivals = list(trace)
     for index, arrival in enumerate(arrivals):
@@ -163,7 +176,7 @@ def simulate(
     ):
         raise ConfigError(f"host_budget must be a number >= 0 or None, got {host_budget!r}")
     engine = VirtualServer(profiles, arrivals, default_patience)
-    engine.use_planner(plan, host_budget)
+    engine.use_planner(plan, host_budget, budgets)
     if scheduler is None:
         scheduler = fifo()
     if isinstance(scheduler, SimScheduler):

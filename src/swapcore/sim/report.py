@@ -197,6 +197,10 @@ class ModelUsage:
     stops: int = 0
 
 
+def _frozen_or_none(value: Mapping[str, float] | None) -> Mapping[str, float] | None:
+    return None if value is None else types.MappingProxyType(dict(value))
+
+
 def _records(value: Sequence[RequestRecord]) -> tuple[RequestRecord, ...]:
     return tuple(value)
 
@@ -217,6 +221,13 @@ class SimReport:
     (every outcome present, 0 when none). ``peak_memory`` is the largest
     total size of loaded models (loading, ready or stopping), or None when a
     model has no size. ``events`` counts the events the engine processed.
+
+    With devices (``simulate(devices=...)``): ``devices`` holds each
+    device's budget, ``peak_devices`` the largest total of model shares it
+    held at once (loading, ready or stopping; the unit of the sizes),
+    ``overcommits`` the loads that took a device over its budget (an
+    out-of-memory start in reality) and ``split_loads`` the loads spread
+    over several devices. Without devices they are None, None, 0 and 0.
     """
 
     scheduler: str
@@ -238,6 +249,10 @@ class SimReport:
     swap_seconds: float = 0.0
     peak_host_memory: float | None = None
     errors: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
+    devices: Mapping[str, float] | None = attrs.field(default=None, converter=_frozen_or_none)
+    peak_devices: Mapping[str, float] | None = attrs.field(default=None, converter=_frozen_or_none)
+    overcommits: int = 0
+    split_loads: int = 0
 
     @property
     def served(self) -> int:
@@ -288,6 +303,10 @@ class SimReport:
             "swap_seconds": self.swap_seconds,
             "peak_host_memory": self.peak_host_memory,
             "errors": dict(self.errors),
+            "devices": None if self.devices is None else dict(self.devices),
+            "peak_devices": None if self.peak_devices is None else dict(self.peak_devices),
+            "overcommits": self.overcommits,
+            "split_loads": self.split_loads,
             "events": self.events,
             "timeline": [attrs.asdict(i) for i in self.timeline],
         }
@@ -314,11 +333,17 @@ def build_report(
     ttl_unloads: Mapping[str, int] | None = None,
     patience: Sequence[float | None] | None = None,
     tiers: TierCounts | None = None,
+    devices: Mapping[str, float] | None = None,
+    peak_devices: Mapping[str, float] | None = None,
+    overcommits: int = 0,
+    split_loads: int = 0,
 ) -> SimReport:
     """Assemble a :class:`SimReport` from the engine's per-request and per-model records.
 
     ``patience`` is each arrival's effective patience (None: nobody has one);
-    an abandoned request's ``wait`` is its patience exactly.
+    an abandoned request's ``wait`` is its patience exactly. ``devices``,
+    ``peak_devices``, ``overcommits`` and ``split_loads`` are the device
+    accounting, as :class:`SimReport` holds it.
     """
     records: list[RequestRecord] = []
     all_waits: list[float] = []
@@ -408,4 +433,8 @@ def build_report(
         swap_seconds=tiers.swap_seconds,
         peak_host_memory=tiers.peak_host_memory,
         errors=dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0]))),
+        devices=devices,
+        peak_devices=peak_devices,
+        overcommits=overcommits,
+        split_loads=split_loads,
     )

@@ -41,7 +41,7 @@ SCHEDULERS: Mapping[str, Callable[..., SimScheduler]] = types.MappingProxyType(
 )
 """Scheduler names accepted by specs and configurations, with their recipe builders."""
 
-PLANNERS = ("config", "max-loaded", "memory", "groups", "matrix")
+PLANNERS = ("config", "max-loaded", "memory", "placement", "groups", "matrix")
 """Planner names: ``config`` is the configuration file's own planner."""
 
 
@@ -151,18 +151,33 @@ def _check_scheduler_options(recipe: SimScheduler, options: Mapping[str, Any], w
 
 
 def planner_from_spec(
-    spec: str, *, models: Mapping[str, ModelProfile], config: SimConfig | None = None
+    spec: str,
+    *,
+    models: Mapping[str, ModelProfile],
+    config: SimConfig | None = None,
+    devices: Mapping[str, float] | None = None,
 ) -> PlannerRecipe:
     """Build a planner recipe from ``NAME[:key=value;...]``.
 
     ``config``: the configuration's own planner. ``max-loaded[:n=N]``
     (default 1): any N models at once, least recently used evicted.
     ``memory:budget=B``: :class:`~swapcore.MemoryBudgetPlanner` over the
-    profiles' sizes (every model needs one). Group and matrix planners need
+    profiles' sizes (every model needs one). ``placement[:split=false]``:
+    :class:`~swapcore.PlacementPlanner` over the profiles' sizes and
+    ``devices`` (device -> budget; default: ``config.devices``); ``split``
+    false keeps every model on one device. Group and matrix planners need
     their structure, so they come from a configuration file (``config``).
     """
     name, rest, where = _split_spec(spec, "planner")
     options = parse_options(rest, where)
+    if name == "placement":
+        _allow(options, where, ("split",))
+        split = _scalar(options.get("split", "true"))
+        if not isinstance(split, bool):
+            raise ConfigError(f"{where}: split must be true or false, got {options['split']!r}")
+        if devices is None and config is not None:
+            devices = config.devices
+        return _placement(models, devices, None, split, where)
     if name == "config":
         if config is None:
             raise ConfigError(f"{where}: no configuration to take the planner from")
@@ -222,3 +237,32 @@ def _memory(
         raise ConfigError(f"{where}: {exc}") from None
     label = f"memory(budget={budget:g})"
     return PlannerRecipe(label, lambda: MemoryBudgetPlanner(sizes, budget, evict_costs=evict_costs))
+
+
+def _placement(
+    models: Mapping[str, ModelProfile],
+    devices: Mapping[str, float] | None,
+    evict_costs: Mapping[str, int] | None,
+    split: bool,
+    where: str,
+) -> PlannerRecipe:
+    from swapcore.planners.placement import PlacementPlanner
+
+    if not devices:
+        raise ConfigError(
+            f"{where}: the placement planner needs devices "
+            "(a top-level devices: mapping of device -> budget)"
+        )
+    missing = [model for model, profile in models.items() if profile.size is None]
+    if missing:
+        raise ConfigError(f"{where}: the placement planner needs a size for {', '.join(missing)}")
+    sizes = {model: profile.size for model, profile in models.items() if profile.size is not None}
+    budgets = dict(devices)
+    try:
+        PlacementPlanner(sizes, budgets, evict_costs=evict_costs, split=split)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    label = "placement" if split else "placement(split=false)"
+    return PlannerRecipe(
+        label, lambda: PlacementPlanner(sizes, budgets, evict_costs=evict_costs, split=split)
+    )
