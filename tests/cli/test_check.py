@@ -231,15 +231,14 @@ def test_llama_swap_example_is_accepted_with_warnings(
     status, out, err = run(capsys, str(LLAMA_SWAP_EXAMPLE))
     assert (status, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].endswith("valid: 3 models, router group, 14 warnings")
-    warnings = lines[lines.index("warnings (14):") + 1 :]
+    assert lines[0].endswith("valid: 3 models, router group, 12 warnings")
+    warnings = lines[lines.index("warnings (12):") + 1 :]
     assert warnings == [
         "  logLevel: not supported by swapcore, ignored",
         "  logTimeFormat: not supported by swapcore, ignored",
         "  logToStdout: not supported by swapcore, ignored",
         "  metricsMaxInMemory: not supported by swapcore, ignored",
         "  captureBuffer: not supported by swapcore, ignored",
-        "  models.chat-8b.filters: not supported by swapcore, ignored",
         "  models.chat-8b.aliases[1].name: not supported by swapcore, ignored",
         "  models.chat-8b.aliases[1].unlisted: not supported by swapcore, ignored",
         "  groups.together.members[1]: 'undefined-a' is not a defined model, ignored",
@@ -247,10 +246,13 @@ def test_llama_swap_example_is_accepted_with_warnings(
         "  groups.pinned.members[0]: 'pinned-one' is not a defined model, ignored",
         "  groups.pinned.members[1]: 'pinned-two' is not a defined model, ignored",
         "  hooks.on_startup.preload[0]: 'chat' is not a defined model, ignored",
-        "  peers.hosted.filters: not supported by swapcore, ignored",
     ]
     assert "     cmd: /opt/llama/bin/llama-server-b4000 --port 12000" in out
-    assert "aliases: gpt-4o-mini -> chat-8b, gpt-3.5-turbo -> chat-8b" in lines
+    # setParamsByID names are aliases too, as in llama-swap.
+    assert (
+        "aliases: gpt-4o-mini -> chat-8b, gpt-3.5-turbo -> chat-8b, chat-8b:think -> chat-8b"
+        in lines
+    )
     assert "preload: chat-8b" in lines
     assert "  together  swap=no  exclusive=no  persistent=no   members: container-coder" in lines
 
