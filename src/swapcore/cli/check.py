@@ -51,6 +51,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the summary (or the errors) as JSON"
     )
+    parser.add_argument(
+        "--allow-unsupported",
+        action="store_true",
+        help="check as `swapcore serve --allow-unsupported` loads: llama-swap keys swapcore "
+        "does not implement that would change what is sent upstream or who may call are "
+        "warnings, not errors",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -81,8 +88,10 @@ def check_commands(config: GatewayConfig) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def check_config(path: str) -> GatewayConfig:
+def check_config(path: str, *, allow_unsupported: bool = False) -> GatewayConfig:
     """Load ``path`` and check it as ``serve`` would; return the :class:`GatewayConfig`.
+
+    ``allow_unsupported`` is passed to :func:`~swapcore.config.load_config`.
 
     Raises :class:`~swapcore.ConfigError` (one problem per line) when the
     file cannot be read, parsed or validated, when the planner rejects it,
@@ -90,7 +99,7 @@ def check_config(path: str) -> GatewayConfig:
     """
     from swapcore.config import build_planner, load_config
 
-    config = load_config(path)
+    config = load_config(path, allow_unsupported=allow_unsupported)
     build_planner(config)
     check_commands(config)
     return config
@@ -355,7 +364,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        config = check_config(args.config)
+        config = check_config(args.config, allow_unsupported=args.allow_unsupported)
     except ImportError as exc:  # the config extra (PyYAML) is missing
         print(f"swapcore check: error: {exc}", file=sys.stderr)
         return 2

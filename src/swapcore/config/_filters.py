@@ -80,10 +80,14 @@ def expand_filters(
     """
     by_id_path = join_path(path, "setParamsByID")
     by_id: dict[str, Any] = {}
+    written: dict[str, str] = {}  # expanded name -> the key as written
     for key, params in raw["setParamsByID"].items():
         name = expand(key, macros, path=by_id_path) if keys else key
         if name in by_id:
-            raise ConfigError(f"{by_id_path}: keys {key!r} and {name!r} resolve to the same name")
+            raise ConfigError(
+                f"{by_id_path}: keys {written[name]!r} and {key!r} both resolve to {name!r}"
+            )
+        written[name] = key
         by_id[name] = expand_value(params, macros, path=join_path(by_id_path, name))
     return {
         **raw,
