@@ -254,6 +254,12 @@ def test_llama_swap_example_is_accepted_with_warnings(
         in lines
     )
     assert "preload: chat-8b" in lines
+    # Filters show the parameters they name, never the values.
+    assert (
+        "filters: strip temperature, top_p; set temperature; "
+        "set for chat-8b:think: chat_template_kwargs"
+    ) in out
+    assert "    filters: strip top_p; set provider" in lines
     assert "  together  swap=no  exclusive=no  persistent=no   members: container-coder" in lines
 
 

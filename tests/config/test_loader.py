@@ -185,6 +185,13 @@ def test_example_summary_is_json(example: GatewayConfig) -> None:
             "idle_conn": 90.0,
             "expect_continue": 1.0,
         },
+        "filters": {"strip_params": ["top_k"], "set_params": [], "set_params_by_id": {}},
+    }
+    # Filters are summarised by the parameters they name, without the values.
+    assert summary["models"][0]["filters"] == {
+        "strip_params": ["temperature", "top_p"],
+        "set_params": ["top_k"],
+        "set_params_by_id": {},
     }
     assert summary["settings"]["start_retries"] == 1
 

@@ -160,6 +160,18 @@ def _seconds(value: float | None) -> str:
     return "unbounded" if value is None else f"{value:g} s"
 
 
+def _filters(filters: dict[str, Any]) -> str:
+    """``strip a, b; set c; set for m:high: d`` (names only), or "" for no filters."""
+    parts = []
+    if filters["strip_params"]:
+        parts.append("strip " + ", ".join(filters["strip_params"]))
+    if filters["set_params"]:
+        parts.append("set " + ", ".join(filters["set_params"]))
+    for name, params in filters["set_params_by_id"].items():
+        parts.append(f"set for {name}: " + (", ".join(params) or "nothing"))
+    return "; ".join(parts)
+
+
 def _timeouts(timeouts: dict[str, float | None]) -> str:
     """``connect 30 s, responseHeader none, ...``: YAML key names, ``none`` for no timeout."""
     from swapcore.config import TIMEOUT_KEYS
@@ -268,6 +280,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             extras.append("unlisted")
         add(f"{pad}{'; '.join(extras)}")
         add(f"{pad}timeouts: {_timeouts(m['timeouts'])}")
+        filters = _filters(m["filters"])
+        if filters:
+            add(f"{pad}filters: {filters}")
         residency = _residency(m)
         if residency:
             add(f"{pad}{residency}")
@@ -324,6 +339,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             key = ", api key set" if p["api_key"] else ""
             add(f"  {p['name']}: {p['proxy']}{key}; models: {', '.join(p['models'])}")
             add(f"    timeouts: {_timeouts(p['timeouts'])}")
+            filters = _filters(p["filters"])
+            if filters:
+                add(f"    filters: {filters}")
     else:
         add("peers: none")
     add("preload: " + (", ".join(summary["preload"]) or "none"))

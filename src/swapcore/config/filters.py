@@ -94,6 +94,21 @@ class Filters:
                 result[key] = by_id[key]
         return result
 
+    def summary(self) -> dict[str, Any]:
+        """The parameters these filters name, as plain data (values left out).
+
+        ``strip_params`` and ``set_params`` list names; ``set_params_by_id``
+        maps each requested name to the names it sets. Values are not shown:
+        a configuration may set a secret in the body.
+        """
+        return {
+            "strip_params": list(self.strip_params),
+            "set_params": sorted(self.set_params),
+            "set_params_by_id": {
+                name: sorted(params) for name, params in self.set_params_by_id.items()
+            },
+        }
+
     def changes(self, requested: str) -> bool:
         """Whether a request naming ``requested`` may be changed at all."""
         return bool(self.strip_params or self.set_params or self.set_params_by_id.get(requested))

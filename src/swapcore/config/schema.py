@@ -631,7 +631,8 @@ class GatewayConfig:
         Keys: ``source``, ``models`` (id, aliases, port, proxy, ttl,
         ``timeouts`` by field name with None for no timeout, ``sleep_level``,
         ``sleep_endpoint`` and ``wake_endpoint``, ``host_memory`` and
-        ``memory`` in bytes, ``swap_costs``, ...), ``router`` (``group``,
+        ``memory`` in bytes, ``swap_costs``, the parameter names of
+        ``filters``, ...), ``router`` (``group``,
         ``matrix``, ``memory`` or ``placement``), ``groups``, ``matrix`` (sets with their
         combination counts, capped at :data:`SUMMARY_COMBINATION_LIMIT`:
         ``combinations`` is then None and ``combinations_at_least`` holds the
@@ -640,7 +641,7 @@ class GatewayConfig:
         ``"auto"``, ``reserve``, ``split``, ``env``, ``evict_costs``, each
         model's ``sizes`` in bytes and their ``size_sources``),
         ``scheduler``, ``priority``, ``peers`` (with their
-        ``timeouts``), ``preload``, ``settings`` and ``warnings``. Values are
+        ``timeouts`` and ``filters``), ``preload``, ``settings`` and ``warnings``. Values are
         JSON-serialisable.
         """
         models = [
@@ -663,6 +664,7 @@ class GatewayConfig:
                 "host_memory": m.host_memory,
                 "memory": m.memory,
                 "swap_costs": dict(m.swap_costs),
+                "filters": m.filters.summary(),
             }
             for m in self.models.values()
         ]
@@ -710,6 +712,7 @@ class GatewayConfig:
                 "models": list(p.models),
                 "api_key": bool(p.api_key),
                 "timeouts": attrs.asdict(p.timeouts),
+                "filters": p.filters.summary(),
             }
             for p in self.peers.values()
         ]
