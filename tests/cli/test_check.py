@@ -467,3 +467,16 @@ swapcore:
     summary = json.loads(out)
     assert summary["memory"] == {"budget": 48 << 30, "sizes": {"a": 16 << 30, "b": 512 << 20}}
     assert summary["settings"]["costs_file"] == str(costs)
+
+
+def test_unsupported_policy_keys_fail_unless_allowed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("profiles: {}\nmodels:\n  m:\n    cmd: srv --port ${PORT}\n")
+    status, out, err = run(capsys, str(path))
+    assert (status, out) == (2, "")
+    assert err.startswith("swapcore check: error: profiles: not supported by swapcore (")
+    status, out, err = run(capsys, str(path), "--allow-unsupported")
+    assert (status, err) == (0, "")
+    assert "profiles: not supported by swapcore" in out and "ignored (allow_unsupported)" in out

@@ -124,8 +124,10 @@ def test_model_is_protected_with_a_warning() -> None:
         "models.m.filters.setParams.model: 'model' is protected and never set, ignored",
         "models.m.filters.setParamsByID.m.model: 'model' is protected and never set, ignored",
     )
-    with pytest.raises(ValueError, match="protected"):
+    with pytest.raises(ConfigError, match="protected 'model'"):
         Filters(set_params={"model": "x"})
+    with pytest.raises(ConfigError, match="protected 'model'"):
+        Filters(strip_params=["model"])
 
 
 def test_legacy_strip_params_for_models_only() -> None:
@@ -326,3 +328,20 @@ def test_load_config_passes_allow_unsupported() -> None:
     with pytest.raises(ConfigError, match=r"^profiles: not supported"):
         load_config(text, env={})
     assert load_config(text, env={}, allow_unsupported=True).warnings[0].startswith("profiles:")
+
+
+def test_peer_set_params_by_id_is_keyed_by_the_requested_name() -> None:
+    peer = {
+        "proxy": "http://h",
+        "models": ["org/m"],
+        "filters": {"setParamsByID": {"p/org/m": {"a": 1}, "org/m": {"b": 2}, "other": {}}},
+    }
+    config = parse({"peers": {"p": peer}})
+    filters = config.peers["p"].filters
+    assert filters.assignments("p/org/m") == {"a": 1}
+    assert filters.assignments("org/m") == {"b": 2}
+    assert config.warnings == (
+        "peers.p.filters.setParamsByID: 'other' names none of this peer's models,"
+        " so it never applies",
+    )
+    assert config.resolve_model("org/m") is None  # a peer's names make no alias

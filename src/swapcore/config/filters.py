@@ -15,8 +15,7 @@ it). A parameter that is present keeps its place in the body; one that is
 added goes at the end, as llama-swap's in-place JSON edits do.
 
 :func:`apply_filters` is the rule on a parsed body; the gateway applies the
-same rule to the body's bytes without parsing it
-(:mod:`swapcore.adapters._bodyfilter`).
+same rule to the body's bytes without parsing them.
 """
 
 from __future__ import annotations
@@ -26,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
+
+from swapcore.errors import ConfigError
 
 __all__ = ["PROTECTED_PARAMS", "Filters", "apply_filters"]
 
@@ -43,7 +44,7 @@ def _frozen_by_id(value: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mappin
 
 def _sorted_unique(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):
-        raise TypeError("strip_params: a collection of names, not a string")
+        raise ConfigError("Filters.strip_params: must be a collection of names, not a string")
     return tuple(sorted(set(value)))
 
 
@@ -56,7 +57,8 @@ class Filters:
     request. ``set_params_by_id``: requested model name -> parameters set
     after ``set_params`` when the request names exactly that model. Values
     are JSON values (strings, numbers, booleans, None, lists, mappings with
-    string keys). The empty default filters nothing.
+    string keys). The empty default filters nothing. Naming ``model``
+    anywhere raises :class:`~swapcore.ConfigError`.
     """
 
     strip_params: tuple[str, ...] = attrs.field(default=(), converter=_sorted_unique)
@@ -73,7 +75,7 @@ class Filters:
             names.extend(params)
         for name in names:
             if name in PROTECTED_PARAMS:
-                raise ValueError(f"filters must not strip or set the protected {name!r}")
+                raise ConfigError(f"Filters: must not strip or set the protected {name!r}")
 
     @property
     def empty(self) -> bool:

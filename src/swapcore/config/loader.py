@@ -222,6 +222,13 @@ def _peers(
                 r.error(where, f"'{qualified}' is also a local model id or alias")
             elif qualified_names.setdefault(qualified, where) != where:
                 r.error(where, f"'{qualified}' also names {qualified_names[qualified]}")
+        for key in filters.set_params_by_id if filters is not None else ():
+            bare = key[len(name) + 1 :] if key.startswith(f"{name}/") else key
+            if bare not in peer_models:
+                r.warn(
+                    f"{path}.filters.setParamsByID",
+                    f"'{key}' names none of this peer's models, so it never applies",
+                )
         if (
             fields["proxy"]
             and timeouts is not None
