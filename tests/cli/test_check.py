@@ -231,15 +231,14 @@ def test_llama_swap_example_is_accepted_with_warnings(
     status, out, err = run(capsys, str(LLAMA_SWAP_EXAMPLE))
     assert (status, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].endswith("valid: 3 models, router group, 14 warnings")
-    warnings = lines[lines.index("warnings (14):") + 1 :]
+    assert lines[0].endswith("valid: 3 models, router group, 12 warnings")
+    warnings = lines[lines.index("warnings (12):") + 1 :]
     assert warnings == [
         "  logLevel: not supported by swapcore, ignored",
         "  logTimeFormat: not supported by swapcore, ignored",
         "  logToStdout: not supported by swapcore, ignored",
         "  metricsMaxInMemory: not supported by swapcore, ignored",
         "  captureBuffer: not supported by swapcore, ignored",
-        "  models.chat-8b.filters: not supported by swapcore, ignored",
         "  models.chat-8b.aliases[1].name: not supported by swapcore, ignored",
         "  models.chat-8b.aliases[1].unlisted: not supported by swapcore, ignored",
         "  groups.together.members[1]: 'undefined-a' is not a defined model, ignored",
@@ -247,11 +246,20 @@ def test_llama_swap_example_is_accepted_with_warnings(
         "  groups.pinned.members[0]: 'pinned-one' is not a defined model, ignored",
         "  groups.pinned.members[1]: 'pinned-two' is not a defined model, ignored",
         "  hooks.on_startup.preload[0]: 'chat' is not a defined model, ignored",
-        "  peers.hosted.filters: not supported by swapcore, ignored",
     ]
     assert "     cmd: /opt/llama/bin/llama-server-b4000 --port 12000" in out
-    assert "aliases: gpt-4o-mini -> chat-8b, gpt-3.5-turbo -> chat-8b" in lines
+    # setParamsByID names are aliases too, as in llama-swap.
+    assert (
+        "aliases: gpt-4o-mini -> chat-8b, gpt-3.5-turbo -> chat-8b, chat-8b:think -> chat-8b"
+        in lines
+    )
     assert "preload: chat-8b" in lines
+    # Filters show the parameters they name, never the values.
+    assert (
+        "filters: strip temperature, top_p; set temperature; "
+        "set for chat-8b:think: chat_template_kwargs"
+    ) in out
+    assert "    filters: strip top_p; set provider" in lines
     assert "  together  swap=no  exclusive=no  persistent=no   members: container-coder" in lines
 
 
@@ -459,3 +467,16 @@ swapcore:
     summary = json.loads(out)
     assert summary["memory"] == {"budget": 48 << 30, "sizes": {"a": 16 << 30, "b": 512 << 20}}
     assert summary["settings"]["costs_file"] == str(costs)
+
+
+def test_unsupported_policy_keys_fail_unless_allowed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("profiles: {}\nmodels:\n  m:\n    cmd: srv --port ${PORT}\n")
+    status, out, err = run(capsys, str(path))
+    assert (status, out) == (2, "")
+    assert err.startswith("swapcore check: error: profiles: not supported by swapcore (")
+    status, out, err = run(capsys, str(path), "--allow-unsupported")
+    assert (status, err) == (0, "")
+    assert "profiles: not supported by swapcore" in out and "ignored (allow_unsupported)" in out

@@ -336,6 +336,30 @@ def test_serve_prints_warnings(marker: str, tmp_path: Path) -> None:
     )
 
 
+def test_serve_refuses_policy_keys_unless_allowed(marker: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(fake_config(marker, port_block(3), extra="selectors: {}\n"))
+    result = subprocess.run(
+        [sys.executable, "-m", "swapcore", "serve", str(config), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("swapcore serve: error: selectors: not supported by swapcore")
+    assert result.stderr.count("\n") == 1
+    serve = Serve(tmp_path, str(config), "--allow-unsupported")
+    try:
+        serve.wait_healthy()
+    finally:
+        status = serve.stop()
+    assert status == 0
+    assert (
+        "swapcore serve: warning: selectors: not supported by swapcore (selectors send requests"
+        " for virtual model names to other models); ignored (allow_unsupported)"
+    ) in serve.stderr.splitlines()
+
+
 def test_serve_busy_port_fails(marker: str, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(fake_config(marker, port_block(3)))

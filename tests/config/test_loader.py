@@ -38,7 +38,8 @@ def error_of(document: object) -> str:
 
 @pytest.fixture(scope="module")
 def example() -> GatewayConfig:
-    return load_config(DATA / "llama-swap-example.yaml", env=EXAMPLE_ENV)
+    # It uses profiles and selectors, which swapcore does not implement.
+    return load_config(DATA / "llama-swap-example.yaml", env=EXAMPLE_ENV, allow_unsupported=True)
 
 
 def test_example_globals(example: GatewayConfig) -> None:
@@ -125,17 +126,37 @@ def test_example_warns_about_each_ignored_key(example: GatewayConfig) -> None:
         "ui",
         "performance",
         "upstream",
-        "profiles",
-        "selectors",
-        "models.llama.filters",
         "models.llama.capabilities",
         "models.llama.compat",
-        "hooks.on_startup.profile",
-        "peers.router-service.filters",
     ]
     expected = [f"{key}: not supported by swapcore, ignored" for key in unsupported]
+    expected += [
+        "profiles: not supported by swapcore "
+        "(profiles pin requested model names to other models); ignored (allow_unsupported)",
+        "selectors: not supported by swapcore "
+        "(selectors send requests for virtual model names to other models);"
+        " ignored (allow_unsupported)",
+        "hooks.on_startup.profile: not supported by swapcore "
+        "(a startup profile pins requested model names to other models);"
+        " ignored (allow_unsupported)",
+    ]
     expected.append("routing.router.settings.matrix: ignored: routing.router.use is 'group'")
     assert sorted(example.warnings) == sorted(expected)
+
+
+def test_example_refuses_its_unsupported_policy_keys_by_default() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(DATA / "llama-swap-example.yaml", env=EXAMPLE_ENV)
+    paths = [line.split(":")[0] for line in str(info.value).splitlines()]
+    assert paths == ["profiles", "selectors", "hooks.on_startup.profile"]
+    assert "--allow-unsupported" in str(info.value)
+
+
+def test_example_filters(example: GatewayConfig) -> None:
+    llama = example.models["llama"].filters
+    assert llama.strip_params == ("temperature", "top_p")
+    assert dict(llama.set_params) == {"top_k": 40}
+    assert example.peers["router-service"].filters.strip_params == ("top_k",)
 
 
 def test_example_summary_is_json(example: GatewayConfig) -> None:
@@ -164,6 +185,13 @@ def test_example_summary_is_json(example: GatewayConfig) -> None:
             "idle_conn": 90.0,
             "expect_continue": 1.0,
         },
+        "filters": {"strip_params": ["top_k"], "set_params": [], "set_params_by_id": {}},
+    }
+    # Filters are summarised by the parameters they name, without the values.
+    assert summary["models"][0]["filters"] == {
+        "strip_params": ["temperature", "top_p"],
+        "set_params": ["top_k"],
+        "set_params_by_id": {},
     }
     assert summary["settings"]["start_retries"] == 1
 
@@ -385,7 +413,7 @@ def test_unknown_and_unsupported_keys_are_warnings() -> None:
     document = {
         "modles": {},
         "logLevel": "info",
-        "models": models("qwen", filters={"stripParams": "x"}, colour="red"),
+        "models": models("qwen", capabilities={"in": ["text"]}, colour="red"),
         "groups": {"g": {"members": ["qwen"], "sticky": True}},
         "hooks": {"on_startup": {"preload": [], "later": 1}, "on_exit": {}},
         "routing": {"scheduler": {"settings": {"lifo": {}}}},
@@ -394,7 +422,7 @@ def test_unknown_and_unsupported_keys_are_warnings() -> None:
     assert parse(document).warnings == (
         "modles: unknown key, ignored",
         "logLevel: not supported by swapcore, ignored",
-        "models.qwen.filters: not supported by swapcore, ignored",
+        "models.qwen.capabilities: not supported by swapcore, ignored",
         "models.qwen.colour: unknown key, ignored",
         # Sections are read in a fixed order: models, routing (legacy groups first), hooks, ...
         "groups.g.sticky: unknown key, ignored",

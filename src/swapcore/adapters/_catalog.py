@@ -15,6 +15,7 @@ from swapcore.errors import ConfigError
 from swapcore.process import Process, ProcessState
 
 if TYPE_CHECKING:
+    from swapcore.config.filters import Filters
     from swapcore.config.schema import GatewayConfig, ModelConfig, PeerConfig
     from swapcore.router import BaseRouter
 
@@ -86,6 +87,11 @@ class Catalog:
         """The name to write into the forwarded body (``useModelName``), or None."""
         entry = self._entry(model)
         return entry.use_model_name if entry is not None else None
+
+    def filters(self, model: str) -> Filters | None:
+        """The local model's request filters (None without a configuration)."""
+        entry = self._entry(model)
+        return entry.filters if entry is not None else None
 
     def loads_visibly(self, model: str) -> bool:
         """Whether waiting streaming chat requests for ``model`` get loading progress."""

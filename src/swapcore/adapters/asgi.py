@@ -49,6 +49,7 @@ import aiohttp
 
 from swapcore.adapters._auth import KeyChecker
 from swapcore.adapters._body import BodyBudget, read_body
+from swapcore.adapters._bodyfilter import filter_request
 from swapcore.adapters._calls import DISCONNECT, HEADER_TIMEOUT, READ_TIMEOUT, Call, Calls
 from swapcore.adapters._catalog import Catalog, Upstreams
 from swapcore.adapters._errors import (
@@ -546,11 +547,15 @@ class GatewayApp:
             body = await self._parse(header(scope, b"content-type") or "", read.data)
             del read.data  # the body lives on as body.raw only
             catalog = self._catalog
-            local = catalog.resolve_local(body.model)
+            requested = body.model  # before a rename: setParamsByID is keyed by it
+            local = catalog.resolve_local(requested)
             if local is not None:
                 call.label = local
                 use = catalog.use_model_name(local)
                 content = body.renamed(use) if use else body.raw
+                content = await filter_request(
+                    content, body.kind, catalog.filters(local), requested
+                )
                 loading = (
                     body.stream and path == "/v1/chat/completions" and catalog.loads_visibly(local)
                 )
@@ -563,7 +568,8 @@ class GatewayApp:
             peer, model = found
             call.label = f"{peer.name}/{model}"
             call.watch_disconnect(receive)
-            await self._serve_peer(scope, call, peer, path, body.renamed(model))
+            content = await filter_request(body.renamed(model), body.kind, peer.filters, requested)
+            await self._serve_peer(scope, call, peer, path, content)
         finally:
             self._budget.give(read.held)
 

@@ -51,6 +51,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the summary (or the errors) as JSON"
     )
+    parser.add_argument(
+        "--allow-unsupported",
+        action="store_true",
+        help="check as `swapcore serve --allow-unsupported` loads: llama-swap keys swapcore "
+        "does not implement that would change what is sent upstream or who may call are "
+        "warnings, not errors",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -81,8 +88,10 @@ def check_commands(config: GatewayConfig) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def check_config(path: str) -> GatewayConfig:
+def check_config(path: str, *, allow_unsupported: bool = False) -> GatewayConfig:
     """Load ``path`` and check it as ``serve`` would; return the :class:`GatewayConfig`.
+
+    ``allow_unsupported`` is passed to :func:`~swapcore.config.load_config`.
 
     Raises :class:`~swapcore.ConfigError` (one problem per line) when the
     file cannot be read, parsed or validated, when the planner rejects it,
@@ -90,7 +99,7 @@ def check_config(path: str) -> GatewayConfig:
     """
     from swapcore.config import build_planner, load_config
 
-    config = load_config(path)
+    config = load_config(path, allow_unsupported=allow_unsupported)
     build_planner(config)
     check_commands(config)
     return config
@@ -149,6 +158,18 @@ def _flags(group: dict[str, Any]) -> str:
 
 def _seconds(value: float | None) -> str:
     return "unbounded" if value is None else f"{value:g} s"
+
+
+def _filters(filters: dict[str, Any]) -> str:
+    """``strip a, b; set c; set for m:high: d`` (names only), or "" for no filters."""
+    parts = []
+    if filters["strip_params"]:
+        parts.append("strip " + ", ".join(filters["strip_params"]))
+    if filters["set_params"]:
+        parts.append("set " + ", ".join(filters["set_params"]))
+    for name, params in filters["set_params_by_id"].items():
+        parts.append(f"set for {name}: " + (", ".join(params) or "nothing"))
+    return "; ".join(parts)
 
 
 def _timeouts(timeouts: dict[str, float | None]) -> str:
@@ -259,6 +280,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             extras.append("unlisted")
         add(f"{pad}{'; '.join(extras)}")
         add(f"{pad}timeouts: {_timeouts(m['timeouts'])}")
+        filters = _filters(m["filters"])
+        if filters:
+            add(f"{pad}filters: {filters}")
         residency = _residency(m)
         if residency:
             add(f"{pad}{residency}")
@@ -315,6 +339,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             key = ", api key set" if p["api_key"] else ""
             add(f"  {p['name']}: {p['proxy']}{key}; models: {', '.join(p['models'])}")
             add(f"    timeouts: {_timeouts(p['timeouts'])}")
+            filters = _filters(p["filters"])
+            if filters:
+                add(f"    filters: {filters}")
     else:
         add("peers: none")
     add("preload: " + (", ".join(summary["preload"]) or "none"))
@@ -355,7 +382,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        config = check_config(args.config)
+        config = check_config(args.config, allow_unsupported=args.allow_unsupported)
     except ImportError as exc:  # the config extra (PyYAML) is missing
         print(f"swapcore check: error: {exc}", file=sys.stderr)
         return 2

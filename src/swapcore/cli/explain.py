@@ -61,6 +61,11 @@ def register(subparsers: Any) -> None:
         "--request", metavar="MODEL", required=True, help="the requested model (id or alias)"
     )
     parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    parser.add_argument(
+        "--allow-unsupported",
+        action="store_true",
+        help="load the config as `swapcore serve --allow-unsupported` does",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -323,7 +328,7 @@ def _run(args: argparse.Namespace) -> int:
     from swapcore.cli.check import check_config, error_lines
 
     try:
-        config = check_config(args.config)
+        config = check_config(args.config, allow_unsupported=args.allow_unsupported)
     except ImportError as exc:  # the config extra (PyYAML) is missing
         print(f"swapcore explain: error: {exc}", file=sys.stderr)
         return 2

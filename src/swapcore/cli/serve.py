@@ -130,6 +130,13 @@ def register(subparsers: Any) -> None:
         f"503 with Retry-After (default {DEFAULT_MAX_BUFFERED_MB}; 0: no limit)",
     )
     parser.add_argument(
+        "--allow-unsupported",
+        action="store_true",
+        help="start even when the config uses llama-swap keys swapcore does not implement "
+        "that would change what is sent upstream or who may call (profiles, selectors, "
+        "tailcatKey, an unknown key in filters): they are ignored with a warning",
+    )
+    parser.add_argument(
         "--costs-file",
         metavar="PATH",
         help="load learned swap costs from PATH at start and save them there as they are "
@@ -170,14 +177,19 @@ def _demo_start_port(count: int, preferred: int = _DEMO_START_PORT) -> int:
     return preferred  # give up: let the models report the clash
 
 
-def load_serve_config(path: str | None, demo: str | None) -> GatewayConfig:
-    """The configuration ``serve`` runs: the file at ``path``, or the demo ``demo``."""
+def load_serve_config(
+    path: str | None, demo: str | None, *, allow_unsupported: bool = False
+) -> GatewayConfig:
+    """The configuration ``serve`` runs: the file at ``path``, or the demo ``demo``.
+
+    ``allow_unsupported`` is passed to :func:`~swapcore.config.load_config`.
+    """
     from swapcore.config import demo_config, load_config
 
     if path is not None:
         if demo is not None:
             raise ConfigError("--demo: only without CONFIG (it selects the built-in demo)")
-        return load_config(path)
+        return load_config(path, allow_unsupported=allow_unsupported)
     variant: Any = demo or "groups"
     probe = demo_config(variant)
     start = _demo_start_port(len(probe.models))
@@ -529,7 +541,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-body-mb: must be >= 1, got {args.max_body_mb}")
     if args.max_buffered_mb < 0:
         raise ConfigError(f"--max-buffered-mb: must be >= 0, got {args.max_buffered_mb}")
-    config = load_serve_config(args.config, args.demo)
+    config = load_serve_config(args.config, args.demo, allow_unsupported=args.allow_unsupported)
     from swapcore.cli.check import check_commands
 
     check_commands(config)

@@ -24,6 +24,7 @@ from swapcore.config.build import (
     router_kwargs,
 )
 from swapcore.config.demo import DEMO_VARIANTS, demo_config, demo_yaml
+from swapcore.config.filters import Filters, apply_filters
 from swapcore.config.limits import MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, MAX_CONFIG_NODES
 from swapcore.config.loader import KNOWN_SCHEDULERS, load_config, parse_config
 from swapcore.config.schema import (
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_MODEL_TIMEOUTS",
     "DEFAULT_PEER_TIMEOUTS",
     "DEMO_VARIANTS",
+    "Filters",
     "KNOWN_SCHEDULERS",
     "MAX_CONFIG_BYTES",
     "MAX_CONFIG_DEPTH",
@@ -57,6 +59,7 @@ __all__ = [
     "RoutingConfig",
     "SwapcoreSettings",
     "UpstreamTimeouts",
+    "apply_filters",
     "build_costs",
     "build_planner",
     "build_processes",

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from swapcore.config._filters import build_filters, expand_filters, read_filters
 from swapcore.config._reader import MAX_PORT, Reader, kind
 from swapcore.config._residency import (
     SleepMode,
@@ -73,9 +74,11 @@ _MODEL = frozenset(
         "hostMemory",
         "memory",
         "swapCosts",
+        "filters",
     }
 )
-_MODEL_UNSUPPORTED = frozenset({"filters", "capabilities", "compat"})
+# Both only change what /v1/models lists or how websockets count: warnings.
+_MODEL_UNSUPPORTED = frozenset({"capabilities", "compat"})
 # llama-swap's alias objects carry a display name and an unlisted flag of their
 # own; swapcore reads the id and warns about the rest.
 _ALIAS_UNSUPPORTED = frozenset({"name", "unlisted"})
@@ -111,6 +114,7 @@ class RawModel:
     host_memory: int | None
     memory: int | None
     swap_costs: dict[str, float]
+    filters: dict[str, Any]  # shape checked, macros not yet expanded
 
 
 def macro_entries(r: Reader, value: object, path: str) -> list[tuple[str, object]]:
@@ -238,6 +242,7 @@ def read_model(
         host_memory=read_size(r, raw.get("hostMemory"), at("hostMemory")),
         memory=read_size(r, raw.get("memory"), at("memory"), positive=True),
         swap_costs=read_swap_costs(r, raw.get("swapCosts"), at("swapCosts")),
+        filters=read_filters(r, raw.get("filters"), at("filters"), legacy=True),
     )
 
 
@@ -292,6 +297,7 @@ def expand_model(
                 where = f"{path}.sleepMode.{key}"
                 fields[f"sleepMode.{key}"] = expand(text, macros, path=where)
         env = {where: (name, expand(text, macros, path=where)) for name, text, where in model.env}
+        filters = expand_filters(model.filters, macros, f"{path}.filters")
     except ConfigError as exc:
         r.errors.append(exc)
         return None, False
@@ -309,6 +315,11 @@ def expand_model(
             for key, value in fields.items()
         }
         env = {where: (n, expand(t, port_macro, path=where)) for where, (n, t) in env.items()}
+        try:
+            filters = expand_filters(filters, port_macro, f"{path}.filters")
+        except ConfigError as exc:
+            r.errors.append(exc)
+            return None, True
 
     ok = True
     checks: list[tuple[str, object]] = [
@@ -342,6 +353,9 @@ def expand_model(
         r.error(
             f"{path}.checkEndpoint", f"must be a path starting with '/', or none, got {endpoint!r}"
         )
+        return None, uses_port
+    built_filters = build_filters(r, filters, f"{path}.filters")
+    if built_filters is None:
         return None, uses_port
     sleep = model.sleep_mode
     if sleep is not None:
@@ -378,6 +392,7 @@ def expand_model(
             host_memory=model.host_memory,
             memory=model.memory,
             swap_costs=model.swap_costs,
+            filters=built_filters,
         )
     except ConfigError as exc:  # a hand-checked invariant the reader missed
         r.error(path, str(exc))

@@ -54,9 +54,10 @@ def require_mapping(value: object, path: str) -> dict[str, Any]:
 class Reader:
     """Typed access to the raw document that records errors and warnings by key path."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, allow_unsupported: bool = False) -> None:
         self.errors: list[ConfigError] = []
         self.warnings: list[str] = []
+        self.allow_unsupported = allow_unsupported
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(ConfigError(f"{path}: {message}"))
@@ -70,15 +71,41 @@ class Reader:
         path: str,
         supported: Collection[str],
         unsupported: Collection[str] = (),
+        policy: Mapping[str, str] | None = None,
     ) -> None:
+        """Warn about each key of ``mapping`` outside ``supported``.
+
+        A key in ``policy`` (key -> what it does) changes what is sent
+        upstream or who may call: ignoring it is an error (see
+        :meth:`policy_key`). Other keys in ``unsupported`` are warned about
+        as not supported, the rest as unknown.
+        """
         for key in mapping:
             if key in supported:
                 continue
             where = join_path(path, key)
-            if key in unsupported:
+            if policy is not None and key in policy:
+                self.policy_key(where, f"not supported by swapcore ({policy[key]})")
+            elif key in unsupported:
                 self.warn(where, "not supported by swapcore, ignored")
             else:
                 self.warn(where, "unknown key, ignored")
+
+    def policy_key(self, path: str, message: str) -> None:
+        """A key swapcore cannot honour that changes what is sent upstream or who may call.
+
+        An error, since ignoring it would silently drop a policy; a warning
+        when the reader allows unsupported keys (``allow_unsupported``).
+        """
+        if self.allow_unsupported:
+            self.warn(path, f"{message}; ignored (allow_unsupported)")
+        else:
+            self.error(
+                path,
+                f"{message}; ignoring it would change what is sent upstream or who may call."
+                " Remove it, or pass --allow-unsupported (allow_unsupported=True) to start"
+                " without it",
+            )
 
     def mapping(self, value: object, path: str) -> dict[str, Any] | None:
         """A mapping with string keys; None when absent or invalid (then an error)."""

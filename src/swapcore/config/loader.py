@@ -6,9 +6,12 @@ Policy:
   the key path (``models.qwen.ttl: must be >= 0``). Independent problems are
   collected and raised together, one per line; a lone matrix DSL error keeps
   its :class:`~swapcore.MatrixSyntaxError` type and position.
-- A key swapcore does not implement (``logLevel``, ``models.*.filters``, ...)
-  or does not know is never fatal and never silently dropped: it becomes a
-  warning naming its key path, in ``GatewayConfig.warnings``.
+- A key swapcore does not implement (``logLevel``, ``capabilities``, ...)
+  or does not know is never silently dropped: it becomes a warning naming
+  its key path, in ``GatewayConfig.warnings``. One whose loss would change
+  what is sent upstream or who may call (``profiles``, ``selectors``,
+  ``peers.*.tailcatKey``, an unknown key inside ``filters``) is an error,
+  unless ``allow_unsupported`` turns it back into a warning.
 - A key with an empty value (``ttl:``) takes its default.
 - Commands and URLs are strings, never coerced from other scalars; names
   (model ids, aliases, peers) have no invisible characters; two models whose
@@ -28,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from swapcore.config._filters import build_filters, expand_filters, read_filters
 from swapcore.config._gpus import check_gpu_sizes, read_gpus
 from swapcore.config._models import RawModel, check_aliases, expand_model, macro_entries, read_model
 from swapcore.config._ports import check_shared_upstreams
@@ -36,6 +40,7 @@ from swapcore.config._residency import check_residency, read_size
 from swapcore.config._routing import KNOWN_SCHEDULERS, SWAPCORE_SCHEDULERS, read_routing
 from swapcore.config._timeouts import build_timeouts, raw_timeouts
 from swapcore.config._yaml import parse_yaml, read_source
+from swapcore.config.filters import Filters
 from swapcore.config.macros import (
     expand,
     expand_value,
@@ -103,8 +108,16 @@ _TOP_UNSUPPORTED = frozenset(
         "scheduling",
     }
 )
-_PEER = frozenset({"proxy", "apiKey", "models", "timeouts"})
-_PEER_UNSUPPORTED = frozenset({"filters", "tailcatKey"})
+# Unsupported keys whose loss would change what is sent upstream or who may
+# call: errors unless allow_unsupported. Each says what it would have done.
+_TOP_POLICY = {
+    "profiles": "profiles pin requested model names to other models",
+    "selectors": "selectors send requests for virtual model names to other models",
+}
+_PEER = frozenset({"proxy", "apiKey", "models", "timeouts", "filters"})
+_PEER_UNSUPPORTED = frozenset({"tailcatKey"})
+_PEER_POLICY = {"tailcatKey": "tailcatKey authenticates the connection to the peer"}
+_HOOK_POLICY = {"profile": "a startup profile pins requested model names to other models"}
 _SWAPCORE = frozenset(
     {
         "scheduler",
@@ -124,7 +137,7 @@ def _preload(
     hooks = r.mapping(root.get("hooks"), "hooks") or {}
     r.keys(hooks, "hooks", ("on_startup",))
     startup = r.mapping(hooks.get("on_startup"), "hooks.on_startup") or {}
-    r.keys(startup, "hooks.on_startup", ("preload",), ("profile",))
+    r.keys(startup, "hooks.on_startup", ("preload",), ("profile",), _HOOK_POLICY)
     path = "hooks.on_startup.preload"
     preload: list[str] = []
     for index, name in enumerate(r.string_list(startup.get("preload"), path)):
@@ -177,7 +190,7 @@ def _peers(
                 r.error(path, "must be a mapping with proxy and models")
             continue
         errors_before = len(r.errors)
-        r.keys(raw, path, _PEER, _PEER_UNSUPPORTED)
+        r.keys(raw, path, _PEER, _PEER_UNSUPPORTED, _PEER_POLICY)
         fields = {
             "proxy": r.text(raw.get("proxy"), f"{path}.proxy", ""),  # a URL: never coerced
             "apiKey": r.string(raw.get("apiKey"), f"{path}.apiKey", ""),
@@ -192,6 +205,7 @@ def _peers(
                 r.error(f"{path}.{key}", f"unknown macro '${{{macro}}}'")
             fields[key] = text
         timeouts = _peer_timeouts(r, raw.get("timeouts"), f"{path}.timeouts", global_macros)
+        filters = _peer_filters(r, raw.get("filters"), f"{path}.filters", global_macros)
         if raw.get("proxy") in (None, ""):
             r.error(f"{path}.proxy", "required")
         elif isinstance(raw["proxy"], str):
@@ -208,15 +222,71 @@ def _peers(
                 r.error(where, f"'{qualified}' is also a local model id or alias")
             elif qualified_names.setdefault(qualified, where) != where:
                 r.error(where, f"'{qualified}' also names {qualified_names[qualified]}")
-        if fields["proxy"] and timeouts is not None and len(r.errors) == errors_before:
+        for key in filters.set_params_by_id if filters is not None else ():
+            bare = key[len(name) + 1 :] if key.startswith(f"{name}/") else key
+            if bare not in peer_models:
+                r.warn(
+                    f"{path}.filters.setParamsByID",
+                    f"'{key}' names none of this peer's models, so it never applies",
+                )
+        if (
+            fields["proxy"]
+            and timeouts is not None
+            and filters is not None
+            and len(r.errors) == errors_before
+        ):
             peers[name] = PeerConfig(
                 name=name,
                 proxy=fields["proxy"],
                 api_key=fields["apiKey"],
                 models=tuple(dict.fromkeys(peer_models)),
                 timeouts=timeouts,
+                filters=filters,
             )
     return peers
+
+
+def _peer_filters(
+    r: Reader, value: object, path: str, global_macros: dict[str, Any] | None
+) -> Filters | None:
+    """A peer's filters; global macros expand in their values (not in keys, as in llama-swap)."""
+    raw = read_filters(r, value, path, legacy=False)
+    if global_macros is not None:
+        try:
+            raw = expand_filters(raw, global_macros, path, keys=False)
+        except ConfigError as exc:
+            r.errors.append(exc)
+            return None
+    return build_filters(r, raw, path)
+
+
+def _by_id_aliases(
+    r: Reader, built: dict[str, ModelConfig], declared: Collection[str], aliases: dict[str, str]
+) -> dict[str, ModelConfig]:
+    """Make each model's ``setParamsByID`` names its aliases, as llama-swap does.
+
+    A name that is the model's own id or already one of its aliases adds
+    nothing; one that is another model's id or alias is an error. Adds the
+    new aliases to ``aliases`` (alias -> id) and returns the models with them.
+    """
+    result = dict(built)
+    for model_id in sorted(built):
+        model = built[model_id]
+        added: list[str] = []
+        for name in model.filters.set_params_by_id:
+            where = f"{join_path('models', model_id)}.filters.setParamsByID"
+            if name == model_id:
+                continue
+            if name in declared:
+                r.error(where, f"'{name}' is already a model id")
+            elif aliases.get(name, model_id) != model_id:
+                r.error(where, f"'{name}' is already an alias of model '{aliases[name]}'")
+            elif name not in aliases:
+                aliases[name] = model_id
+                added.append(name)
+        if added:
+            result[model_id] = attrs.evolve(model, aliases=(*model.aliases, *added))
+    return result
 
 
 def _peer_timeouts(
@@ -340,10 +410,15 @@ def parse_config(
     source: str = "<config>",
     env: Mapping[str, str] | None = None,
     base_dir: str | os.PathLike[str] | None = None,
+    allow_unsupported: bool = False,
 ) -> GatewayConfig:
     """Validate a llama-swap configuration already parsed into Python objects.
 
     ``env`` supplies ``${env.NAME}`` values (default: ``os.environ``).
+    ``allow_unsupported`` turns the keys swapcore does not implement whose
+    loss would change what is sent upstream or who may call (``profiles``,
+    ``selectors``, ``hooks.on_startup.profile``, ``peers.*.tailcatKey``,
+    unknown keys inside ``filters``) from errors into warnings.
     ``source`` names the configuration in messages and in the result.
     ``base_dir`` is the directory relative paths (``swapcore.costs_file``)
     are relative to (default: the current working directory).
@@ -356,10 +431,10 @@ def parse_config(
         raise ConfigError(
             f"{source}: the top level must be a mapping of settings, got {kind(data)}"
         )
-    r = Reader()
+    r = Reader(allow_unsupported=allow_unsupported)
     document = substitute_env(data, os.environ if env is None else env, r.errors)
     root = r.mapping(document, source) or {}
-    r.keys(root, "", _TOP, _TOP_UNSUPPORTED)
+    r.keys(root, "", _TOP, _TOP_UNSUPPORTED, _TOP_POLICY)
     gw = _globals(r, root)
 
     global_entries = macro_entries(r, root.get("macros"), "macros")
@@ -401,6 +476,7 @@ def parse_config(
             built[model_id] = config
 
     built = {m: built[m] for m in declared if m in built}  # definition order
+    built = _by_id_aliases(r, built, declared, aliases)
     budget_key, budget = _memory_budget(root)
     gpus = read_gpus(r, root, model_ids, aliases)
     if gpus is not None:
@@ -457,6 +533,7 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     source: str | None = None,
+    allow_unsupported: bool = False,
 ) -> GatewayConfig:
     """Load a llama-swap ``config.yaml`` from a file or from YAML text.
 
@@ -466,7 +543,8 @@ def load_config(
     ``source`` overrides the name used in messages (default: the path, or
     ``<string>``). A relative ``swapcore.costs_file`` is relative to the
     file's directory (to the current directory for YAML text). Needs PyYAML
-    (the ``config`` extra).
+    (the ``config`` extra). ``allow_unsupported`` is as for
+    :func:`parse_config`.
 
     Raises :class:`~swapcore.ConfigError` for an unreadable file, a YAML
     error (naming file, line and column), a document past the limits of
@@ -479,4 +557,6 @@ def load_config(
     data = parse_yaml(text, name)
     if data is None:
         raise ConfigError(f"{name}: the configuration is empty")
-    return parse_config(data, source=name, env=env, base_dir=base_dir)
+    return parse_config(
+        data, source=name, env=env, base_dir=base_dir, allow_unsupported=allow_unsupported
+    )

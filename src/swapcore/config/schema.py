@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import attrs
 
+from swapcore.config.filters import Filters
 from swapcore.costs import COST_KINDS
 from swapcore.errors import ConfigError
 from swapcore.planners.groups import DEFAULT_GROUP, Group
@@ -309,6 +310,10 @@ class ModelConfig:
     ``memory`` (bytes of accelerator memory it needs while running; None =
     not given) and ``swap_costs`` (configured seconds of a ``load``,
     ``wake``, ``stop`` or ``sleep``: the priors of learned costs).
+
+    ``filters`` rewrite the JSON body of each request before it is
+    forwarded (llama-swap's ``filters``; see :mod:`swapcore.config.filters`);
+    their ``set_params_by_id`` names are among ``aliases`` too.
     """
 
     id: str = attrs.field(validator=_visible_name)
@@ -341,6 +346,7 @@ class ModelConfig:
     swap_costs: Mapping[str, float] = attrs.field(
         factory=dict, converter=_frozen_mapping, validator=_swap_costs, eq=True, hash=False
     )
+    filters: Filters = attrs.field(factory=Filters, validator=attrs.validators.instance_of(Filters))
 
     @property
     def health_check_enabled(self) -> bool:
@@ -362,6 +368,8 @@ class PeerConfig:
     ``timeouts`` bound the gateway's waits on the peer (by default
     :data:`DEFAULT_PEER_TIMEOUTS`). The name and the model names must not
     contain invisible characters (see :func:`invisible_character`).
+    ``filters`` rewrite the JSON body of each request forwarded to the peer
+    (see :mod:`swapcore.config.filters`).
     """
 
     name: str = attrs.field(validator=_visible_name)
@@ -369,6 +377,7 @@ class PeerConfig:
     api_key: str = ""
     models: tuple[str, ...] = attrs.field(default=(), converter=_strings, validator=_visible_names)
     timeouts: UpstreamTimeouts = attrs.field(default=DEFAULT_PEER_TIMEOUTS, validator=_timeouts)
+    filters: Filters = attrs.field(factory=Filters, validator=attrs.validators.instance_of(Filters))
 
 
 @attrs.frozen(kw_only=True)
@@ -622,7 +631,8 @@ class GatewayConfig:
         Keys: ``source``, ``models`` (id, aliases, port, proxy, ttl,
         ``timeouts`` by field name with None for no timeout, ``sleep_level``,
         ``sleep_endpoint`` and ``wake_endpoint``, ``host_memory`` and
-        ``memory`` in bytes, ``swap_costs``, ...), ``router`` (``group``,
+        ``memory`` in bytes, ``swap_costs``, the parameter names of
+        ``filters``, ...), ``router`` (``group``,
         ``matrix``, ``memory`` or ``placement``), ``groups``, ``matrix`` (sets with their
         combination counts, capped at :data:`SUMMARY_COMBINATION_LIMIT`:
         ``combinations`` is then None and ``combinations_at_least`` holds the
@@ -631,7 +641,7 @@ class GatewayConfig:
         ``"auto"``, ``reserve``, ``split``, ``env``, ``evict_costs``, each
         model's ``sizes`` in bytes and their ``size_sources``),
         ``scheduler``, ``priority``, ``peers`` (with their
-        ``timeouts``), ``preload``, ``settings`` and ``warnings``. Values are
+        ``timeouts`` and ``filters``), ``preload``, ``settings`` and ``warnings``. Values are
         JSON-serialisable.
         """
         models = [
@@ -654,6 +664,7 @@ class GatewayConfig:
                 "host_memory": m.host_memory,
                 "memory": m.memory,
                 "swap_costs": dict(m.swap_costs),
+                "filters": m.filters.summary(),
             }
             for m in self.models.values()
         ]
@@ -701,6 +712,7 @@ class GatewayConfig:
                 "models": list(p.models),
                 "api_key": bool(p.api_key),
                 "timeouts": attrs.asdict(p.timeouts),
+                "filters": p.filters.summary(),
             }
             for p in self.peers.values()
         ]
