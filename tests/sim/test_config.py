@@ -53,3 +53,16 @@ def test_model_profile_rejects_numbers_too_large_for_a_float(field: str) -> None
     options = {"load": 1.0, field: 10**400}
     with pytest.raises(ConfigError, match=f"ModelProfile.{field}"):
         ModelProfile(**options)
+
+
+def test_a_config_with_unsupported_policy_keys_simulates_only_when_allowed(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("yaml")
+    path = tmp_path / "profiles.yaml"
+    path.write_text("models:\n  a: {cmd: 'srv --port ${PORT}'}\nprofiles: {p: [a]}\n")
+    with pytest.raises(ConfigError, match="profiles"):
+        load_sim_config(str(path))
+    config = load_sim_config(str(path), allow_unsupported=True)
+    assert list(config.models) == ["a"]
+    assert any("profiles" in warning for warning in config.warnings)

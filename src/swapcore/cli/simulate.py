@@ -81,6 +81,12 @@ def register(subparsers: Any) -> None:
         help="load seconds assumed for llama-swap models without one (default 10)",
     )
     parser.add_argument(
+        "--allow-unsupported",
+        action="store_true",
+        help="read a llama-swap config as `swapcore serve --allow-unsupported` does: keys "
+        "swapcore does not implement that would change what is sent upstream are warnings",
+    )
+    parser.add_argument(
         "--no-recorded-costs",
         action="store_true",
         help="ignore the swap costs a recorded TRACE holds (default: each model's measured "
@@ -184,7 +190,12 @@ def run(args: argparse.Namespace) -> int:
     if not default_load >= 0 or default_load == float("inf"):
         raise ConfigError(f"--default-load: must be a number of seconds >= 0, got {default_load}")
     overrides = _loads(args.load)
-    config = load_sim_config(args.config, loads=overrides, default_load=default_load)
+    config = load_sim_config(
+        args.config,
+        loads=overrides,
+        default_load=default_load,
+        allow_unsupported=args.allow_unsupported,
+    )
     recorded = None
     if args.trace is not None and not args.no_recorded_costs:
         from swapcore.sim.record import read_recorded

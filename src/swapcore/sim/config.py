@@ -139,6 +139,7 @@ def load_sim_config(
     *,
     loads: Mapping[str, float] | None = None,
     default_load: float = DEFAULT_LOAD,
+    allow_unsupported: bool = False,
 ) -> SimConfig:
     """Read a simulator configuration or a llama-swap ``config.yaml``.
 
@@ -150,7 +151,9 @@ def load_sim_config(
     ``notes``). Idle TTLs come from a simulator model's ``ttl`` or a
     llama-swap model's ``ttl`` (``globalTTL`` when unset), as the gateway
     reads them. ``.json`` files are parsed as JSON, others as YAML (needs
-    PyYAML). Raises :class:`~swapcore.ConfigError` naming the file and key.
+    PyYAML). ``allow_unsupported`` reads a llama-swap configuration as
+    ``swapcore serve --allow-unsupported`` does. Raises
+    :class:`~swapcore.ConfigError` naming the file and key.
     """
     name = os.fspath(path)
     try:
@@ -168,7 +171,7 @@ def load_sim_config(
     if _is_sim_config(data):
         config = _sim_config(data, name, overrides)
     else:
-        config = _llama_swap_config(name, overrides, default_load)
+        config = _llama_swap_config(name, overrides, default_load, allow_unsupported)
     unknown = [model for model in overrides if model not in config.models]
     if unknown:
         raise ConfigError(f"--load: unknown model {unknown[0]!r} (not in {name})")
@@ -257,11 +260,13 @@ def _sim_config(data: Mapping[str, Any], source: str, loads: Mapping[str, float]
     )
 
 
-def _llama_swap_config(source: str, loads: Mapping[str, float], default_load: float) -> SimConfig:
+def _llama_swap_config(
+    source: str, loads: Mapping[str, float], default_load: float, allow_unsupported: bool = False
+) -> SimConfig:
     from swapcore.config import build_planner, load_config, router_kwargs
     from swapcore.config.schema import DEFAULT_CONCURRENCY_LIMIT
 
-    config = load_config(source)
+    config = load_config(source, allow_unsupported=allow_unsupported)
     # The gateway's own idle_ttl: each model's ttl, globalTTL when unset, 0 = never.
     idle_ttl = router_kwargs(config)["idle_ttl"] or {}
     models: dict[str, ModelProfile] = {}
