@@ -263,3 +263,13 @@ async def test_shutdown_stops_listening(bench: Any) -> None:
     assert made.router._on_event is not None
     await made.app.shutdown()
     assert made.router._on_event is None
+
+
+async def test_a_preload_swap_has_cause_preload(bench: Any) -> None:
+    made = await bench(preload=["a"])
+    assert made.app.preload_task is not None
+    await asyncio.wait_for(made.app.preload_task, 10)
+    s = parse((await made.client.get("/metrics")).text)
+    assert value(s, "swapcore_swaps_total", model="a", cause="preload", tier="cold") == 1
+    # A preload is a request of its own: it counts as served.
+    assert value(s, "swapcore_requests_total", model="a", outcome="served", reason="") == 1
