@@ -96,3 +96,16 @@ def test_metrics_count_what_was_sent(marker: str, tmp_path: Path) -> None:  # no
     for kind in ("load", "wake", "sleep"):
         assert value("swapcore_model_cost_seconds", model="a", kind=kind) is not None
     assert not model_pids(marker)  # the gateway stopped its models
+
+
+def test_no_metrics_turns_them_off(marker: str, tmp_path: Path) -> None:  # noqa: F811
+    path = tmp_path / "config.yaml"
+    path.write_text(sleepy_config(marker, port_block(2)))
+    serve = Serve(tmp_path, str(path), "--no-metrics")
+    try:
+        serve.wait_healthy()
+        reply = httpx.get(f"{serve.url}/metrics", timeout=5)
+        assert reply.status_code == 404
+        assert "turned off" in reply.json()["error"]["message"]
+    finally:
+        assert serve.stop() == 0

@@ -22,9 +22,8 @@ async def test_listeners_get_every_event_after_on_event_in_order() -> None:
     router = BaseRouter(procs, OneAtATime(), on_event=lambda e: calls.append(("on_event", e)))
     router.add_listener(lambda e: calls.append(("first", e)))
     router.add_listener(lambda e: calls.append(("second", e)))
-    async with router:
-        async with router.acquire("a"):
-            pass
+    async with router, router.acquire("a"):
+        pass
     names = [name for name, _ in calls]
     assert names == ["on_event", "first", "second"] * (len(calls) // 3)
     assert [e for name, e in calls if name == "first"] == [
