@@ -70,6 +70,9 @@ class RouterMetrics:
     listeners (:meth:`~swapcore.router.BaseRouter.add_listener`), or pass
     it as the router's ``on_event`` (it is callable with one event).
     :meth:`exposition` renders the registry in Prometheus' text format.
+    The event-fed collectors are attributes (``requests``, ``expired``,
+    ``wait``, ``swaps``, ``swap_seconds``, ``retries``, ``evictions``,
+    ``unloads``, ``state_changes``); ``docs/gateway.md`` names each metric.
 
     The gauges read the router's records when the registry is collected,
     without locking: collect from the router's event loop (as the gateway
