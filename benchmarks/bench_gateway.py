@@ -26,6 +26,15 @@ shared machine), in one run:
   default body budget (256 MiB): the gateway's peak resident memory
   (``VmHWM``, reset before the phase) and how the requests ended.
 
+``--metrics`` measures instead what the Prometheus metrics cost: two
+gateways, one with ``--no-metrics``, each over its own two fake models, in
+one run: sequential requests alternating between them (p50 and each
+gateway's CPU per request), 16 concurrent clients on each in turn, twice
+(requests per second and CPU per request), the CPU of one ``GET
+/metrics`` scrape, and, in this process, the router's own CPU per
+acquire and release of a ready fake model without and with the metrics
+listening (the part of the cost that does not drown in HTTP noise).
+
 The client, the gateway and the upstream share the machine's cores: compare
 the two sides of one run (``ratio``), never figures across runs. ``--src``
 runs the gateway from another checkout (compare versions in one sitting).
@@ -245,12 +254,17 @@ hooks:
 class Gateway:
     """``swapcore serve`` in a subprocess; stopped with SIGTERM."""
 
-    def __init__(self, config: Path, port: int, log: Path, src: Path) -> None:
+    def __init__(
+        self, config: Path, port: int, log: Path, src: Path, extra: Sequence[str] = ()
+    ) -> None:
         self.port = port
         self._log = log.open("w")
         env = {**os.environ, "PYTHONPATH": str(src)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "swapcore", "serve", str(config), "--port", str(port)],
+            [
+                sys.executable,
+                *("-m", "swapcore", "serve", str(config), "--port", str(port), *extra),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -478,6 +492,162 @@ def _run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
+# ------------------------------------------------------------------ metrics on/off
+
+
+def paired(ports: dict[str, int], pids: dict[str, int], n: int, data: bytes) -> dict[str, Any]:
+    """Requests one after another, alternating gateways; each gateway's CPU per request."""
+    clients = {name: SyncClient(port) for name, port in ports.items()}
+    latencies: dict[str, list[float]] = {name: [] for name in ports}
+    try:
+        for _ in range(100):  # warm up
+            for client in clients.values():
+                client.post(data)
+        cpu = {name: process_cpu(pid) for name, pid in pids.items()}
+        for i in range(n):
+            order = list(clients.items()) if i % 2 else list(reversed(clients.items()))
+            for name, client in order:
+                start = time.perf_counter()
+                client.post(data)
+                latencies[name].append(time.perf_counter() - start)
+        cpu = {name: process_cpu(pid) - cpu[name] for name, pid in pids.items()}
+    finally:
+        for client in clients.values():
+            client.close()
+    return {
+        name: {
+            "n": n,
+            "p50_ms": percentile([v * 1000 for v in values], 50),
+            "p99_ms": percentile([v * 1000 for v in values], 99),
+            "cpu_ms_per_request": cpu[name] / n * 1000,
+        }
+        for name, values in latencies.items()
+    }
+
+
+def loaded(
+    ports: dict[str, int], pids: dict[str, int], clients: int, seconds: float, data: bytes
+) -> dict[str, Any]:
+    """``clients`` concurrent clients on each gateway in turn, twice; rate and CPU per request."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
+    cpu = dict.fromkeys(ports, 0.0)
+    for _ in range(2):
+        for name, port in ports.items():
+            before = process_cpu(pids[name])
+            runs[name].append(_run(_load(port, clients, seconds, data)))
+            cpu[name] += process_cpu(pids[name]) - before
+    return {
+        name: {
+            "n": sum(r["n"] for r in results),
+            "per_second": statistics.fmean(r["per_second"] for r in results),
+            "p50_ms": statistics.fmean(r["p50_ms"] for r in results),
+            "cpu_ms_per_request": cpu[name] / sum(r["n"] for r in results) * 1000,
+        }
+        for name, results in runs.items()
+    }
+
+
+def scrapes(port: int, pid: int, count: int) -> dict[str, Any]:
+    """``count`` GET /metrics on one keep-alive connection: the gateway's CPU per scrape."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/metrics")
+        size = len(connection.getresponse().read())
+        cpu = process_cpu(pid)
+        for _ in range(count):
+            connection.request("GET", "/metrics")
+            reply = connection.getresponse()
+            reply.read()
+            if reply.status != 200:
+                raise RuntimeError(f"GET /metrics: HTTP {reply.status}")
+        cpu = process_cpu(pid) - cpu
+    finally:
+        connection.close()
+    return {"scrapes": count, "bytes": size, "cpu_ms_per_scrape": cpu / count * 1000}
+
+
+def router_cost(n: int, rounds: int = 3) -> dict[str, Any]:
+    """CPU microseconds per acquire and release on a ready model: metrics off, then on."""
+    from swapcore import BaseRouter, GroupPlanner
+    from swapcore.adapters.metrics import RouterMetrics
+    from swapcore.testing.fakes import FakeProcess
+
+    async def once(listening: bool) -> float:
+        router = BaseRouter({"a": FakeProcess("a")}, GroupPlanner({}, models=["a"]))
+        if listening:
+            RouterMetrics(router).attach()
+        async with router:
+            async with router.acquire("a"):
+                pass
+            began = time.process_time()
+            for _ in range(n):
+                async with router.acquire("a"):
+                    pass
+            return (time.process_time() - began) / n * 1e6
+
+    async def both() -> dict[str, list[float]]:
+        runs: dict[str, list[float]] = {"off": [], "on": []}
+        for _ in range(rounds):
+            for name in runs:
+                runs[name].append(await once(name == "on"))
+        return runs
+
+    runs = asyncio.run(both())
+    return {name: {"us_per_request": min(values)} for name, values in runs.items()}
+
+
+def metrics_cost(args: argparse.Namespace, n: int, seconds: float) -> dict[str, Any]:
+    """Two gateways, metrics off and on, each over its own fake models, measured in one run."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-metrics-") as tmp:
+        start = port_block(4)
+        gateways: dict[str, Gateway] = {}
+        try:
+            for index, name in enumerate(("off", "on")):
+                directory = Path(tmp) / name
+                directory.mkdir()
+                config = write_config(directory, start + 2 * index, 16, args.token_delay)
+                extra = ("--no-metrics",) if name == "off" else ()
+                gateways[name] = Gateway(
+                    config, free_port(), directory / "serve.log", args.src, extra
+                )
+            for index, gateway in enumerate(gateways.values()):
+                gateway.wait_ready((start + 2 * index, start + 2 * index + 1))
+            ports = {name: g.port for name, g in gateways.items()}
+            pids = {name: g.process.pid for name, g in gateways.items()}
+            plain = json.dumps({**json.loads(body(False)), "max_tokens": 16}).encode()
+            results["sequential"] = paired(ports, pids, n, plain)
+            results["concurrent-16"] = loaded(ports, pids, 16, seconds, plain)
+            results["scrape"] = scrapes(ports["on"], pids["on"], 20 if args.quick else 200)
+        finally:
+            statuses = {name: g.stop() for name, g in gateways.items()}
+    results["serve_exit_status"] = statuses
+    results["router"] = router_cost(max(2000, 5 * n))
+    return results
+
+
+def print_metrics_table(results: dict[str, Any]) -> None:
+    print(f"{'metrics':<16} {'off':>22} {'on':>22} {'on/off':>8}")
+    print("-" * 72)
+    for name, key, unit in (
+        ("sequential", "p50_ms", "ms p50"),
+        ("sequential", "cpu_ms_per_request", "ms CPU/req"),
+        ("concurrent-16", "per_second", "req/s"),
+        ("concurrent-16", "cpu_ms_per_request", "ms CPU/req"),
+    ):
+        off, on = results[name]["off"][key], results[name]["on"][key]
+        print(f"{name:<16} {off:>11.3f} {unit:<10} {on:>11.3f} {unit:<10} {on / off:>7.3f}x")
+    off, on = results["router"]["off"]["us_per_request"], results["router"]["on"]["us_per_request"]
+    print(f"{'router':<16} {off:>11.1f} us CPU/req  {on:>11.1f} us CPU/req  {on / off:>7.3f}x")
+    scrape = results["scrape"]
+    print(
+        f"{'scrape':<16} {scrape['cpu_ms_per_scrape']:.3f} ms CPU per GET /metrics "
+        f"({scrape['bytes']} bytes)"
+    )
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -538,9 +708,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--skip-bodies", action="store_true", help="leave out the memory phase (older versions)"
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="only compare two gateways, Prometheus metrics off and on (needs prometheus-client)",
+    )
     args = parser.parse_args(argv)
     n = args.requests or (300 if args.quick else 3000)
     seconds = args.seconds or (1.0 if args.quick else 4.0)
+    if args.metrics:
+        measured = metrics_cost(args, n, seconds)
+        print_metrics_table(measured)
+        if args.json is not None:
+            payload = {"python": platform.python_version(), "cpus": os.cpu_count(), **measured}
+            args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        return 0 if set(measured["serve_exit_status"].values()) == {0} else 1
 
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         start_port = port_block(2)

@@ -4,7 +4,10 @@
   child process group and implements the ``Process`` protocol.
 - ``swapcore.adapters.asgi.GatewayApp`` is an OpenAI-compatible gateway: a
   plain ASGI app over a ``BaseRouter``, mountable in Starlette or FastAPI.
+- ``swapcore.adapters.metrics.RouterMetrics`` keeps a router's Prometheus
+  metrics (the ``metrics`` extra, prometheus-client); the gateway serves
+  them at ``GET /metrics``.
 
 Nothing here is imported by ``import swapcore``; each adapter imports its
-third-party dependencies (aiohttp, uvicorn) itself.
+third-party dependencies (aiohttp, uvicorn, prometheus-client) itself.
 """

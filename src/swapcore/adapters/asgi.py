@@ -69,6 +69,7 @@ from swapcore.adapters._http import (
     header,
     route_path,
 )
+from swapcore.adapters._metrics_route import MetricsRoute
 from swapcore.adapters._proxy import upstream_headers, upstream_url
 from swapcore.adapters._requests import needs_scan, parse_body, reject_encoding
 from swapcore.adapters._sse import LoadingReporter
@@ -79,6 +80,7 @@ from swapcore.process import Process, ProcessState
 
 if TYPE_CHECKING:
     from swapcore.adapters._requests import RequestBody
+    from swapcore.adapters.metrics import RouterMetrics
     from swapcore.config.schema import GatewayConfig, PeerConfig
     from swapcore.router import BaseRouter
 
@@ -151,6 +153,10 @@ class GatewayApp:
       over all requests (None: no limit); a request that would pass it gets
       503 with ``Retry-After``.
     - ``loading_tick``: see :data:`DEFAULT_LOADING_TICK`.
+    - ``metrics``: serve Prometheus metrics at ``GET /metrics`` (a
+      :class:`~swapcore.adapters.metrics.RouterMetrics` added to the
+      router's listeners, see :attr:`metrics`). Needs ``prometheus-client``
+      (the ``metrics`` extra); without it ``/metrics`` answers 501.
 
     Invalid values raise :class:`~swapcore.ConfigError` naming the argument.
     The app runs its own lifespan when the server sends lifespan events
@@ -175,6 +181,7 @@ class GatewayApp:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_buffered_bytes: int | None = DEFAULT_MAX_BUFFERED_BYTES,
         loading_tick: float = DEFAULT_LOADING_TICK,
+        metrics: bool = True,
     ) -> None:
         if api_keys is None:
             api_keys = config.api_keys if config is not None else ()
@@ -212,6 +219,7 @@ class GatewayApp:
         self._preload_task: asyncio.Task[None] | None = None
         self._calls: Calls | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._metrics = MetricsRoute(router, bool(metrics))
 
     @classmethod
     def from_config(
@@ -250,6 +258,11 @@ class GatewayApp:
     def http_client(self) -> aiohttp.ClientSession | None:
         """The ``aiohttp.ClientSession`` given to the constructor, if any."""
         return self._given_client
+
+    @property
+    def metrics(self) -> RouterMetrics | None:
+        """The metrics ``/metrics`` serves; None when off or ``prometheus-client`` is missing."""
+        return self._metrics.metrics
 
     @property
     def preload(self) -> tuple[str, ...]:
@@ -333,6 +346,7 @@ class GatewayApp:
             if self._manage_router and was_started:
                 await self._router.shutdown()
         finally:
+            self._metrics.close()
             if self._client is not None:
                 await self._client.close()
 
@@ -517,6 +531,10 @@ class GatewayApp:
                 200, {"running": catalog.running(), "evictions": catalog.evictions()}
             )
             return
+        if path == "/metrics":
+            check_method(method, "GET", "HEAD")
+            await self._metrics.answer(exchange)
+            return
         if path == "/unload":
             check_method(method, "POST", "GET")  # GET: llama-swap's own method for /unload
             await self._unload(call, None)
@@ -564,6 +582,7 @@ class GatewayApp:
                 return
             found = catalog.resolve_peer(body.model)
             if found is None:
+                self._metrics.rejected("", "model_not_found")
                 raise model_not_found(body.model)
             peer, model = found
             call.label = f"{peer.name}/{model}"
@@ -745,7 +764,8 @@ class GatewayApp:
     async def _run_preload(self) -> None:
         for model in self._preload:
             try:
-                await self._router.preload(model)
+                with self._metrics.preloading(model):
+                    await self._router.preload(model)
             except (RoutingError, RouterNotRunning) as exc:
                 logger.warning("preload of %r failed: %s", model, first_line(str(exc)))
             else:

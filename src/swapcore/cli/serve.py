@@ -148,6 +148,13 @@ def register(subparsers: Any) -> None:
         help="record every served request to PATH as a JSON Lines trace "
         "(replay it with swapcore simulate; the file is replaced)",
     )
+    parser.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="do not serve Prometheus metrics at /metrics (on by default when "
+        "prometheus-client is installed: the metrics extra)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -565,6 +572,7 @@ def _run(args: argparse.Namespace) -> int:
             gateway_options={
                 "max_body_size": args.max_body_mb * _MiB,
                 "max_buffered_bytes": args.max_buffered_mb * _MiB or None,
+                "metrics": args.metrics,
             },
         )
     )

@@ -11,7 +11,13 @@ from types import TracebackType
 from typing_extensions import Self
 
 from swapcore.costs import SwapCosts
-from swapcore.errors import ModelNotFound, RouterNotRunning, RouterShutdown, RoutingError
+from swapcore.errors import (
+    ConfigError,
+    ModelNotFound,
+    RouterNotRunning,
+    RouterShutdown,
+    RoutingError,
+)
 from swapcore.events import (
     RequestCancelled,
     RequestGranted,
@@ -163,6 +169,28 @@ class BaseRouter(_LeaseKeeper):
     def costs(self) -> SwapCosts:
         """The learned swap costs: every cold load, wake, stop and sleep measured, per model."""
         return self._costs
+
+    def add_listener(self, listener: Callable[[RouterEvent], None]) -> Callable[[], None]:
+        """Send every later event to ``listener`` too; return a function that removes it.
+
+        Listeners are called after the constructor's ``on_event``, in the
+        order they were added, on the run loop; one that raises is logged and
+        never stops the others or the router. Adding one to a running router
+        is allowed: it sees the events from then on. Removing twice is harmless.
+        """
+        if not callable(listener):
+            raise ConfigError(f"listener: must be callable, got {type(listener).__name__}")
+        self._listeners.append(listener)
+        if self._status == RUNNING and not self._seen:
+            self._seen = {model: p.state for model, p in self._processes.items()}
+        self._rebuild_on_event()
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+                self._rebuild_on_event()
+
+        return remove
 
     async def __aenter__(self) -> Self:
         """Start the run loop; a router can be entered once (else :class:`RouterNotRunning`)."""

@@ -101,7 +101,11 @@ class _RouterState:
         for model, ttl in (idle_ttl or {}).items():
             if _non_negative(f"idle_ttl[{model!r}]", ttl) > 0:
                 self._idle_ttl[self._known("idle_ttl", model)] = ttl
+        # What the run loop calls: the constructor's callback, fanned out to the
+        # listeners added later (None when there are none: no event is built).
         self._on_event = on_event
+        self._given_on_event = on_event
+        self._listeners: list[Callable[[RouterEvent], None]] = []
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._status = NEW
@@ -358,6 +362,22 @@ class _RouterState:
         if model not in self._processes:
             raise ConfigError(f"{key}: {model!r} is not a handled model")
         return model
+
+    def _rebuild_on_event(self) -> None:
+        given, listeners = self._given_on_event, tuple(self._listeners)
+        if not listeners:
+            self._on_event = given
+            return
+        callbacks = (given, *listeners) if given is not None else listeners
+
+        def each(event: RouterEvent) -> None:
+            for callback in callbacks:
+                try:
+                    callback(event)
+                except Exception:
+                    log.exception("on_event listener %r raised for %r", callback, event)
+
+        self._on_event = each
 
     def _emit(self, event: RouterEvent) -> None:
         callback = self._on_event
