@@ -46,9 +46,10 @@ Numbers compare exactly, as the decimals they print as (``0.1 + 0.2`` fits
 a budget of ``0.3``); only shares reported by ``placement_of`` get a
 relative slack of 1e-9 (they may be floats rounded from exact shares).
 Models without a size are outside these rules (a planner raising for them
-breaks the ``no exception`` rule of :func:`~swapcore.testing.planner_checks.check_planner`).
-The minimal eviction on devices is checked only when every running model other than the
-target has a placement: the planner locates the others itself.
+breaks the ``no exception`` rule of
+:func:`~swapcore.testing.planner_checks.check_planner`). On devices, the
+minimal eviction is checked only when every running model other than the
+target has a placement (the planner would locate the others itself).
 """
 
 from __future__ import annotations
@@ -283,13 +284,13 @@ def _answer(
     evict = tuple(m for m in dict.fromkeys(answer) if m in others)
     if not evict:
         return [], evict
+    if target in running:
+        return [f"memory: minimal eviction: evicts {list(evict)!r}, but {target!r} runs"], evict
     try:
         if not shape.checkable(others):
             return [], evict
     except Exception as exc:
         return [f"memory: within budget: placement_of raised {type(exc).__name__}: {exc}"], evict
-    if target in running:
-        return [f"memory: minimal eviction: evicts {list(evict)!r}, but {target!r} runs"], evict
     try:
         fits, why = shape.room(target, size, others)
         if fits:
