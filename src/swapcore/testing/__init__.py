@@ -6,6 +6,9 @@
   driving any scheduler as a pure state machine.
 - :func:`check_planner` / :func:`planner_violations`: check a custom
   :class:`~swapcore.SwapPlanner` against the planner contract.
+- :func:`memory_violations` / :func:`budget_violations`: the memory rules
+  for a planner that declares sizes (:class:`BudgetedPlanner`,
+  :class:`PlacingPlanner`), which :func:`check_planner` also checks.
 - :func:`check_process`: check a custom :class:`~swapcore.Process`.
 - :class:`FaultyPlanner`: wrap a planner so its hooks fail on cue (planner
   faults must fail only their request, with :class:`~swapcore.PolicyError`).
@@ -16,7 +19,7 @@
   expressions, matrix and group configurations, and request traces.
 
 Nothing here is imported by ``import swapcore``. The fakes, the recording
-effects, the faulty planner and :func:`check_process` need nothing more;
+effects, the faulty planner, the memory rules and :func:`check_process` need nothing more;
 :func:`check_planner`, :func:`planner_violations`, :class:`RouterStateMachine`,
 :func:`mutual_evictions` and the strategies need hypothesis (the
 ``testing`` extra) and import it when first used.
@@ -37,6 +40,12 @@ from swapcore.testing.effects import (
 )
 from swapcore.testing.fakes import FakeGPUProbe, FakeProcess, FakeProcessError
 from swapcore.testing.faults import FaultyPlanner, InjectedFault
+from swapcore.testing.memory_checks import (
+    BudgetedPlanner,
+    PlacingPlanner,
+    budget_violations,
+    memory_violations,
+)
 from swapcore.testing.process_checks import check_process
 
 if TYPE_CHECKING:
@@ -69,6 +78,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BudgetedPlanner",
     "EffectCall",
     "FakeGPUProbe",
     "FakeProcess",
@@ -77,12 +87,15 @@ __all__ = [
     "GrantErrorCall",
     "GrantServeCall",
     "InjectedFault",
+    "PlacingPlanner",
     "RecordingEffects",
     "ReportPositionCall",
     "RouterStateMachine",
     "StartSwapCall",
+    "budget_violations",
     "check_planner",
     "check_process",
+    "memory_violations",
     "mutual_evictions",
     "planner_violations",
 ]

@@ -30,6 +30,13 @@ by :func:`check_planner` on every answer of ``eviction_for``:
 - ``residency: host budget``: the sleepers (those already asleep, the
   target among them, plus the new ones) hold no more than the host budget;
 - ``residency: deterministic`` and ``residency: no exception``.
+
+A planner that declares sizes (one budget, as
+:class:`~swapcore.MemoryBudgetPlanner`, or devices, as
+:class:`~swapcore.planners.placement.PlacementPlanner`) is also checked
+against ``memory: within budget``, ``memory: never refuses a fitting
+model`` and ``memory: minimal eviction``: see
+:mod:`swapcore.testing.memory_checks`, which defines the shape and the rules.
 """
 
 from __future__ import annotations
@@ -40,11 +47,12 @@ from contextlib import contextmanager
 from typing import cast
 
 import attrs
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from swapcore.planners.base import SwapPlanner
 from swapcore.planners.residency import Eviction
+from swapcore.testing.memory_checks import _answer, _shape, budget_violations, memory_violations
 
 __all__ = ["check_planner", "planner_violations", "residency_violations"]
 
@@ -203,6 +211,15 @@ def check_planner(
     of sleeping models (see :func:`residency_violations`): give the planner
     ``sleep_rules`` with host sizes and a budget to check its sleeping.
 
+    A planner that declares sizes (a ``sizes`` mapping and a ``budget`` or
+    ``devices``: :mod:`swapcore.testing.memory_checks`) is also held to the
+    memory rules: every answer with :func:`memory_violations`, and, with
+    ``exercise_hooks``, each example first swaps to a generated sequence of
+    targets from nothing running, as a router would (``eviction_for``,
+    then ``on_swap_start``, ``residency_for`` and ``on_serve``; the evicted
+    models leave, the target runs), checking :func:`budget_violations`
+    after every swap.
+
     Raises ``AssertionError`` naming the broken rules and the call's
     arguments (hypothesis reports the shrunk example), or when a hook
     raises. Raises ``ValueError`` for an empty ``models``. Runs hypothesis
@@ -233,36 +250,95 @@ def check_planner(
         max_examples=max_examples,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
+        # The failure message names the call; hypothesis' explanation of the
+        # example would only repeat it, at up to a third of a failing run.
+        phases=[phase for phase in settings().phases if phase is not Phase.explain],
     )
-    @given(calls=st.lists(call, min_size=1, max_size=8))
-    def run(calls: list[tuple[str, list[str], bool, list[str]]]) -> None:
+    @given(
+        swaps=st.lists(st.integers(0, len(model_ids) - 1), max_size=12)
+        if exercise_hooks
+        else st.just([]),
+        calls=st.lists(call, min_size=1, max_size=8),
+    )
+    def run(swaps: list[int], calls: list[tuple[str, list[str], bool, list[str]]]) -> None:
         subject = make_planner()
-        earlier: list[tuple[str, list[str], _Call]] = []
-        for now, (target, running, swap, asleep) in enumerate(calls):
-            call = _check_call(subject, target, running)
-            if not call.violations and call.result is not None:
-                # Sleepers are never running; the target may be one of them.
-                sleeping = [m for m in asleep if m not in running]
-                call.violations.extend(
-                    residency_violations(subject, target, list(call.copy), sleeping)
-                )
-            # The scheduler keeps the evict set of a swap in flight while it asks
-            # about other requests: an answer must not change under its feet.
-            for old_target, old_running, old in earlier:
-                if old.changed():
-                    call.violations.append(
-                        f"stable result: the result {list(old.copy)!r} of "
-                        f"eviction_for({old_target!r}, {old_running!r}) changed to "
-                        f"{list(old.result or ())!r} after this call"
-                    )
-                    break
-            if call.violations:
-                raise AssertionError(_format_failure(subject, target, running, call.violations))
-            earlier.append((target, running, call))
-            if swap:
-                _call_hook(subject, target, list(running), float(now))
+        failure = _memory_run(subject, model_ids, swaps) or _contract_run(subject, calls)
+        if failure is not None:
+            raise AssertionError(failure)
 
     run()
+
+
+def _contract_run(
+    subject: SwapPlanner, calls: list[tuple[str, list[str], bool, list[str]]]
+) -> str | None:
+    """Ask for each (target, running) in turn; the failure message of the first bad call."""
+    earlier: list[tuple[str, list[str], _Call]] = []
+    for now, (target, running, swap, asleep) in enumerate(calls):
+        call = _check_call(subject, target, running)
+        call.violations.extend(memory_violations(subject, target, running))
+        if not call.violations and call.result is not None:
+            # Sleepers are never running; the target may be one of them.
+            sleeping = [m for m in asleep if m not in running]
+            call.violations.extend(residency_violations(subject, target, list(call.copy), sleeping))
+        # The scheduler keeps the evict set of a swap in flight while it asks
+        # about other requests: an answer must not change under its feet.
+        for old_target, old_running, old in earlier:
+            if old.changed():
+                call.violations.append(
+                    f"stable result: the result {list(old.copy)!r} of "
+                    f"eviction_for({old_target!r}, {old_running!r}) changed to "
+                    f"{list(old.result or ())!r} after this call"
+                )
+                break
+        if call.violations:
+            return _format_failure(subject, target, running, call.violations)
+        earlier.append((target, running, call))
+        if swap:
+            _call_hook(subject, target, list(running), float(now))
+    return None
+
+
+def _memory_run(subject: SwapPlanner, models: list[str], picks: list[int]) -> str | None:
+    """Swap to one model after another from nothing running, as a router would.
+
+    Each pick chooses the target among the models not running (by index,
+    wrapping), so every step is a real swap. After each answer of
+    ``eviction_for`` it calls ``on_swap_start``,
+    ``residency_for`` and ``on_serve``, drops the evicted models and marks
+    the target running, then checks the memory rules. Returns the failure
+    message of the first broken rule; does nothing for a planner that
+    declares no sizes.
+    """
+    shape = _shape(subject)
+    if shape is None:
+        return None
+    running: list[str] = []
+    sleeping: list[str] = []
+    done: list[str] = []
+    for now, pick in enumerate(picks):
+        idle = [m for m in models if m not in running]
+        if not idle:
+            break
+        target = idle[pick % len(idle)]
+        where = f"eviction_for({target!r}, {running!r})"
+        violations, evict = _answer(shape, subject, target, running)
+        if not violations and evict is not None:
+            eviction = _call_hook(subject, target, list(running), float(now), evict, sleeping)
+            asleep = eviction.sleep if isinstance(eviction, Eviction) else ()
+            sleeping = [m for m in sleeping if m != target] + [m for m in asleep if m in evict]
+            running = [m for m in running if m not in evict] + [target]
+            where = f"the swap to {target!r}, leaving {running!r} running"
+            violations = budget_violations(subject, running)
+        if violations:
+            lines = [
+                f"{type(subject).__name__} breaks the memory rules in {where} "
+                f"(swaps so far, from nothing running: {done!r}):",
+                *(f"  - {violation}" for violation in violations),
+            ]
+            return "\n".join(lines)
+        done.append(target)
+    return None
 
 
 def residency_violations(
@@ -304,11 +380,25 @@ def residency_violations(
     return violations
 
 
-def _call_hook(planner: SwapPlanner, target: str, running: list[str], now: float) -> None:
-    """Tell the planner a swap to ``target`` started and served, as a router would."""
+def _call_hook(
+    planner: SwapPlanner,
+    target: str,
+    running: list[str],
+    now: float,
+    evict: Sequence[str] | None = None,
+    sleeping: Sequence[str] = (),
+) -> Eviction | None:
+    """Tell the planner a swap to ``target`` started and served, as a router would.
+
+    With ``evict``, also ask ``residency_for`` between the two, and return its answer.
+    """
     hook = "on_swap_start"
+    eviction = None
     try:
         planner.on_swap_start(target, running)
+        if evict is not None:
+            hook = "residency_for"
+            eviction = planner.residency_for(target, list(evict), list(sleeping))
         hook = "on_serve"
         planner.on_serve(target, now)
     except Exception as exc:
@@ -316,3 +406,4 @@ def _call_hook(planner: SwapPlanner, target: str, running: list[str], now: float
             f"{type(planner).__name__}.{hook} raised {type(exc).__name__}: {exc} "
             f"(target {target!r}, running {running!r})"
         ) from exc
+    return eviction
