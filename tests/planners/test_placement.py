@@ -286,3 +286,17 @@ def test_with_sleepers_no_device_and_no_host_over_budget(
         planner.on_serve(target, float(step))
         assert_within_budgets(planner, running, table, devices)
         assert rules.held_by(sleeping) <= host_budget
+
+
+def test_many_running_models_are_evicted_no_more_than_needed() -> None:
+    """Past 16 running models the search is greedy, oldest first, then pruned."""
+    sizes = {f"s{i}": 1 for i in range(17)} | {"big": 10, "new": 10}
+    planner = PlacementPlanner(sizes, {"0": 27})
+    running: list[str] = []
+    for step, model in enumerate(["s0", "big", *(f"s{i}" for i in range(1, 17))]):
+        load(planner, running, model)
+        planner.on_serve(model, float(step))
+    assert len(running) == 18  # 17 small ones and big: 27 of 27
+    # Oldest first: s0 (1), then big (10) makes room; s0 need not go after all.
+    assert load(planner, running, "new") == ["big"]
+    assert_within_budgets(planner, running, sizes, {"0": 27})

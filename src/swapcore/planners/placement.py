@@ -318,6 +318,8 @@ class PlacementPlanner(SwapPlanner):
             placement = self._place(size, room, pinned)
             if placement is None:
                 continue
+            if len(others) > _MAX_EXACT:  # greedy: keep back what need not go
+                evict, placement = self._prune(evict, placement, size, free, located, pinned)
             if len(placement) == 1:
                 return evict, placement
             if found is None:
@@ -327,6 +329,28 @@ class PlacementPlanner(SwapPlanner):
         raise ConfigError(  # the constructor made sure a lone model always fits
             f"PlacementPlanner: {target!r} cannot be placed even with every model evicted"
         )
+
+    def _prune(
+        self,
+        evict: tuple[str, ...],
+        placement: dict[str, Fraction],
+        size: Fraction,
+        free: Mapping[str, Fraction],
+        located: Mapping[str, Mapping[str, Fraction]],
+        pinned: Mapping[str, Fraction] | None,
+    ) -> tuple[tuple[str, ...], dict[str, Fraction]]:
+        """``evict`` without each model whose staying still leaves room (newest kept first)."""
+        kept = list(evict)
+        for model in reversed(evict):  # the greedy order is oldest first
+            trial = [m for m in kept if m != model]
+            room = dict(free)
+            for other in trial:
+                for device, share in located[other].items():
+                    room[device] += share
+            fits = self._place(size, room, pinned)
+            if fits is not None:
+                kept, placement = trial, fits
+        return tuple(kept), placement
 
     def _eviction_sets(self, running: list[str]) -> Iterable[tuple[tuple[str, ...], int]]:
         """Subsets of ``running`` with their cost, cheapest first; the least recently used first."""
