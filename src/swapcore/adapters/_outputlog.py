@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Callable
 
-__all__ = ["OutputLog"]
+__all__ = ["OutputLog", "listen"]
+
+OutputTap = Callable[[str, str], None]
+_taps: list[OutputTap] = []
 
 # A line longer than this is cut: a server that prints megabytes without a newline
 # must not grow our memory.
 _MAX_LINE = 4096
+
+
+def listen(tap: OutputTap) -> Callable[[], None]:
+    """Call ``tap(model, line)`` with every line any :class:`OutputLog` keeps, from now on.
+
+    Returns a function that stops it. ``model`` is the model whose server
+    (or stop command) wrote the line. The gateway's log endpoints listen
+    this way; a tap must return quickly (it runs in the reader of the pipe).
+    """
+    _taps.append(tap)
+
+    def stop() -> None:
+        if tap in _taps:
+            _taps.remove(tap)
+
+    return stop
 
 
 class OutputLog:
@@ -17,13 +37,17 @@ class OutputLog:
 
     Bytes are decoded as UTF-8 (invalid bytes replaced); lines longer than
     4096 characters are cut. Each complete line is also logged at DEBUG on
-    ``logger`` with the model name, so operators can follow a server's output.
+    ``logger`` with the model name, so operators can follow a server's output,
+    and given to every :func:`listen` tap with ``model`` (default ``name``).
     """
 
-    def __init__(self, max_lines: int, *, name: str, logger: logging.Logger) -> None:
+    def __init__(
+        self, max_lines: int, *, name: str, logger: logging.Logger, model: str | None = None
+    ) -> None:
         self._lines: collections.deque[str] = collections.deque(maxlen=max_lines)
         self._partial = b""
         self._name = name
+        self._model = name if model is None else model
         self._logger = logger
 
     def lines(self) -> list[str]:
@@ -57,6 +81,8 @@ class OutputLog:
 
     def _add(self, line: str) -> None:
         self._lines.append(line)
+        for tap in _taps:
+            tap(self._model, line)
         if self._logger.isEnabledFor(logging.DEBUG):
             self._logger.debug("[%s] %s", self._name, line)
 

@@ -41,7 +41,7 @@ import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ from swapcore.adapters._body import BodyBudget, read_body
 from swapcore.adapters._bodyfilter import filter_request
 from swapcore.adapters._calls import DISCONNECT, HEADER_TIMEOUT, READ_TIMEOUT, Call, Calls
 from swapcore.adapters._catalog import Catalog, Upstreams
+from swapcore.adapters._cors import allow_origin, preflight
 from swapcore.adapters._errors import (
     GatewayHTTPError,
     check_method,
@@ -70,6 +71,7 @@ from swapcore.adapters._http import (
     route_path,
 )
 from swapcore.adapters._metrics_route import MetricsRoute
+from swapcore.adapters._ops import OperatorAPI
 from swapcore.adapters._proxy import upstream_headers, upstream_url
 from swapcore.adapters._requests import needs_scan, parse_body, reject_encoding
 from swapcore.adapters._sse import LoadingReporter
@@ -82,13 +84,18 @@ if TYPE_CHECKING:
     from swapcore.adapters._requests import RequestBody
     from swapcore.adapters.metrics import RouterMetrics
     from swapcore.config.schema import GatewayConfig, PeerConfig
+    from swapcore.eventhub import EventHub
     from swapcore.router import BaseRouter
 
 __all__ = [
+    "DEFAULT_KEEPALIVE",
     "DEFAULT_LOADING_TICK",
+    "DEFAULT_LOG_LINES",
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_MAX_BUFFERED_BYTES",
+    "DEFAULT_STREAM_BACKLOG",
     "INFERENCE_PATHS",
+    "MODEL_GET_PATHS",
     "GatewayApp",
     "Upstreams",
 ]
@@ -101,10 +108,18 @@ DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
 """Most request-body bytes held at once by one app; past it requests get 503."""
 DEFAULT_LOADING_TICK = 1.0
 """Seconds between keep-alive dots of the loading progress stream."""
+DEFAULT_LOG_LINES = 1000
+"""Entries each log source (``/logs/stream/...``) keeps for clients that connect later."""
+DEFAULT_STREAM_BACKLOG = 1024 * 1024
+"""Characters a log or event stream may fall behind before its client is dropped."""
+DEFAULT_KEEPALIVE = 15.0
+"""Seconds of silence after which ``/api/events`` sends a keep-alive comment."""
 _SHUTDOWN_GRACE = 5.0  # how long ended requests get to send their last words at shutdown
 _REROUTES = 1  # times a request is routed again when its model went down before reaching it
 INFERENCE_PATHS = frozenset({"/completion", "/infill", "/rerank", "/reranking"})
 """POST paths outside ``/v1/`` that are routed by their body's model (llama.cpp's own)."""
+MODEL_GET_PATHS = frozenset({"/props", "/v1/audio/voices", "/sdapi/v1/loras"})
+"""GET paths routed by their ``?model=`` query parameter (as llama-swap routes them)."""
 
 _NEW, _STARTED, _CLOSED = "new", "started", "closed"
 
@@ -157,6 +172,13 @@ class GatewayApp:
       :class:`~swapcore.adapters.metrics.RouterMetrics` added to the
       router's listeners, see :attr:`metrics`). Needs ``prometheus-client``
       (the ``metrics`` extra); without it ``/metrics`` answers 501.
+    - ``events``: the :class:`~swapcore.eventhub.EventHub` the router reports
+      to (its ``on_event``); ``/api/events`` subscribes to it while the app
+      runs. Without it, ``/api/events`` sends its first snapshot and the
+      logs, but no router events.
+    - ``log_lines``, ``stream_backlog``, ``keepalive``: see
+      :data:`DEFAULT_LOG_LINES`, :data:`DEFAULT_STREAM_BACKLOG` and
+      :data:`DEFAULT_KEEPALIVE`.
 
     Invalid values raise :class:`~swapcore.ConfigError` naming the argument.
     The app runs its own lifespan when the server sends lifespan events
@@ -182,6 +204,10 @@ class GatewayApp:
         max_buffered_bytes: int | None = DEFAULT_MAX_BUFFERED_BYTES,
         loading_tick: float = DEFAULT_LOADING_TICK,
         metrics: bool = True,
+        events: EventHub | None = None,
+        log_lines: int = DEFAULT_LOG_LINES,
+        stream_backlog: int = DEFAULT_STREAM_BACKLOG,
+        keepalive: float = DEFAULT_KEEPALIVE,
     ) -> None:
         if api_keys is None:
             api_keys = config.api_keys if config is not None else ()
@@ -220,6 +246,19 @@ class GatewayApp:
         self._calls: Calls | None = None
         self._closing: asyncio.Task[None] | None = None
         self._metrics = MetricsRoute(router, bool(metrics))
+        if events is not None and not callable(getattr(events, "subscribe", None)):
+            raise ConfigError("events: must be an EventHub")
+        self._events = events
+        self._unsubscribe: Callable[[], None] | None = None
+        self._ops = OperatorAPI(
+            router,
+            config,
+            peers,
+            self._catalog,
+            log_lines=_positive_int("log_lines", log_lines),
+            backlog=_positive_int("stream_backlog", stream_backlog),
+            keepalive=_positive("keepalive", keepalive),
+        )
 
     @classmethod
     def from_config(
@@ -235,8 +274,10 @@ class GatewayApp:
         """
         if router is None:
             from swapcore.config.build import build_router
+            from swapcore.eventhub import EventHub
 
-            router = build_router(config)
+            hub = options.setdefault("events", EventHub())
+            router = build_router(config, on_event=hub)
         return cls(router, config=config, **options)
 
     @property
@@ -263,6 +304,11 @@ class GatewayApp:
     def metrics(self) -> RouterMetrics | None:
         """The metrics ``/metrics`` serves; None when off or ``prometheus-client`` is missing."""
         return self._metrics.metrics
+
+    @property
+    def dropped_streams(self) -> int:
+        """Log and event streams dropped so far because their client read too slowly."""
+        return self._ops.dropped
 
     @property
     def preload(self) -> tuple[str, ...]:
@@ -300,11 +346,15 @@ class GatewayApp:
             return
         self._state = _STARTED
         self._client = UpstreamClient(self._given_client)
+        self._ops.start()
+        if self._events is not None:
+            self._unsubscribe = self._events.subscribe(self._ops.events.on_event)
         if self._manage_router:
             try:
                 await self._router.__aenter__()
             except BaseException:
                 self._state = _CLOSED
+                self._stop_operator_api()
                 await self._client.close()
                 raise
         if self._preload:
@@ -337,6 +387,7 @@ class GatewayApp:
         calls = list(self._calls or ())
         for call in calls:
             call.end("shutdown")
+        self._stop_operator_api()
         tasks = {call.task for call in calls if not call.task.done()}
         if tasks:
             await asyncio.wait(tasks, timeout=_SHUTDOWN_GRACE)
@@ -349,6 +400,20 @@ class GatewayApp:
             self._metrics.close()
             if self._client is not None:
                 await self._client.close()
+
+    def close_streams(self) -> None:
+        """End every open log and event stream now, and refuse new ones (503).
+
+        For a graceful shutdown: an ASGI server waits for open responses
+        before it lets the app shut down, and these never end on their own.
+        """
+        self._ops.close()
+
+    def _stop_operator_api(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._ops.close()
 
     async def __aenter__(self) -> GatewayApp:
         """:meth:`startup`, for use in a host application's lifespan."""
@@ -504,6 +569,9 @@ class GatewayApp:
     ) -> None:
         """Dispatch one request."""
         exchange = call.exchange
+        if method == "OPTIONS":
+            await preflight(scope, exchange)  # before the key check: preflights carry none
+            return
         if path == "/health":
             check_method(method, "GET", "HEAD")
             await exchange.text(200, "OK")
@@ -516,9 +584,10 @@ class GatewayApp:
                 code="invalid_api_key",
                 headers=[(b"www-authenticate", b'Bearer realm="swapcore"')],
             )
-        if path == "/v1/models":
+        if path == "/v1/models" or path == "/models":
             check_method(method, "GET", "HEAD")
-            await exchange.json(200, {"object": "list", "data": self._catalog.model_list()})
+            listing = {"object": "list", "data": self._catalog.model_list()}
+            await exchange.json(200, listing, allow_origin(scope))
             return
         if path.startswith("/v1/models/"):
             check_method(method, "GET", "HEAD")
@@ -542,6 +611,20 @@ class GatewayApp:
         if path.startswith("/unload/"):
             check_method(method, "POST")
             await self._unload(call, urllib.parse.unquote(path[len("/unload/") :]))
+            return
+        if path == "/api/models/unload":
+            check_method(method, "POST")
+            await self._unload(call, None, {"msg": "ok"})
+            return
+        if path.startswith("/api/models/unload/"):
+            check_method(method, "POST")
+            name = urllib.parse.unquote(path[len("/api/models/unload/") :])
+            await self._unload(call, name, {"msg": "ok"})
+            return
+        if await self._ops.route(scope, receive, call, method, path):
+            return
+        if path in MODEL_GET_PATHS and method in ("GET", "HEAD"):
+            await self._model_get(scope, receive, call, method, path)
             return
         if path == "/upstream" or path.startswith("/upstream/"):
             await self._passthrough(scope, receive, call, method, path)
@@ -717,6 +800,35 @@ class GatewayApp:
             timeouts=peer.timeouts,
         )
 
+    async def _model_get(
+        self, scope: Scope, receive: Receive, call: Call, method: str, path: str
+    ) -> None:
+        """``GET /props?model=...`` and the like: acquire the model, forward the request."""
+        if self._state == _CLOSED:
+            raise shutting_down()
+        query = urllib.parse.parse_qsl(
+            scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        )
+        names = [value for key, value in query if key == "model" and value]
+        if not names:
+            raise GatewayHTTPError(
+                404,
+                f"no model named: use {path}?model=<model>",
+                kind="invalid_request_error",
+                code="model_not_found",
+            )
+        catalog = self._catalog
+        model = catalog.resolve_local(names[0])
+        if model is None:
+            raise model_not_found(names[0])
+        call.label = model
+        use = catalog.use_model_name(model)
+        if use:
+            query = [(k, use if k == "model" else v) for k, v in query]
+            scope = {**scope, "query_string": urllib.parse.urlencode(query).encode()}
+        call.watch_disconnect(receive)
+        await self._serve_local(scope, call, model, method, path, b"", loading=False)
+
     # ---------------------------------------------------------- management
 
     async def _retrieve_model(self, call: Call, model_id: str) -> None:
@@ -727,7 +839,9 @@ class GatewayApp:
                 return
         raise model_not_found(model_id)
 
-    async def _unload(self, call: Call, name: str | None) -> None:
+    async def _unload(
+        self, call: Call, name: str | None, extra: Mapping[str, object] | None = None
+    ) -> None:
         router = self._router
         if name is None:
             targets: tuple[str, ...] = ()
@@ -751,7 +865,7 @@ class GatewayApp:
                 kind="server_error",
                 code="unload_failed",
             ) from None
-        await call.exchange.json(200, {"unloaded": unloaded})
+        await call.exchange.json(200, {**(extra or {}), "unloaded": unloaded})
 
     # ------------------------------------------------------------- helpers
 

@@ -916,7 +916,7 @@ class SubprocessProcess:
     # -------------------------------------------------------------- helpers
 
     def _new_output(self, name: str) -> OutputLog:
-        return OutputLog(self._output_lines, name=name, logger=_output_logger)
+        return OutputLog(self._output_lines, name=name, logger=_output_logger, model=self._name)
 
     def _set_state(self, new: ProcessState) -> None:
         old = self._state

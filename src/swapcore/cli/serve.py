@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -306,19 +306,20 @@ async def serve(
     if path is not None:
         listeners.append(_saver(costs, path))
     from swapcore.config.build import build_planner, build_processes
+    from swapcore.eventhub import EventHub
 
     planner = build_planner(config, costs=costs)
     processes = build_processes(config, planner=planner)
     watcher = _memory_watcher(config, costs, processes)
     if watcher is not None:
         listeners.append(watcher)
+    # Every router event goes to the hub: these listeners, and /api/events while it runs.
+    hub = EventHub(listeners)
     try:
         overrides: dict[str, Any] = {"costs": costs, "processes": processes, "planner": planner}
-        if listeners:
-            overrides["on_event"] = _fan_out(listeners)
-        router = build_router(config, **overrides)
+        router = build_router(config, on_event=hub, **overrides)
         return await _serve_app(
-            GatewayApp(router, config=config, **(gateway_options or {})),
+            GatewayApp(router, config=config, events=hub, **(gateway_options or {})),
             host=host,
             port=port,
             verbose=verbose,
@@ -384,17 +385,6 @@ def _saver(costs: SwapCosts, path: str | os.PathLike[str]) -> Callable[[RouterEv
     return save
 
 
-def _fan_out(listeners: Sequence[Callable[[RouterEvent], None]]) -> Callable[[RouterEvent], None]:
-    if len(listeners) == 1:
-        return listeners[0]
-
-    def each(event: RouterEvent) -> None:
-        for listener in listeners:
-            listener(event)
-
-    return each
-
-
 async def _serve_app(
     app: GatewayApp,
     *,
@@ -435,6 +425,7 @@ async def _serve_app(
             end_requests()
             return
         stop_requested = True
+        app.close_streams()  # log and event streams never end on their own
         ending.append(loop.call_later(graceful_timeout, end_requests))
 
     class Server(uvicorn.Server):
