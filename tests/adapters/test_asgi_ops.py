@@ -1,10 +1,9 @@
 """The operator API over real HTTP: /api/events, /logs, unload, /props, /models, CORS, keys.
 
 Each test serves a GatewayApp with uvicorn on 127.0.0.1 over a router of
-FakeProcesses whose upstreams are real servers (upstream_servers.py), with an
-EventHub as the router's ``on_event``, and talks to it with httpx (or a raw
-socket, for a client that never reads). Waits are bounded; no test asserts a
-duration.
+FakeProcesses whose upstreams are real servers (upstream_servers.py), and
+talks to it with httpx (or a raw socket, for a client that never reads).
+Waits are bounded; no test asserts a duration.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from upstream_servers import Echo, LiveUpstreams
 from swapcore.adapters._outputlog import OutputLog
 from swapcore.adapters.asgi import GatewayApp
 from swapcore.config import GatewayConfig, build_router
-from swapcore.eventhub import EventHub
 from swapcore.fakemodel import FakeModel
 from swapcore.testing.fakes import FakeProcess
 from system_helpers import free_port
@@ -64,9 +62,8 @@ async def gateway(
     url = await live.asgi(upstream or FakeModel(model_name="up", tokens=3))
     config = config or chat_config({m: url for m in ("real", "plain", "hidden")})
     processes = {m: FakeProcess(m, start_delay=0.01) for m in config.models}
-    hub = EventHub()
-    router = build_router(config, processes=processes, on_event=hub)
-    app = GatewayApp(router, config=config, events=hub, **options)
+    router = build_router(config, processes=processes)
+    app = GatewayApp(router, config=config, **options)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(

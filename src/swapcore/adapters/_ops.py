@@ -87,7 +87,7 @@ class OperatorAPI:
         """Stop keeping logs, end every stream and refuse new ones (at shutdown)."""
         self.closed = True
         self.logs.detach()
-        self.events.fanout.close()
+        self.events.close()
 
     async def route(
         self, scope: Scope, receive: Receive, call: Call, method: str, path: str
@@ -141,7 +141,7 @@ class OperatorAPI:
     async def _event_stream(self, receive: Receive, call: Call) -> None:
         subscriber = self._subscriber(call, "/api/events")
         unsubscribes = [
-            self.events.fanout.add(subscriber),
+            self.events.add(subscriber),
             self.logs.subscribe(PROXY, subscriber),
             self.logs.subscribe(UPSTREAM, subscriber),
         ]

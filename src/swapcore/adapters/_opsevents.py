@@ -30,14 +30,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from swapcore.adapters._errors import describe
-from swapcore.adapters._streams import Fanout
+from swapcore.adapters._streams import Fanout, Subscriber
 from swapcore.events import (
     RequestCancelled,
     RequestExpired,
@@ -108,9 +108,10 @@ def event_message(event: RouterEvent) -> str:
 class OperatorEvents:
     """Turns router events into ``/api/events`` messages for every subscriber.
 
-    :meth:`on_event` is the listener to subscribe to the router's
-    :class:`~swapcore.eventhub.EventHub`. It does nothing while no client
-    listens. Messages derived from the router's records (``modelStatus``,
+    While at least one client listens (:meth:`add`), :meth:`on_event` is one
+    of the router's listeners (:meth:`BaseRouter.add_listener
+    <swapcore.router.BaseRouter.add_listener>`); with none, the router is
+    not asked for events on its behalf. Messages derived from the router's records (``modelStatus``,
     ``queue``) are computed once per turn of the event loop, after the
     events of that turn, and sent only when they changed.
     """
@@ -125,12 +126,36 @@ class OperatorEvents:
         self._config = config
         self._peers = tuple(peers.values())
         self.fanout = Fanout(EVENT_TAG)
+        self._remove: Callable[[], None] | None = None
         self._flushing = False
         self._status = ""
         self._queue = ""
 
+    def add(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Send the events to ``subscriber`` from now on; return the function that stops it."""
+        remove = self.fanout.add(subscriber)
+        if self._remove is None:
+            self._remove = self._router.add_listener(self.on_event)
+
+        def stop() -> None:
+            remove()
+            if not self.fanout:
+                self._stop_listening()
+
+        return stop
+
+    def close(self) -> None:
+        """End every subscriber's stream and stop listening to the router."""
+        self.fanout.close()
+        self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        if self._remove is not None:
+            self._remove()
+            self._remove = None
+
     def on_event(self, event: RouterEvent) -> None:
-        """Publish ``event`` to the subscribers (call it with every router event)."""
+        """Publish ``event`` to the subscribers (the router calls it with every event)."""
         if not self.fanout:
             return
         self.fanout.publish(event_message(event))

@@ -41,7 +41,7 @@ import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +84,6 @@ if TYPE_CHECKING:
     from swapcore.adapters._requests import RequestBody
     from swapcore.adapters.metrics import RouterMetrics
     from swapcore.config.schema import GatewayConfig, PeerConfig
-    from swapcore.eventhub import EventHub
     from swapcore.router import BaseRouter
 
 __all__ = [
@@ -172,10 +171,6 @@ class GatewayApp:
       :class:`~swapcore.adapters.metrics.RouterMetrics` added to the
       router's listeners, see :attr:`metrics`). Needs ``prometheus-client``
       (the ``metrics`` extra); without it ``/metrics`` answers 501.
-    - ``events``: the :class:`~swapcore.eventhub.EventHub` the router reports
-      to (its ``on_event``); ``/api/events`` subscribes to it while the app
-      runs. Without it, ``/api/events`` sends its first snapshot and the
-      logs, but no router events.
     - ``log_lines``, ``stream_backlog``, ``keepalive``: see
       :data:`DEFAULT_LOG_LINES`, :data:`DEFAULT_STREAM_BACKLOG` and
       :data:`DEFAULT_KEEPALIVE`.
@@ -204,7 +199,6 @@ class GatewayApp:
         max_buffered_bytes: int | None = DEFAULT_MAX_BUFFERED_BYTES,
         loading_tick: float = DEFAULT_LOADING_TICK,
         metrics: bool = True,
-        events: EventHub | None = None,
         log_lines: int = DEFAULT_LOG_LINES,
         stream_backlog: int = DEFAULT_STREAM_BACKLOG,
         keepalive: float = DEFAULT_KEEPALIVE,
@@ -246,10 +240,6 @@ class GatewayApp:
         self._calls: Calls | None = None
         self._closing: asyncio.Task[None] | None = None
         self._metrics = MetricsRoute(router, bool(metrics))
-        if events is not None and not callable(getattr(events, "subscribe", None)):
-            raise ConfigError("events: must be an EventHub")
-        self._events = events
-        self._unsubscribe: Callable[[], None] | None = None
         self._ops = OperatorAPI(
             router,
             config,
@@ -274,10 +264,8 @@ class GatewayApp:
         """
         if router is None:
             from swapcore.config.build import build_router
-            from swapcore.eventhub import EventHub
 
-            hub = options.setdefault("events", EventHub())
-            router = build_router(config, on_event=hub)
+            router = build_router(config)
         return cls(router, config=config, **options)
 
     @property
@@ -347,14 +335,12 @@ class GatewayApp:
         self._state = _STARTED
         self._client = UpstreamClient(self._given_client)
         self._ops.start()
-        if self._events is not None:
-            self._unsubscribe = self._events.subscribe(self._ops.events.on_event)
         if self._manage_router:
             try:
                 await self._router.__aenter__()
             except BaseException:
                 self._state = _CLOSED
-                self._stop_operator_api()
+                self._ops.close()
                 await self._client.close()
                 raise
         if self._preload:
@@ -387,7 +373,7 @@ class GatewayApp:
         calls = list(self._calls or ())
         for call in calls:
             call.end("shutdown")
-        self._stop_operator_api()
+        self._ops.close()
         tasks = {call.task for call in calls if not call.task.done()}
         if tasks:
             await asyncio.wait(tasks, timeout=_SHUTDOWN_GRACE)
@@ -407,12 +393,6 @@ class GatewayApp:
         For a graceful shutdown: an ASGI server waits for open responses
         before it lets the app shut down, and these never end on their own.
         """
-        self._ops.close()
-
-    def _stop_operator_api(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
         self._ops.close()
 
     async def __aenter__(self) -> GatewayApp:

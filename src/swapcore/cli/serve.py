@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -306,20 +306,19 @@ async def serve(
     if path is not None:
         listeners.append(_saver(costs, path))
     from swapcore.config.build import build_planner, build_processes
-    from swapcore.eventhub import EventHub
 
     planner = build_planner(config, costs=costs)
     processes = build_processes(config, planner=planner)
     watcher = _memory_watcher(config, costs, processes)
     if watcher is not None:
         listeners.append(watcher)
-    # Every router event goes to the hub: these listeners, and /api/events while it runs.
-    hub = EventHub(listeners)
     try:
         overrides: dict[str, Any] = {"costs": costs, "processes": processes, "planner": planner}
-        router = build_router(config, on_event=hub, **overrides)
+        if listeners:
+            overrides["on_event"] = _fan_out(listeners)
+        router = build_router(config, **overrides)
         return await _serve_app(
-            GatewayApp(router, config=config, events=hub, **(gateway_options or {})),
+            GatewayApp(router, config=config, **(gateway_options or {})),
             host=host,
             port=port,
             verbose=verbose,
@@ -383,6 +382,17 @@ def _saver(costs: SwapCosts, path: str | os.PathLike[str]) -> Callable[[RouterEv
             failed = False
 
     return save
+
+
+def _fan_out(listeners: Sequence[Callable[[RouterEvent], None]]) -> Callable[[RouterEvent], None]:
+    if len(listeners) == 1:
+        return listeners[0]
+
+    def each(event: RouterEvent) -> None:
+        for listener in listeners:
+            listener(event)
+
+    return each
 
 
 async def _serve_app(
