@@ -827,3 +827,39 @@ def test_invalid_options_name_the_argument(kwargs: dict[str, Any], field: str) -
     router = BaseRouter(processes, GroupPlanner({}, models=processes))
     with pytest.raises(ConfigError, match=field):
         GatewayApp(router, **kwargs)
+
+
+# ---------------------------------------------------------------------- web UI
+
+
+async def test_the_ui_page_and_its_load_endpoint(bench: Make) -> None:
+    config = chat_config()
+    router, processes = fake_router(config, start_delay=0.01)
+    b = await bench(
+        router=router,
+        processes=processes,
+        config=config,
+        api_keys=["k"],
+        upstream_apps={m: FakeModel(model_name=m) for m in config.models},
+    )
+    page = await b.client.get("/ui")  # the page holds no data: no key needed
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "connect-src 'self'" in page.headers["content-security-policy"]
+    assert "<title>swapcore</title>" in page.text and "/api/events" in page.text
+    # Nothing fetched from elsewhere: the only URL is the SVG namespace's name.
+    rest = page.text.replace('"http://www.w3.org/2000/svg"', "")
+    assert "http://" not in rest and "https://" not in rest
+    head = await b.client.head("/ui/")
+    assert (head.status_code, head.content) == (200, b"")
+    root = await b.client.get("/", follow_redirects=False)
+    assert (root.status_code, root.headers["location"]) == (302, "/ui")
+    assert (await b.client.post("/api/models/load/nick")).status_code == 401
+    key = {"authorization": "Bearer k"}
+    loaded = await b.client.post("/api/models/load/nick", headers=key)
+    assert (loaded.status_code, loaded.json()) == (200, {"msg": "ok", "loaded": ["real"]})
+    assert processes["real"].state is ProcessState.READY
+    missing = await b.client.post("/api/models/load/nobody", headers=key)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "model_not_found")
+    wrong = await b.client.get("/api/models/load/real", headers=key)
+    assert wrong.status_code == 405

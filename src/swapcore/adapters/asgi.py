@@ -75,6 +75,7 @@ from swapcore.adapters._ops import OperatorAPI
 from swapcore.adapters._proxy import upstream_headers, upstream_url
 from swapcore.adapters._requests import needs_scan, parse_body, reject_encoding
 from swapcore.adapters._sse import LoadingReporter
+from swapcore.adapters._ui import UI_PATHS, redirect_to_ui, serve_ui
 from swapcore.adapters._upstream import ModelDown, UpstreamClient, relay
 from swapcore.config.schema import DEFAULT_MODEL_TIMEOUTS, UpstreamTimeouts
 from swapcore.errors import ConfigError, RouterNotRunning, RoutingError
@@ -556,6 +557,14 @@ class GatewayApp:
             check_method(method, "GET", "HEAD")
             await exchange.text(200, "OK")
             return
+        if path in UI_PATHS:  # the page holds no data: what it shows needs the key
+            check_method(method, "GET", "HEAD")
+            await serve_ui(exchange, head=method == "HEAD")
+            return
+        if path == "/":
+            check_method(method, "GET", "HEAD")
+            await redirect_to_ui(exchange)
+            return
         if not self._keys.allows(scope):
             raise GatewayHTTPError(
                 401,
@@ -595,6 +604,10 @@ class GatewayApp:
         if path == "/api/models/unload":
             check_method(method, "POST")
             await self._unload(call, None, {"msg": "ok"})
+            return
+        if path.startswith("/api/models/load/"):
+            check_method(method, "POST")
+            await self._load(call, urllib.parse.unquote(path[len("/api/models/load/") :]))
             return
         if path.startswith("/api/models/unload/"):
             check_method(method, "POST")
@@ -846,6 +859,18 @@ class GatewayApp:
                 code="unload_failed",
             ) from None
         await call.exchange.json(200, {**(extra or {}), "unloaded": unloaded})
+
+    async def _load(self, call: Call, name: str) -> None:
+        """Load one model (the UI's Load button): a swap to it, as a preload."""
+        model = self._catalog.resolve_local(name)
+        if model is None:
+            raise model_not_found(name)
+        call.label = model
+        try:
+            await self._router.preload(model)
+        except (RoutingError, RouterNotRunning) as exc:
+            raise routing_error(exc) from None
+        await call.exchange.json(200, {"msg": "ok", "loaded": [model]})
 
     # ------------------------------------------------------------- helpers
 
