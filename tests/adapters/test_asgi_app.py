@@ -842,7 +842,10 @@ async def test_the_ui_page_and_its_load_endpoint(bench: Make) -> None:
         api_keys=["k"],
         upstream_apps={m: FakeModel(model_name=m) for m in config.models},
     )
-    page = await b.client.get("/ui")  # the page holds no data: no key needed
+    challenge = await b.client.get("/ui")  # the browser is asked for the key
+    assert challenge.status_code == 401
+    assert challenge.headers["www-authenticate"] == 'Basic realm="swapcore"'
+    page = await b.client.get("/ui", auth=("anyone", "k"))  # the key as the password
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert "connect-src 'self'" in page.headers["content-security-policy"]
@@ -850,7 +853,7 @@ async def test_the_ui_page_and_its_load_endpoint(bench: Make) -> None:
     # Nothing fetched from elsewhere: the only URL is the SVG namespace's name.
     rest = page.text.replace('"http://www.w3.org/2000/svg"', "")
     assert "http://" not in rest and "https://" not in rest
-    head = await b.client.head("/ui/")
+    head = await b.client.head("/ui/", headers={"x-api-key": "k"})
     assert (head.status_code, head.content) == (200, b"")
     root = await b.client.get("/", follow_redirects=False)
     assert (root.status_code, root.headers["location"]) == (302, "/ui")
@@ -863,3 +866,19 @@ async def test_the_ui_page_and_its_load_endpoint(bench: Make) -> None:
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "model_not_found")
     wrong = await b.client.get("/api/models/load/real", headers=key)
     assert wrong.status_code == 405
+
+
+async def test_llama_swaps_other_routed_paths(bench: Make) -> None:
+    echo = Echo()
+    b = await bench(upstream_apps={"a": echo, "b": echo})
+    for path, upstream in [
+        ("/sdapi/v1/txt2img", "/sdapi/v1/txt2img"),
+        ("/sdapi/v1/img2img", "/sdapi/v1/img2img"),
+        ("/audioapi/v1/tasks/run", "/audioapi/v1/tasks/run"),
+        ("/v/chat/completions", "/chat/completions"),  # versionless: sent without /v
+        ("/v/embeddings", "/embeddings"),
+    ]:
+        reply = await b.client.post(path, json={"model": "a", "prompt": "x"})
+        assert reply.status_code == 200, (path, reply.text)
+        assert (echo.seen[-1]["method"], echo.seen[-1]["path"]) == ("POST", upstream)
+    assert (await b.client.get("/v/chat/completions")).status_code == 405

@@ -232,6 +232,8 @@ async def test_log_streams_deliver_new_lines(live: LiveUpstreams) -> None:
         assert history.status_code == 200
         assert history.headers["content-type"].startswith("text/plain")
         assert "WARNING swapcore.test_ops: before-any-client" in history.text
+        browser = await gw.http.get("/logs", headers={"accept": "text/html,*/*"})
+        assert (browser.status_code, browser.headers["location"]) == (302, "/ui")
 
         # The proxy stream: history first, then new records.
         async with stream(gw.http, "/logs/stream/proxy") as proxy:

@@ -22,10 +22,18 @@ from typing import TYPE_CHECKING
 
 from swapcore.adapters._calls import DISCONNECT, SHUTDOWN, Call
 from swapcore.adapters._errors import bad_request, check_method, shutting_down
-from swapcore.adapters._http import NO_BUFFERING, SSE_HEADERS, Headers, Receive, Scope
+from swapcore.adapters._http import (
+    NO_BUFFERING,
+    SSE_HEADERS,
+    Headers,
+    Receive,
+    Scope,
+    header,
+)
 from swapcore.adapters._logs import COMBINED, PROXY, UPSTREAM, GatewayLogs
 from swapcore.adapters._opsevents import EVENT_TAG, OperatorEvents, frame
 from swapcore.adapters._streams import Subscriber
+from swapcore.adapters._ui import redirect_to_ui
 
 if TYPE_CHECKING:
     from swapcore.adapters._catalog import Catalog
@@ -95,6 +103,9 @@ class OperatorAPI:
         """Serve ``path`` if it is one of these endpoints; False if it is not."""
         if path == "/logs":
             check_method(method, "GET", "HEAD")
+            if "text/html" in (header(scope, b"accept") or "").lower():  # a browser: the UI
+                await redirect_to_ui(call.exchange)
+                return True
             ring = self.logs.ring(COMBINED)
             assert ring is not None
             await call.exchange.text(200, ring.history())

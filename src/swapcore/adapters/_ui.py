@@ -1,9 +1,9 @@
 """``/ui``: the web UI page, and ``/`` redirecting to it.
 
 Internal to :mod:`swapcore.adapters.asgi`. The page is package data
-(:mod:`swapcore.adapters.ui`), read once. It holds no data itself, so it is
-served without an API key; everything it shows comes from the endpoints it
-calls, which follow the gateway's key rule.
+(:mod:`swapcore.adapters.ui`), read once. With API keys, the page answers
+a missing key with a Basic challenge, so the browser asks for it once and
+sends it with the page's own requests.
 """
 
 from __future__ import annotations

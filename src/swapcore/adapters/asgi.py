@@ -116,8 +116,20 @@ DEFAULT_KEEPALIVE = 15.0
 """Seconds of silence after which ``/api/events`` sends a keep-alive comment."""
 _SHUTDOWN_GRACE = 5.0  # how long ended requests get to send their last words at shutdown
 _REROUTES = 1  # times a request is routed again when its model went down before reaching it
-INFERENCE_PATHS = frozenset({"/completion", "/infill", "/rerank", "/reranking"})
-"""POST paths outside ``/v1/`` that are routed by their body's model (llama.cpp's own)."""
+INFERENCE_PATHS = frozenset(
+    {
+        "/completion",
+        "/infill",
+        "/rerank",
+        "/reranking",
+        "/sdapi/v1/txt2img",
+        "/sdapi/v1/img2img",
+        "/audioapi/v1/tasks/run",
+    }
+)
+"""POST paths outside ``/v1/`` routed by their body's model: llama.cpp's, stable-diffusion.cpp's
+and audio.cpp's. ``/v/...`` (llama-swap's versionless paths) are routed too, and reach the
+upstream without their ``/v``."""
 MODEL_GET_PATHS = frozenset({"/props", "/v1/audio/voices", "/sdapi/v1/loras"})
 """GET paths routed by their ``?model=`` query parameter (as llama-swap routes them)."""
 
@@ -557,8 +569,18 @@ class GatewayApp:
             check_method(method, "GET", "HEAD")
             await exchange.text(200, "OK")
             return
-        if path in UI_PATHS:  # the page holds no data: what it shows needs the key
+        if path in UI_PATHS:
             check_method(method, "GET", "HEAD")
+            if not self._keys.allows(scope):
+                # A Basic challenge: the browser asks for the key (the password) once and
+                # sends it with the page's own fetches and event stream, as llama-swap's UI.
+                raise GatewayHTTPError(
+                    401,
+                    "invalid or missing API key (give it as the password)",
+                    kind="authentication_error",
+                    code="invalid_api_key",
+                    headers=[(b"www-authenticate", b'Basic realm="swapcore"')],
+                )
             await serve_ui(exchange, head=method == "HEAD")
             return
         if path == "/":
@@ -625,6 +647,10 @@ class GatewayApp:
         if path.startswith("/v1/") or path in INFERENCE_PATHS:
             check_method(method, "POST")
             await self._inference(scope, receive, call, path)
+            return
+        if path.startswith("/v/"):  # llama-swap's versionless paths: /v/chat/completions
+            check_method(method, "POST")
+            await self._inference(scope, receive, call, path[len("/v") :])
             return
         raise GatewayHTTPError(
             404, f"no route for {path}", kind="invalid_request_error", code="not_found"
