@@ -574,13 +574,7 @@ class GatewayApp:
             if not self._keys.allows(scope):
                 # A Basic challenge: the browser asks for the key (the password) once and
                 # sends it with the page's own fetches and event stream, as llama-swap's UI.
-                raise GatewayHTTPError(
-                    401,
-                    "invalid or missing API key (give it as the password)",
-                    kind="authentication_error",
-                    code="invalid_api_key",
-                    headers=[(b"www-authenticate", b'Basic realm="swapcore"')],
-                )
+                raise _missing_key("Basic", " (give it as the password)")
             await serve_ui(exchange, head=method == "HEAD")
             return
         if path == "/":
@@ -588,13 +582,7 @@ class GatewayApp:
             await redirect_to_ui(exchange)
             return
         if not self._keys.allows(scope):
-            raise GatewayHTTPError(
-                401,
-                "invalid or missing API key",
-                kind="authentication_error",
-                code="invalid_api_key",
-                headers=[(b"www-authenticate", b'Bearer realm="swapcore"')],
-            )
+            raise _missing_key("Bearer")
         if path == "/v1/models" or path == "/models":
             check_method(method, "GET", "HEAD")
             listing = {"object": "list", "data": self._catalog.model_list()}
@@ -915,6 +903,17 @@ class GatewayApp:
                 logger.warning("preload of %r failed: %s", model, first_line(str(exc)))
             else:
                 logger.debug("preloaded %r", model)
+
+
+def _missing_key(scheme: str, hint: str = "") -> GatewayHTTPError:
+    """401 for a request without a valid API key, challenging with ``scheme``."""
+    return GatewayHTTPError(
+        401,
+        f"invalid or missing API key{hint}",
+        kind="authentication_error",
+        code="invalid_api_key",
+        headers=[(b"www-authenticate", f'{scheme} realm="swapcore"'.encode())],
+    )
 
 
 def _is_ready(process: Process) -> bool:
