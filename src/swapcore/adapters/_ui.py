@@ -13,9 +13,7 @@ import importlib.resources
 
 from swapcore.adapters._http import Exchange
 
-__all__ = ["UI_PATHS", "redirect_to_ui", "serve_ui"]
-
-UI_PATHS = frozenset({"/ui", "/ui/", "/ui/index.html"})
+__all__ = ["redirect_to_ui", "serve_ui"]
 
 # The page's own inline script and styles, and connections to this origin only.
 _POLICY = (

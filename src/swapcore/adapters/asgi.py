@@ -55,7 +55,6 @@ from swapcore.adapters._catalog import Catalog, Upstreams
 from swapcore.adapters._cors import allow_origin, preflight
 from swapcore.adapters._errors import (
     GatewayHTTPError,
-    check_method,
     first_line,
     model_not_found,
     routing_error,
@@ -74,8 +73,9 @@ from swapcore.adapters._metrics_route import MetricsRoute
 from swapcore.adapters._ops import OperatorAPI
 from swapcore.adapters._proxy import upstream_headers, upstream_url
 from swapcore.adapters._requests import needs_scan, parse_body, reject_encoding
+from swapcore.adapters._routes import INFERENCE_PATHS, MODEL_GET_PATHS, Endpoint, match_route
 from swapcore.adapters._sse import LoadingReporter
-from swapcore.adapters._ui import UI_PATHS, redirect_to_ui, serve_ui
+from swapcore.adapters._ui import redirect_to_ui, serve_ui
 from swapcore.adapters._upstream import ModelDown, UpstreamClient, relay
 from swapcore.config.schema import DEFAULT_MODEL_TIMEOUTS, UpstreamTimeouts
 from swapcore.errors import ConfigError, RouterNotRunning, RoutingError
@@ -116,23 +116,6 @@ DEFAULT_KEEPALIVE = 15.0
 """Seconds of silence after which ``/api/events`` sends a keep-alive comment."""
 _SHUTDOWN_GRACE = 5.0  # how long ended requests get to send their last words at shutdown
 _REROUTES = 1  # times a request is routed again when its model went down before reaching it
-INFERENCE_PATHS = frozenset(
-    {
-        "/completion",
-        "/infill",
-        "/rerank",
-        "/reranking",
-        "/sdapi/v1/txt2img",
-        "/sdapi/v1/img2img",
-        "/audioapi/v1/tasks/run",
-    }
-)
-"""POST paths outside ``/v1/`` routed by their body's model: llama.cpp's, stable-diffusion.cpp's
-and audio.cpp's. ``/v/...`` (llama-swap's versionless paths) are routed too, and reach the
-upstream without their ``/v``."""
-MODEL_GET_PATHS = frozenset({"/props", "/v1/audio/voices", "/sdapi/v1/loras"})
-"""GET paths routed by their ``?model=`` query parameter (as llama-swap routes them)."""
-
 _NEW, _STARTED, _CLOSED = "new", "started", "closed"
 
 
@@ -565,84 +548,55 @@ class GatewayApp:
         if method == "OPTIONS":
             await preflight(scope, exchange)  # before the key check: preflights carry none
             return
-        if path == "/health":
-            check_method(method, "GET", "HEAD")
+        endpoint = match_route(method, path)
+        if endpoint is Endpoint.HEALTH:
             await exchange.text(200, "OK")
             return
-        if path in UI_PATHS:
-            check_method(method, "GET", "HEAD")
+        if endpoint is Endpoint.UI:
             if not self._keys.allows(scope):
                 # A Basic challenge: the browser asks for the key (the password) once and
                 # sends it with the page's own fetches and event stream, as llama-swap's UI.
                 raise _missing_key("Basic", " (give it as the password)")
             await serve_ui(exchange, head=method == "HEAD")
             return
-        if path == "/":
-            check_method(method, "GET", "HEAD")
+        if endpoint is Endpoint.ROOT:
             await redirect_to_ui(exchange)
             return
         if not self._keys.allows(scope):
             raise _missing_key("Bearer")
-        if path == "/v1/models" or path == "/models":
-            check_method(method, "GET", "HEAD")
+        if endpoint is Endpoint.MODELS:
             listing = {"object": "list", "data": self._catalog.model_list()}
             await exchange.json(200, listing, allow_origin(scope))
-            return
-        if path.startswith("/v1/models/"):
-            check_method(method, "GET", "HEAD")
+        elif endpoint is Endpoint.MODEL:
             await self._retrieve_model(call, path[len("/v1/models/") :])
-            return
-        if path == "/running":
-            check_method(method, "GET", "HEAD")
+        elif endpoint is Endpoint.RUNNING:
             catalog = self._catalog
             await exchange.json(
                 200, {"running": catalog.running(), "evictions": catalog.evictions()}
             )
-            return
-        if path == "/metrics":
-            check_method(method, "GET", "HEAD")
+        elif endpoint is Endpoint.METRICS:
             await self._metrics.answer(exchange)
-            return
-        if path == "/unload":
-            check_method(method, "POST", "GET")  # GET: llama-swap's own method for /unload
+        elif endpoint is Endpoint.UNLOAD:
             await self._unload(call, None)
-            return
-        if path.startswith("/unload/"):
-            check_method(method, "POST")
+        elif endpoint is Endpoint.UNLOAD_MODEL:
             await self._unload(call, urllib.parse.unquote(path[len("/unload/") :]))
-            return
-        if path == "/api/models/unload":
-            check_method(method, "POST")
+        elif endpoint is Endpoint.API_UNLOAD:
             await self._unload(call, None, {"msg": "ok"})
-            return
-        if path.startswith("/api/models/load/"):
-            check_method(method, "POST")
-            await self._load(call, urllib.parse.unquote(path[len("/api/models/load/") :]))
-            return
-        if path.startswith("/api/models/unload/"):
-            check_method(method, "POST")
+        elif endpoint is Endpoint.API_UNLOAD_MODEL:
             name = urllib.parse.unquote(path[len("/api/models/unload/") :])
             await self._unload(call, name, {"msg": "ok"})
-            return
-        if await self._ops.route(scope, receive, call, method, path):
-            return
-        if path in MODEL_GET_PATHS and method in ("GET", "HEAD"):
+        elif endpoint is Endpoint.API_LOAD_MODEL:
+            await self._load(call, urllib.parse.unquote(path[len("/api/models/load/") :]))
+        elif endpoint is Endpoint.OPERATOR:
+            await self._ops.route(scope, receive, call, method, path)
+        elif endpoint is Endpoint.MODEL_GET:
             await self._model_get(scope, receive, call, method, path)
-            return
-        if path == "/upstream" or path.startswith("/upstream/"):
+        elif endpoint is Endpoint.UPSTREAM:
             await self._passthrough(scope, receive, call, method, path)
-            return
-        if path.startswith("/v1/") or path in INFERENCE_PATHS:
-            check_method(method, "POST")
+        elif endpoint is Endpoint.INFERENCE:
             await self._inference(scope, receive, call, path)
-            return
-        if path.startswith("/v/"):  # llama-swap's versionless paths: /v/chat/completions
-            check_method(method, "POST")
+        else:  # Endpoint.VERSIONLESS: llama-swap's /v/chat/completions, sent without /v
             await self._inference(scope, receive, call, path[len("/v") :])
-            return
-        raise GatewayHTTPError(
-            404, f"no route for {path}", kind="invalid_request_error", code="not_found"
-        )
 
     # ------------------------------------------------------------ inference
 
