@@ -18,7 +18,7 @@ pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 import httpx
-from upstream_servers import BOUND, LiveUpstreams
+from upstream_servers import BOUND, LiveUpstreams, read_request_body
 
 from swapcore.adapters._requests import PARSE_LIMIT
 from swapcore.adapters.asgi import GatewayApp
@@ -35,12 +35,7 @@ class Recorder:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_request_body(receive)
         self.bodies.append(body)
         try:
             stream = json.loads(body).get("stream") is True

@@ -113,6 +113,16 @@ def chunk(data: bytes) -> bytes:
 SSE_EVENT = b'data: {"choices": [{"index": 0, "delta": {"content": "t"}}]}\n\n'
 
 
+async def read_request_body(receive: Any) -> bytes:
+    """The whole body of an ASGI request, however many messages it came in."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 class Echo:
     """An upstream that answers every request with what it received (as JSON)."""
 
@@ -123,12 +133,7 @@ class Echo:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_request_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         try:
             model = json.loads(body).get("model")
