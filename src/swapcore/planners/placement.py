@@ -186,11 +186,12 @@ class PlacementPlanner(SwapPlanner):
 
     def on_swap_start(self, target: str, running: Sequence[str]) -> None:
         """Record where ``target`` goes (beside the running models it does not evict), and why."""
-        self._reasons[target] = self.explain(target, running)
+        plan = self._plan(target, running)  # the search runs once per swap
+        self._reasons[target] = self._explain(target, running, plan)
         # An evicted model keeps its placement: it holds that memory until it
         # has stopped (it stays in ``running`` while stopping), and a model
         # put to sleep wakes there.
-        placement = self._plan(target, running)[1]
+        placement = plan[1]
         self._pinned.pop(target, None)
         if placement is not None:
             self._placed[target] = placement
@@ -219,12 +220,22 @@ class PlacementPlanner(SwapPlanner):
         keeping embed, GPU 1 has 6 GiB free after keeping chat; evicting chat
         makes room on GPU 1``.
         """
-        show = self._show
-        size = self._size(target)
         if target in running:
             return "already running"
+        return self._explain(target, running, self._plan(target, running))
+
+    def _explain(
+        self,
+        target: str,
+        running: Sequence[str],
+        plan: tuple[tuple[str, ...], dict[str, Fraction] | None],
+    ) -> str:
+        if target in running:
+            return "already running"
+        show = self._show
+        size = self._size(target)
         others = [m for m in dict.fromkeys(running) if m != target]
-        evict, placement = self._plan(target, running)
+        evict, placement = plan
         where = " + ".join(
             f"{show(float(share))} on GPU {device}" for device, share in (placement or {}).items()
         )
