@@ -251,7 +251,8 @@ class _Reconfigurer(_LeaseKeeper):
             handle = self._ttl_handles.pop(model, None)
             if handle is not None:
                 handle.cancel()
-            log.info("stopping the old process of %r (configuration changed)", model)
+            why = "removed from" if change.process is None else "changed in"
+            log.info("stopping the old process of %r (%s the configuration)", model, why)
             self._spawn(self._stop_old(model, process))
 
     def _busy(self, model: str) -> bool:
