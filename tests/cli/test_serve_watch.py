@@ -57,7 +57,7 @@ def _reloads(serve: Serve) -> int:
 def test_watch_config_reloads_without_dropping_the_stream(marker: str, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     ports = port_block(3)
-    config.write_text(_config(marker, ports, a_tokens=60, with_c=False))
+    config.write_text(_config(marker, ports, a_tokens=80, with_c=False))
     serve = Serve(tmp_path, "-config", str(config), "-watch-config")
     try:
         serve.wait_healthy()
@@ -74,7 +74,7 @@ def test_watch_config_reloads_without_dropping_the_stream(marker: str, tmp_path:
             body = next(chunks)  # the stream has begun: a's lease is held
             a_pids = model_pids(marker)["a"]
             # a's command changes, c is added, b is as it was.
-            config.write_text(_config(marker, ports, a_tokens=61, with_c=True))
+            config.write_text(_config(marker, ports, a_tokens=81, with_c=True))
             wait_until(lambda: _reloads(serve) == 1, RELOAD_TIMEOUT, "the reload")
             # The new model answers while a's stream goes on with a's old process.
             assert chat(serve.url, "c")["choices"][0]["message"]["content"]
@@ -99,7 +99,7 @@ def test_watch_config_reloads_without_dropping_the_stream(marker: str, tmp_path:
 
         # Removing c: it stops and is no longer served.
         c_pids = model_pids(marker)["c"]
-        config.write_text(_config(marker, ports, a_tokens=61, with_c=False))
+        config.write_text(_config(marker, ports, a_tokens=81, with_c=False))
         wait_until(lambda: _reloads(serve) == 2, RELOAD_TIMEOUT, "the second reload")
         wait_until(lambda: not any(alive(p) for p in c_pids), RELOAD_TIMEOUT, "c to stop")
         response = httpx.post(

@@ -64,6 +64,20 @@ async def test_a_replaced_model_serves_its_lease_then_restarts_with_the_new_proc
     assert not other_tasks()
 
 
+async def test_a_cancelled_caller_does_not_stop_the_reconfiguration() -> None:
+    a, b = FakeProcess("a"), FakeProcess("b")
+    async with BaseRouter({"a": a}, NoEviction()) as router:
+        caller = asyncio.create_task(router.reconfigure({"a": a, "b": b}))
+        await asyncio.sleep(0)  # posted, not yet handled
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await bounded(router._settled())
+        assert router.models == ("a", "b")
+        assert (await bounded(_use(router, "b"))).process is b
+    assert not other_tasks()
+
+
 async def test_a_stopped_model_is_replaced_at_once() -> None:
     old, new = FakeProcess("a"), FakeProcess("a")
     async with BaseRouter({"a": old}, NoEviction()) as router:

@@ -85,7 +85,7 @@ class _Reconfigurer(_LeaseKeeper):
         or a planner or settings for a scheduler without ``reconfigure``,
         raise :class:`~swapcore.ConfigError` and leave the router as it was.
         Returns once the new configuration is in force (old processes may
-        still be stopping). Raises :class:`~swapcore.RouterShutdown` or
+        still be stopping); cancelling the caller does not stop it. Raises :class:`~swapcore.RouterShutdown` or
         :class:`RouterNotRunning` when the router is not running.
         """
         self._check_usable()
