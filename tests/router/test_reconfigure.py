@@ -176,6 +176,20 @@ async def test_scheduler_settings_apply_to_later_requests() -> None:
     assert not other_tasks()
 
 
+async def test_a_new_idle_ttl_unloads_a_model_already_idle() -> None:
+    a, b = FakeProcess("a"), FakeProcess("b")
+    async with BaseRouter({"a": a, "b": b}, NoEviction()) as router:
+        await bounded(router.preload("a", "b"))
+        await bounded(router.reconfigure({"a": a, "b": b}, idle_ttl={"a": 0.01}))
+        await bounded(a.wait_state(ProcessState.STOPPED))
+        assert b.state is ProcessState.READY
+        await bounded(router.reconfigure({"a": a, "b": b}))  # idle_ttl kept
+        await bounded(_use(router, "a"))
+        await bounded(a.wait_state(ProcessState.STOPPED))
+        assert (a.starts, a.stops) == (2, 2)
+    assert not other_tasks()
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [

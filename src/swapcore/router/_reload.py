@@ -85,8 +85,9 @@ class _Reconfigurer(_LeaseKeeper):
         or a planner or settings for a scheduler without ``reconfigure``,
         raise :class:`~swapcore.ConfigError` and leave the router as it was.
         Returns once the new configuration is in force (old processes may
-        still be stopping); cancelling the caller does not stop it. Raises :class:`~swapcore.RouterShutdown` or
-        :class:`RouterNotRunning` when the router is not running.
+        still be stopping); cancelling the caller does not stop it. Raises
+        :class:`~swapcore.RouterShutdown` or :class:`RouterNotRunning` when
+        the router is not running.
         """
         self._check_usable()
         new = dict(processes)
@@ -181,9 +182,8 @@ class _Reconfigurer(_LeaseKeeper):
             if model not in self._idle_ttl:
                 handle.cancel()
                 del self._ttl_handles[model]
-        for model in self._idle_ttl:
-            if model not in self._ttl_handles:
-                self._maybe_arm_ttl(model)
+        for model in self._idle_ttl:  # with the new value, counted from now
+            self._maybe_arm_ttl(model)
         try:
             self._scheduler.on_unload_done(())  # re-examine the queue under the new rules
         except Exception as exc:
