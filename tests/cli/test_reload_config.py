@@ -98,6 +98,9 @@ async def test_a_reload_keeps_unchanged_models_and_replaces_changed_ones(tmp_pat
         assert app.config is reloader.config and app.config.resolve_model("y") == "a"
         assert app.config.resolve_model("x") is None
         assert reloader.reloads == 1
+        if app.metrics is not None:  # the added model's requests are counted
+            text = app.metrics.exposition().decode()
+            assert 'swapcore_requests_total{model="c",outcome="served",reason=""} 0.0' in text
     # The new processes were never started: nothing asked for a or c.
     assert processes["a"].state is ProcessState.STOPPED
     assert processes["c"].state is ProcessState.STOPPED

@@ -282,7 +282,8 @@ class GatewayApp:
         models are the router's). Everything new is built before anything
         is replaced, so an invalid value raises
         :class:`~swapcore.ConfigError` and leaves the app as it was.
-        ``preload`` and the app's own options are not changed.
+        ``preload`` and the app's own options are not changed; the
+        metrics count the requests of added models too.
         """
         upstreams, timeouts, api_keys, peers, send_loading_state = self._given
         if api_keys is None:
@@ -305,6 +306,9 @@ class GatewayApp:
             keys,
         )
         self._ops.reconfigure(self._router, config, peers, catalog)
+        metrics = self._metrics.metrics
+        if metrics is not None:
+            metrics.add_models(self._router.models)
 
     @property
     def router(self) -> BaseRouter:
