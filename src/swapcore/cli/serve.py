@@ -303,9 +303,9 @@ async def serve(
     from it at start and saved to it after each measurement (a malformed
     file raises :class:`~swapcore.ConfigError` before anything starts).
     ``watch``: the configuration file to watch (every ``watch_interval``
-    seconds); each new valid version is applied without dropping a request
-    (:class:`~swapcore.cli._reload.ConfigReloader`; ``allow_unsupported``
-    as for loading it), an invalid one is logged and ignored.
+    seconds); each new valid version (loaded with ``allow_unsupported``)
+    is applied without dropping a request, an invalid one is logged and
+    ignored (``docs/gateway.md``, "Reloading the configuration").
     """
     from swapcore.adapters.asgi import GatewayApp
     from swapcore.config import build_router
