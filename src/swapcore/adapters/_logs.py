@@ -51,6 +51,11 @@ class LogRing:
         if self.fanout:
             self.fanout.publish(entry)
 
+    @property
+    def size(self) -> int:
+        """How many entries the ring keeps."""
+        return self._entries.maxlen or 0
+
     def history(self) -> str:
         """The kept entries, oldest first, as one text."""
         return "".join(self._entries)
@@ -68,11 +73,25 @@ class GatewayLogs:
         }
         self._models = {model: LogRing(model, lines) for model in models}
         self._handler = _RingHandler(self)
-        self._handler.addFilter(RedactingFilter(self._secrets))
+        self._redacting = RedactingFilter(self._secrets)
+        self._handler.addFilter(self._redacting)
         self._handler.setFormatter(logging.Formatter(_FORMAT))
         self._stop_tap: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
+
+    def add_models(self, models: Iterable[str], secrets: Iterable[str]) -> None:
+        """Keep the output of ``models`` too (a reloaded configuration) and redact ``secrets``.
+
+        Rings already kept stay (a removed model's output remains readable).
+        """
+        lines = self._rings[COMBINED].size
+        for model in models:
+            if model not in self._models:
+                self._models[model] = LogRing(model, lines)
+        merged = {*self._secrets, *(s for s in secrets if len(s) >= 4)}
+        self._secrets = tuple(sorted(merged, key=len, reverse=True))
+        self._redacting.add(secrets)
 
     def ring(self, source: str) -> LogRing | None:
         """The ring of ``proxy``, ``upstream``, ``""`` (both) or a model id; None if unknown."""

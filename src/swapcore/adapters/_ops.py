@@ -87,6 +87,23 @@ class OperatorAPI:
         """Streams dropped so far because their client fell ``backlog`` behind."""
         self.closed = False
 
+    def reconfigure(
+        self,
+        router: BaseRouter,
+        config: GatewayConfig | None,
+        peers: Mapping[str, PeerConfig],
+        catalog: Catalog,
+    ) -> None:
+        """Serve this configuration's models, peers and secrets from now on."""
+        secrets: set[str] = set()
+        if config is not None:
+            from swapcore.adapters.redact import config_secrets
+
+            secrets = config_secrets(config)
+        self.logs.add_models(router.models, secrets)
+        self.events.reconfigure(config, peers)
+        self._catalog = catalog
+
     def start(self) -> None:
         """Begin keeping logs (on the gateway's event loop)."""
         self.logs.attach()

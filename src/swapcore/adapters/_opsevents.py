@@ -131,6 +131,11 @@ class OperatorEvents:
         self._status = ""
         self._queue = ""
 
+    def reconfigure(self, config: GatewayConfig | None, peers: Mapping[str, PeerConfig]) -> None:
+        """Describe models and peers from this configuration from now on."""
+        self._config = config
+        self._peers = tuple(peers.values())
+
     def add(self, subscriber: Subscriber) -> Callable[[], None]:
         """Send the events to ``subscriber`` from now on; return the function that stops it."""
         remove = self.fanout.add(subscriber)

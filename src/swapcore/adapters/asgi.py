@@ -199,6 +199,8 @@ class GatewayApp:
         stream_backlog: int = DEFAULT_STREAM_BACKLOG,
         keepalive: float = DEFAULT_KEEPALIVE,
     ) -> None:
+        # What the caller fixed, kept across reconfigure(); None: from the config.
+        self._given = (upstreams, timeouts, api_keys, peers, send_loading_state)
         if api_keys is None:
             api_keys = config.api_keys if config is not None else ()
         if isinstance(api_keys, str):
@@ -263,6 +265,45 @@ class GatewayApp:
 
             router = build_router(config)
         return cls(router, config=config, **options)
+
+    def reconfigure(self, config: GatewayConfig) -> None:
+        """Serve ``config`` from the next request on; requests already routed are unaffected.
+
+        Aliases, names, the ``/v1/models`` listing, filters,
+        ``useModelName``, ``sendLoadingState``, upstream timeouts, API keys
+        and peers come from ``config`` from now on, except those the
+        constructor was given explicitly. The router is not touched: call
+        its :meth:`~swapcore.router.BaseRouter.reconfigure` first (the
+        models are the router's). Everything new is built before anything
+        is replaced, so an invalid value raises
+        :class:`~swapcore.ConfigError` and leaves the app as it was.
+        ``preload`` and the app's own options are not changed; the
+        metrics count the requests of added models too.
+        """
+        upstreams, timeouts, api_keys, peers, send_loading_state = self._given
+        if api_keys is None:
+            api_keys = config.api_keys
+        if peers is None:
+            peers = config.peers
+        catalog = Catalog(
+            self._router,
+            config,
+            upstreams=upstreams,
+            peers=peers,
+            send_loading_state=send_loading_state,
+        )
+        model_timeouts = _model_timeouts(self._router, config, timeouts)
+        keys = KeyChecker(api_keys)
+        self._config, self._catalog, self._timeouts, self._keys = (
+            config,
+            catalog,
+            model_timeouts,
+            keys,
+        )
+        self._ops.reconfigure(self._router, config, peers, catalog)
+        metrics = self._metrics.metrics
+        if metrics is not None:
+            metrics.add_models(self._router.models)
 
     @property
     def router(self) -> BaseRouter:

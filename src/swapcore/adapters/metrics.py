@@ -194,6 +194,21 @@ class RouterMetrics:
         """Count a request rejected before it reached the router (``reason``: an error code)."""
         self.requests.labels(self._label(model), "rejected", reason).inc()
 
+    def add_models(self, models: Iterable[str]) -> None:
+        """Count the requests of these models too (a router reconfigured with new models).
+
+        Models counted already keep their series; none is dropped, so the
+        series of a removed model stay as they were.
+        """
+        new = [m for m in models if m not in self._models]
+        if not new:
+            return
+        self._models = self._models | frozenset(new)
+        for model in new:
+            self._served[model] = self.requests.labels(model, "served", "")
+            self._cancelled[model] = self.requests.labels(model, "cancelled", "")
+            self._waits[model] = self.wait.labels(model)
+
     def exposition(self) -> bytes:
         """Every metric, in Prometheus' text format (:data:`CONTENT_TYPE`)."""
         return generate_latest(self._registry)

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from swapcore.config import GatewayConfig
     from swapcore.costs import SwapCosts
     from swapcore.events import RouterEvent
+    from swapcore.planners.base import SwapPlanner
+    from swapcore.process import Process
+    from swapcore.router import BaseRouter
 
 __all__ = ["load_serve_config", "parse_listen", "register", "run_event_loop", "serve"]
 
@@ -99,6 +102,13 @@ def register(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="address and port, as llama-swap's -listen (':8080' is every interface); "
         "instead of --host and --port",
+    )
+    parser.add_argument(
+        "--watch-config",
+        "-watch-config",
+        action="store_true",
+        help="reload CONFIG when the file changes, as llama-swap's -watch-config, without "
+        "dropping requests: unchanged models keep running, changed ones restart once idle",
     )
     parser.add_argument(
         "--demo",
@@ -271,6 +281,9 @@ async def serve(
     record_trace: str | os.PathLike[str] | None = None,
     gateway_options: Mapping[str, Any] | None = None,
     costs_file: str | os.PathLike[str] | None = None,
+    watch: str | os.PathLike[str] | None = None,
+    allow_unsupported: bool = False,
+    watch_interval: float = 1.0,
 ) -> int:
     """Serve ``config`` until the server is told to exit; return the exit status.
 
@@ -289,6 +302,10 @@ async def serve(
     (default: ``swapcore.costs_file``): the learned swap costs are loaded
     from it at start and saved to it after each measurement (a malformed
     file raises :class:`~swapcore.ConfigError` before anything starts).
+    ``watch``: the configuration file to watch (every ``watch_interval``
+    seconds); each new valid version (loaded with ``allow_unsupported``)
+    is applied without dropping a request, an invalid one is logged and
+    ignored (``docs/gateway.md``, "Reloading the configuration").
     """
     from swapcore.adapters.asgi import GatewayApp
     from swapcore.config import build_router
@@ -308,7 +325,15 @@ async def serve(
     from swapcore.config.build import build_planner, build_processes
 
     planner = build_planner(config, costs=costs)
-    processes = build_processes(config, planner=planner)
+    router: BaseRouter | None = None
+    if watch is None:
+        processes: dict[str, Process] = dict(build_processes(config, planner=planner))
+    else:  # a reload replaces the planner: each start asks the router for the one in use
+
+        def current_planner() -> SwapPlanner:
+            return planner if router is None else router.planner
+
+        processes = dict(build_processes(config, planner=current_planner))
     watcher = _memory_watcher(config, costs, processes)
     if watcher is not None:
         listeners.append(watcher)
@@ -317,13 +342,30 @@ async def serve(
         if listeners:
             overrides["on_event"] = _fan_out(listeners)
         router = build_router(config, **overrides)
+        app = GatewayApp(router, config=config, **(gateway_options or {}))
+        background = None
+        if watch is not None:
+            from swapcore.cli._reload import ConfigReloader, FileWatcher
+
+            reloader = ConfigReloader(
+                watch,
+                config,
+                router=router,
+                app=app,
+                costs=costs,
+                processes=processes,
+                allow_unsupported=allow_unsupported,
+            )
+            background = FileWatcher(watch, reloader.reload, interval=watch_interval).run
+            logger.info("watching %s for changes", os.fspath(watch))
         return await _serve_app(
-            GatewayApp(router, config=config, **(gateway_options or {})),
+            app,
             host=host,
             port=port,
             verbose=verbose,
             graceful_timeout=graceful_timeout,
             on_started=on_started,
+            background=background,
         )
     finally:
         if recorder is not None:
@@ -357,9 +399,13 @@ def _memory_watcher(
         except (ConfigError, ImportError, ValueError):
             continue
     logger.info("GPU memory measured after each start (%s)", reason)
-    return MemoryWatcher(
-        probe, costs, lambda model: processes[model].pid, estimates=estimates, margin=0.1
-    )
+
+    def pid_of(model: str) -> int | None:
+        process = processes.get(model)  # a reload may have removed it
+        pid: int | None = getattr(process, "pid", None)
+        return pid
+
+    return MemoryWatcher(probe, costs, pid_of, estimates=estimates, margin=0.1)
 
 
 def _saver(costs: SwapCosts, path: str | os.PathLike[str]) -> Callable[[RouterEvent], None]:
@@ -403,6 +449,7 @@ async def _serve_app(
     verbose: int,
     graceful_timeout: int,
     on_started: Callable[[str], None] | None,
+    background: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> int:
     import uvicorn
 
@@ -459,12 +506,16 @@ async def _serve_app(
 
     with _exit_signals(on_signal):
         async with app:
+            side = None if background is None else loop.create_task(background())
             serving = asyncio.ensure_future(run_server())
             while not server.started and not serving.done():
                 await asyncio.wait((serving,), timeout=0.05)
             if server.started and on_started is not None:
                 on_started(f"http://{f'[{host}]' if ':' in host else host}:{port}")
             ok = await serving
+            if side is not None:
+                side.cancel()
+                await asyncio.gather(side, return_exceptions=True)
             for handle in ending:
                 handle.cancel()
             logger.info("stopping every model")
@@ -549,6 +600,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-body-mb: must be >= 1, got {args.max_body_mb}")
     if args.max_buffered_mb < 0:
         raise ConfigError(f"--max-buffered-mb: must be >= 0, got {args.max_buffered_mb}")
+    if args.watch_config and args.config is None:
+        raise ConfigError("--watch-config: needs a CONFIG file to watch (the demo has none)")
     config = load_serve_config(args.config, args.demo, allow_unsupported=args.allow_unsupported)
     from swapcore.cli.check import check_commands
 
@@ -570,6 +623,8 @@ def _run(args: argparse.Namespace) -> int:
             on_started=banner,
             record_trace=args.record_trace,
             costs_file=args.costs_file,
+            watch=args.config if args.watch_config else None,
+            allow_unsupported=args.allow_unsupported,
             gateway_options={
                 "max_body_size": args.max_body_mb * _MiB,
                 "max_buffered_bytes": args.max_buffered_mb * _MiB or None,

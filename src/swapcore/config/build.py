@@ -10,7 +10,7 @@ processes on demand once it runs, and the caller preloads
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from swapcore.config.schema import GatewayConfig, GpuConfig, ModelConfig, format_size
@@ -35,6 +35,7 @@ __all__ = [
     "build_sleep_rules",
     "device_env",
     "gpu_budgets",
+    "process_key",
     "router_kwargs",
 ]
 
@@ -173,30 +174,66 @@ def build_costs(config: GatewayConfig) -> SwapCosts:
 
 
 def build_processes(
-    config: GatewayConfig, *, planner: SwapPlanner | None = None, **process_kwargs: Any
+    config: GatewayConfig,
+    *,
+    planner: SwapPlanner | Callable[[], SwapPlanner] | None = None,
+    **process_kwargs: Any,
 ) -> dict[str, SubprocessProcess]:
     """Return one :class:`~swapcore.adapters.subprocess.SubprocessProcess` per model.
 
     Each gets the model's expanded ``cmd``, ``cmdStop``, ``proxy``,
     ``checkEndpoint``, ``env``, assigned port and ``sleepMode`` (its level
-    and endpoints). With a ``gpus:`` section and the placement ``planner``,
-    each start also gets ``gpus.env`` (``CUDA_VISIBLE_DEVICES``) set to the
-    devices the planner chose for it (:func:`device_env`).
-    ``process_kwargs`` (for example ``health_interval`` or
-    ``on_state_change``) go to every process.
+    and endpoints). With a ``gpus:`` section and the placement ``planner``
+    (or a function returning the planner in use, read at each start, for a
+    router whose planner may be replaced), each start also gets ``gpus.env``
+    (``CUDA_VISIBLE_DEVICES``) set to the devices the planner chose for it
+    (:func:`device_env`). ``process_kwargs`` (for example
+    ``health_interval`` or ``on_state_change``) go to every process.
     """
     gpus = config.gpus
     if gpus is not None and gpus.env and planner is not None and "start_env" not in process_kwargs:
         variable = gpus.env
+        current = planner if callable(planner) else functools.partial(_same, planner)
         return {
             model.id: _process(
                 model,
-                start_env=functools.partial(device_env, planner, model.id, variable),
+                start_env=functools.partial(_device_env_now, current, model.id, variable),
                 **process_kwargs,
             )
             for model in config.models.values()
         }
     return {model.id: _process(model, **process_kwargs) for model in config.models.values()}
+
+
+def _same(planner: SwapPlanner) -> SwapPlanner:
+    return planner
+
+
+def _device_env_now(
+    planner: Callable[[], SwapPlanner], model: str, variable: str
+) -> dict[str, str]:
+    return device_env(planner(), model, variable)
+
+
+def process_key(config: GatewayConfig, model: str) -> tuple[object, ...]:
+    """What defines ``model``'s process: two configurations with equal keys run the same server.
+
+    The expanded ``cmd``, ``cmdStop``, ``proxy``, ``checkEndpoint``,
+    ``env``, port, ``sleepMode`` (level and endpoints) and ``gpus.env``.
+    """
+    entry = config.models[model]
+    return (
+        entry.cmd,
+        entry.cmd_stop,
+        entry.proxy,
+        entry.check_endpoint,
+        tuple(sorted(dict(entry.env).items())),
+        entry.port,
+        entry.sleep_level,
+        entry.sleep_endpoint,
+        entry.wake_endpoint,
+        config.gpus.env if config.gpus is not None else None,
+    )
 
 
 def _process(model: ModelConfig, **process_kwargs: Any) -> SubprocessProcess:

@@ -28,45 +28,26 @@ from swapcore.events import (
 from swapcore.planners.base import SwapPlanner
 from swapcore.planners.residency import SleepRules
 from swapcore.process import Process, SleepingProcess
-from swapcore.router._leases import _Acquisition, _LeaseKeeper
+from swapcore.router._leases import _Acquisition
 from swapcore.router._parts import (
     GONE,
     GRANTED,
     PENDING,
     Lease,
     ModelSnapshot,
+    RouterEffects,
     RouterSnapshot,
     Ticket,
 )
+from swapcore.router._reload import _Reconfigurer
 from swapcore.router._state import CLOSED, NEW, RUNNING, clock, log, positive, positive_finite
-from swapcore.scheduling.effects import Effects, SchedulerFactory
+from swapcore.scheduling.effects import SchedulerFactory
 from swapcore.scheduling.requests import Request
 
 __all__ = ["BaseRouter", "Lease", "ModelSnapshot", "RouterNotRunning", "RouterSnapshot"]
 
 
-class _RouterEffects:
-    """The router's ``Effects``, as bound methods: the scheduler calls them directly."""
-
-    __slots__ = (
-        "grant_error",
-        "grant_serve",
-        "model_state",
-        "report_position",
-        "running_models",
-        "start_swap",
-    )
-
-    def __init__(self, router: BaseRouter) -> None:
-        self.model_state = router.model_state
-        self.running_models = router.running_models
-        self.start_swap = router._start_swap
-        self.grant_serve = router._grant_serve
-        self.grant_error = router._grant_error
-        self.report_position = router._report_position
-
-
-class BaseRouter(_LeaseKeeper):
+class BaseRouter(_Reconfigurer):
     """Route requests to model processes: swap, collate and serve, one event at a time.
 
     ``processes`` maps each handled model to its :class:`~swapcore.Process`;
@@ -155,8 +136,8 @@ class BaseRouter(_LeaseKeeper):
             from swapcore.scheduling.fifo import FIFOScheduler
 
             scheduler = FIFOScheduler
-        effects: Effects = _RouterEffects(self)
-        self._scheduler = scheduler(planner, effects)
+        self._effects = RouterEffects(self)
+        self._scheduler = scheduler(planner, self._effects)
         self._next_deadline = getattr(self._scheduler, "next_deadline", None)
         self._on_tick = getattr(self._scheduler, "on_tick", None)
 
@@ -288,7 +269,7 @@ class BaseRouter(_LeaseKeeper):
         """
         self._check_usable()
         for model in models:
-            if model not in self._processes:
+            if not self.handles(model):
                 raise ModelNotFound(f"model {model!r} is not handled by this router")
         for model in models:
             async with self.acquire(model):
@@ -314,9 +295,9 @@ class BaseRouter(_LeaseKeeper):
         self._check_usable()
         if timeout is not None:
             positive("timeout", timeout)
-        targets = tuple(dict.fromkeys(models)) if models else tuple(self._processes)
+        targets = tuple(dict.fromkeys(models)) if models else self.models
         for model in targets:
-            if model not in self._processes:
+            if not self.handles(model):
                 raise ModelNotFound(f"model {model!r} is not handled by this router")
         unload = self._new_unload(targets, timeout, "unload")
         self._post(self._on_unload_event, unload)
@@ -328,11 +309,13 @@ class BaseRouter(_LeaseKeeper):
     @property
     def models(self) -> tuple[str, ...]:
         """Every handled model, in the order the processes were given."""
+        if self._retired:
+            return tuple(m for m in self._processes if m not in self._retired)
         return tuple(self._processes)
 
     def handles(self, model: str) -> bool:
         """True when ``model`` has a process in this router."""
-        return model in self._processes
+        return model in self._processes and model not in self._retired
 
     def snapshot(self) -> RouterSnapshot:
         """Queued, waiting, in-flight and swapping, per model, from the router's own records."""
@@ -370,12 +353,6 @@ class BaseRouter(_LeaseKeeper):
             else:
                 await asyncio.sleep(0)
 
-    def _check_usable(self) -> None:
-        if self._status == NEW:
-            raise RouterNotRunning("the router is not started: use `async with BaseRouter(...)`")
-        if self._status != RUNNING:
-            raise RouterShutdown("the router is shut down")
-
     def _submit(
         self,
         model: str,
@@ -392,7 +369,7 @@ class BaseRouter(_LeaseKeeper):
         error: RoutingError | None = None
         if status != RUNNING:
             error = RouterShutdown("the router is shut down")
-        elif model not in self._processes:
+        elif model not in self._processes or model in self._retired:
             error = ModelNotFound(f"model {model!r} is not handled by this router")
         if error is not None:  # answered before the run loop
             if self._on_event is not None:
@@ -410,6 +387,11 @@ class BaseRouter(_LeaseKeeper):
         model = request.model
         if ticket.done() or self._status != RUNNING:  # left, or shutdown, while in the backlog
             self._fail_ticket(ticket, RouterShutdown("the router is shutting down"))
+            return
+        if self._retired and model in self._retired:  # removed by a reconfiguration meanwhile
+            self._fail_ticket(
+                ticket, ModelNotFound(f"model {model!r} is not handled by this router")
+            )
             return
         self._pending[request] = ticket
         self._waiting[model] = self._waiting.get(model, 0) + 1

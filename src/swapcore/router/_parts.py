@@ -75,6 +75,28 @@ class RouterSnapshot:
     queue: tuple[tuple[int, str], ...]
 
 
+class RouterEffects:
+    """The router's ``Effects``, as bound methods: the scheduler calls them directly."""
+
+    __slots__ = (
+        "grant_error",
+        "grant_serve",
+        "model_state",
+        "report_position",
+        "running_models",
+        "start_swap",
+    )
+
+    def __init__(self, router: BaseRouter) -> None:
+        """Bind the router's effect methods."""
+        self.model_state = router.model_state
+        self.running_models = router.running_models
+        self.start_swap = router._start_swap
+        self.grant_serve = router._grant_serve
+        self.grant_error = router._grant_error
+        self.report_position = router._report_position
+
+
 # Ticket status: submitted and unresolved; granted (counted in flight);
 # released; gone (cancelled, or the grant found the caller gone); failed;
 # expired (granted, then taken back by the router at its lease timeout).
@@ -159,6 +181,22 @@ class Swap:
     wake: bool = False
     task: asyncio.Task[None] | None = None
     reported: bool = False  # swap-done already given to the scheduler
+
+
+@attrs.define(eq=False, slots=True)
+class Change:
+    """A model a reconfiguration changed: once idle, its process is stopped and replaced.
+
+    ``process`` takes the old one's place (None: the model was removed);
+    ``held`` and ``unloaded`` record the scheduler calls made for it
+    (``on_hold``, ``on_unload``), each lifted when the change is done;
+    ``stopping`` is True once the old process' stop has begun.
+    """
+
+    process: Process | None
+    held: bool = False
+    unloaded: bool = False
+    stopping: bool = False
 
 
 @attrs.define(eq=False, slots=True)

@@ -14,11 +14,19 @@ import collections
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any, TypeVar
 
+import attrs
+
 from swapcore.costs import CostKind, SwapCosts
-from swapcore.errors import ConfigError, PolicyError, RoutingError
+from swapcore.errors import (
+    ConfigError,
+    PolicyError,
+    RouterNotRunning,
+    RouterShutdown,
+    RoutingError,
+)
 from swapcore.events import (
     CostMeasured,
     ProcessStateChanged,
@@ -29,7 +37,7 @@ from swapcore.events import (
 )
 from swapcore.planners.base import SwapPlanner
 from swapcore.process import Process, ProcessState
-from swapcore.router._parts import FAILED, GONE, Swap, Ticket, Unload
+from swapcore.router._parts import FAILED, GONE, Change, Swap, Ticket, Unload
 from swapcore.scheduling.effects import Scheduler
 from swapcore.scheduling.requests import Request
 from swapcore.scheduling.swaps import describe, policy_error
@@ -40,6 +48,8 @@ __all__ = [
     "NEW",
     "RUNNING",
     "RUNNING_STATES",
+    "Timings",
+    "check_timings",
     "clock",
     "log",
     "positive",
@@ -77,30 +87,16 @@ class _RouterState:
         if costs is not None and not isinstance(costs, SwapCosts):
             raise ConfigError(f"costs: must be a SwapCosts, got {type(costs).__name__}")
         self._costs = SwapCosts() if costs is None else costs
-        self._swap_timeout = positive("swap_timeout", swap_timeout)
-        self._lease_timeout = (
-            None if lease_timeout is None else positive_finite("lease_timeout", lease_timeout)
+        self._apply(
+            check_timings(
+                self._processes,
+                swap_timeout=swap_timeout,
+                unload_timeout=unload_timeout,
+                idle_ttl=idle_ttl,
+                lease_timeout=lease_timeout,
+                start_retries=start_retries,
+            )
         )
-        if (
-            not isinstance(start_retries, int)
-            or isinstance(start_retries, bool)
-            or start_retries < 0
-        ):
-            raise ConfigError(f"start_retries: must be an int >= 0, got {start_retries!r}")
-        self._start_retries = start_retries
-        if isinstance(unload_timeout, Mapping):
-            self._default_unload_timeout = 10.0
-            self._unload_timeouts = {
-                self._known("unload_timeout", model): positive(f"unload_timeout[{model!r}]", t)
-                for model, t in unload_timeout.items()
-            }
-        else:
-            self._default_unload_timeout = positive("unload_timeout", unload_timeout)
-            self._unload_timeouts = {}
-        self._idle_ttl: dict[str, float] = {}
-        for model, ttl in (idle_ttl or {}).items():
-            if _non_negative(f"idle_ttl[{model!r}]", ttl) > 0:
-                self._idle_ttl[self._known("idle_ttl", model)] = ttl
         # What the run loop calls: the constructor's callback, fanned out to the
         # listeners added later (None when there are none: no event is built).
         self._on_event = on_event
@@ -124,6 +120,10 @@ class _RouterState:
         self._stopping: dict[str, int] = {}  # model -> committed stops not finished
         self._falling_asleep: set[str] = set()  # evicted to sleep, not asleep yet
         self._recent_swaps: collections.deque[SwapStarted] = collections.deque(maxlen=32)
+        # Reconfiguration: models whose process is to be replaced (or removed, None)
+        # once idle, and the removed ones still present (not routable any more).
+        self._changes: dict[str, Change] = {}
+        self._retired: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ttl_handles: dict[str, asyncio.TimerHandle] = {}
         self._activity: dict[str, int] = {}  # model -> arrivals (TTL generation)
@@ -143,6 +143,15 @@ class _RouterState:
         self._scheduler: Scheduler
         self._next_deadline: Callable[[], float | None] | None = None
         self._on_tick: Callable[[], None] | None = None
+
+    def _apply(self, timings: Timings) -> None:
+        """Take checked timing settings (construction, reconfiguration)."""
+        self._swap_timeout = timings.swap_timeout
+        self._lease_timeout = timings.lease_timeout
+        self._start_retries = timings.start_retries
+        self._default_unload_timeout = timings.default_unload_timeout
+        self._unload_timeouts = timings.unload_timeouts
+        self._idle_ttl = timings.idle_ttl
 
     def model_state(self, model: str) -> ProcessState | None:
         """``model``'s process state as the router reports it, or None for an unknown model.
@@ -208,9 +217,14 @@ class _RouterState:
         self._dispatching = True
         try:
             backlog = self._backlog
-            while backlog:
-                handler, arg = backlog.popleft()
-                self._handle(handler, arg)
+            while True:
+                while backlog:
+                    handler, arg = backlog.popleft()
+                    self._handle(handler, arg)
+                if self._changes and self._status == RUNNING:
+                    self._handle(self._advance_changes, None)
+                if not backlog:
+                    break
             if self._next_deadline is not None and self._status == RUNNING:
                 self._rearm_tick()
         finally:
@@ -247,6 +261,15 @@ class _RouterState:
         self._runner = None
         if self._backlog and not self._dispatching:
             self._dispatch()
+
+    def _check_usable(self) -> None:
+        if self._status == NEW:
+            raise RouterNotRunning("the router is not started: use `async with BaseRouter(...)`")
+        if self._status != RUNNING:
+            raise RouterShutdown("the router is shut down")
+
+    def _advance_changes(self, _: None) -> None:
+        """Replace or remove the idle models of a reconfiguration (see ``_reload.py``)."""
 
     def _handle(self, handler: Callable[[_T], None], arg: _T) -> None:
         try:
@@ -358,11 +381,6 @@ class _RouterState:
     def _unload_timeout_of(self, model: str) -> float:
         return self._unload_timeouts.get(model, self._default_unload_timeout)
 
-    def _known(self, key: str, model: str) -> str:
-        if model not in self._processes:
-            raise ConfigError(f"{key}: {model!r} is not a handled model")
-        return model
-
     def _rebuild_on_event(self) -> None:
         given, listeners = self._given_on_event, tuple(self._listeners)
         if not listeners:
@@ -404,6 +422,61 @@ class _RouterState:
         self._seen[model] = state
         if seen is not None:
             self._emit(ProcessStateChanged(clock(), model, seen, state))
+
+
+@attrs.frozen
+class Timings:
+    """The router's timing settings, checked (see :func:`check_timings`)."""
+
+    swap_timeout: float
+    lease_timeout: float | None
+    start_retries: int
+    default_unload_timeout: float
+    unload_timeouts: dict[str, float]
+    idle_ttl: dict[str, float]
+
+
+def check_timings(
+    models: Collection[str],
+    *,
+    swap_timeout: float,
+    unload_timeout: float | Mapping[str, float],
+    idle_ttl: Mapping[str, float] | None,
+    lease_timeout: float | None,
+    start_retries: int,
+) -> Timings:
+    """Check ``BaseRouter``'s timing arguments for ``models``; ConfigError naming the key."""
+
+    def known(key: str, model: str) -> str:
+        if model not in models:
+            raise ConfigError(f"{key}: {model!r} is not a handled model")
+        return model
+
+    swap = positive("swap_timeout", swap_timeout)
+    lease = None if lease_timeout is None else positive_finite("lease_timeout", lease_timeout)
+    if not isinstance(start_retries, int) or isinstance(start_retries, bool) or start_retries < 0:
+        raise ConfigError(f"start_retries: must be an int >= 0, got {start_retries!r}")
+    if isinstance(unload_timeout, Mapping):
+        default_unload = 10.0
+        unload_timeouts = {
+            known("unload_timeout", model): positive(f"unload_timeout[{model!r}]", t)
+            for model, t in unload_timeout.items()
+        }
+    else:
+        default_unload = positive("unload_timeout", unload_timeout)
+        unload_timeouts = {}
+    ttls: dict[str, float] = {}
+    for model, ttl in (idle_ttl or {}).items():
+        if _non_negative(f"idle_ttl[{model!r}]", ttl) > 0:
+            ttls[known("idle_ttl", model)] = ttl
+    return Timings(
+        swap_timeout=swap,
+        lease_timeout=lease,
+        start_retries=start_retries,
+        default_unload_timeout=default_unload,
+        unload_timeouts=unload_timeouts,
+        idle_ttl=ttls,
+    )
 
 
 def positive(key: str, value: float) -> float:

@@ -14,6 +14,7 @@ priorities. ``FIFOScheduler``, ``CostAwareScheduler`` and
 from __future__ import annotations
 
 import abc
+import enum
 import time
 from collections.abc import Callable, Collection, Mapping
 
@@ -38,10 +39,20 @@ from swapcore.scheduling.queue import RequestQueue
 from swapcore.scheduling.requests import Request
 from swapcore.scheduling.swaps import Evictions, Swap, SwapBook, describe, log, policy_error
 
-__all__ = ["_BaseScheduler", "_stays"]
+__all__ = ["KEEP", "Keep", "_BaseScheduler", "_stays"]
 
 _READY = ProcessState.READY
 _ABSENT: object = object()
+
+
+class Keep(enum.Enum):
+    """The type of :data:`KEEP`: a setting :meth:`_BaseScheduler.reconfigure` leaves as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+"""Leave this setting as it is (the default of every ``reconfigure`` setting)."""
 
 
 def _stays(request: Request) -> bool:
@@ -94,6 +105,7 @@ class _BaseScheduler(abc.ABC):
         self._pending: dict[Request, Swap | None] = {}  # None = queued
         self._shutdown: RoutingError | None = None
         self._active = False
+        self._on_hold_models: dict[str, int] = {}  # model -> holds (on_hold) not lifted
 
     # -- the Scheduler protocol -------------------------------------------------
 
@@ -304,6 +316,86 @@ class _BaseScheduler(abc.ABC):
         finally:
             self._active = False
 
+    # -- reconfiguration ----------------------------------------------------------
+
+    def reconfigure(
+        self,
+        planner: SwapPlanner | None = None,
+        *,
+        priority: Mapping[str, int] | Keep | None = KEEP,
+        concurrency_limits: Mapping[str, int] | Keep | None = KEEP,
+        default_concurrency_limit: int | Keep = KEEP,
+        max_wait: float | Keep | None = KEEP,
+    ) -> None:
+        """Decide with ``planner`` and these settings from now on, keeping every request.
+
+        Each setting is the constructor's, checked the same way (a
+        :class:`~swapcore.ConfigError` before anything changes); one not
+        given keeps its value, and ``planner`` None keeps the planner.
+        Queued requests keep their places (a new ``priority`` orders the
+        requests queued from now on), swaps in flight and requests serving
+        are unchanged, admissions already counted stay counted against the
+        new limits, and the planner's cached answers are dropped. Nothing is
+        re-examined here: a driver calls :meth:`on_unload_done` with no
+        models for that once its own changes are made.
+        """
+        priorities = self._priority if priority is KEEP else check_priority(priority)
+        limits = self._limits if concurrency_limits is KEEP else check_limits(concurrency_limits)
+        default_limit = (
+            self._default_limit
+            if default_concurrency_limit is KEEP
+            else check_limit("default_concurrency_limit", default_concurrency_limit)
+        )
+        wait = self._max_wait if max_wait is KEEP else check_max_wait(max_wait)
+        self._enter("reconfigure")
+        try:
+            self._priority, self._limits, self._default_limit = priorities, limits, default_limit
+            self._max_wait = wait
+            if wait is not None:
+                self._queue.track_age()
+            if planner is not None:
+                self._planner = planner
+                self._tracks_serves = (
+                    getattr(type(planner), "on_serve", None) is not SwapPlanner.on_serve
+                )
+            self._evictions = Evictions(self._planner, self._effects, self._book)
+        finally:
+            self._active = False
+
+    def on_hold(self, models: Collection[str]) -> None:
+        """Hold the models until :meth:`on_hold_done`: their requests wait, none is failed.
+
+        The driver is about to replace the models' processes. While held, a
+        model's new and queued requests stay queued (no grant, no swap to
+        it), and no swap may evict it, as during an unload; requests already
+        waiting on a swap to it or serving are unaffected. Holds count: each
+        needs its own :meth:`on_hold_done`.
+        """
+        self._enter("on_hold")
+        try:
+            for model in set(models):
+                self._on_hold_models[model] = self._on_hold_models.get(model, 0) + 1
+                self._book.begin_hold(model)
+        finally:
+            self._active = False
+
+    def on_hold_done(self, models: Collection[str]) -> None:
+        """Lift one hold of each model (ignored when none is held) and re-examine the queue."""
+        self._enter("on_hold_done")
+        try:
+            for model in set(models):
+                count = self._on_hold_models.get(model, 0)
+                if not count:
+                    continue
+                if count == 1:
+                    del self._on_hold_models[model]
+                else:
+                    self._on_hold_models[model] = count - 1
+                self._book.end_hold(model)
+            self._drain()
+        finally:
+            self._active = False
+
     # -- starvation bound -------------------------------------------------------
 
     def next_deadline(self) -> float | None:
@@ -402,6 +494,8 @@ class _BaseScheduler(abc.ABC):
     ) -> bool:
         """Run steps 3-8 for an admitted request; True when it leaves the queue."""
         model = request.model
+        if self._on_hold_models and model in self._on_hold_models:
+            return False  # its process is being replaced: wait for the new one
         # 3. Join the swap to M in flight. Allowed even when a starved request
         # must evict M: all waiters start together when the swap completes, so
         # joining adds at most one service time to its wait (counted in the

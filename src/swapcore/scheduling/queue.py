@@ -175,6 +175,17 @@ class RequestQueue:
             heapq.heappop(ages)
         return None
 
+    def track_age(self) -> None:
+        """Start answering :meth:`oldest` (for a queue built without ``track_age``)."""
+        if self._ages is not None:
+            return
+        ages: list[_Age] = []
+        for request in self:
+            ages.append((request.arrived, self._seq, request))
+            self._seq += 1
+        heapq.heapify(ages)
+        self._ages = ages
+
     def _compact_ages(self) -> None:
         ages = self._ages
         assert ages is not None

@@ -101,6 +101,15 @@ class SwapBook:
             _decrement(self._unloading, model)
             _decrement(self.stopping, model)
 
+    def begin_hold(self, model: str) -> None:
+        """Mark ``model`` as held: counted as being stopped, like an unload, its swap kept."""
+        self.stopping[model] = self.stopping.get(model, 0) + 1
+
+    def end_hold(self, model: str) -> None:
+        """Lift one hold of ``model`` (the caller counts its holds)."""
+        if self.stopping.get(model, 0):
+            _decrement(self.stopping, model)
+
     def release_all(self) -> list[Swap]:
         """Forget every swap and unload (shutdown); return the swaps that were in flight."""
         swaps = list(self.swaps.values())
