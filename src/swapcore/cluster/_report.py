@@ -1,0 +1,157 @@
+"""What one router tells the cluster about itself: :class:`ReplicaReport`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from swapcore.planners.base import SwapPlanner
+from swapcore.planners.memory import MemoryBudgetPlanner
+from swapcore.planners.placement import PlacementPlanner
+from swapcore.process import ProcessState
+from swapcore.router import BaseRouter
+
+__all__ = ["ReplicaReport", "report_from_router"]
+
+
+def _names(value: Any) -> frozenset[str]:
+    return frozenset(value)
+
+
+def _evictions(value: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]]:
+    return {str(model): tuple(evict) for model, evict in value.items()}
+
+
+@attrs.frozen
+class ReplicaReport:
+    """One router's state, as a cluster policy sees it.
+
+    - ``replica``: the router's id (unique in the cluster).
+    - ``models``: every model it can serve (its configuration's models).
+    - ``ready``, ``loading``, ``sleeping``: models whose process is ready,
+      starting (a swap in flight), or asleep (a wake costs far less than a
+      cold load).
+    - ``busy``: models with a request in flight.
+    - ``would_evict``: for each model it can serve and does not hold ready
+      or loading, what its planner would evict to load it (empty: there is
+      room, nothing goes). A model missing here is one it cannot load now
+      (it would have to evict a model that is busy or swapping).
+    - ``queued``: requests waiting in its queue (not yet served), over all
+      models.
+    - ``in_flight``: requests being served, over all models.
+    - ``free_memory``: memory free before any eviction, in the unit of its
+      planner's sizes, when the planner declares sizes
+      (:class:`~swapcore.MemoryBudgetPlanner`,
+      :class:`~swapcore.planners.placement.PlacementPlanner`: the sum over
+      its devices); None when unknown.
+
+    A report is plain data: :meth:`to_dict` and :meth:`from_dict` carry it
+    across processes (Ray's routing stats).
+    """
+
+    replica: str
+    models: frozenset[str] = attrs.field(converter=_names)
+    ready: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
+    loading: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
+    sleeping: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
+    busy: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
+    would_evict: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_evictions)
+    queued: int = 0
+    in_flight: int = 0
+    free_memory: float | None = None
+
+    def holds(self, model: str) -> bool:
+        """True when ``model`` is ready or loading here."""
+        return model in self.ready or model in self.loading
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-compatible data (sorted lists, so equal reports give equal dicts)."""
+        return {
+            "replica": self.replica,
+            "models": sorted(self.models),
+            "ready": sorted(self.ready),
+            "loading": sorted(self.loading),
+            "sleeping": sorted(self.sleeping),
+            "busy": sorted(self.busy),
+            "would_evict": {m: list(e) for m, e in sorted(self.would_evict.items())},
+            "queued": self.queued,
+            "in_flight": self.in_flight,
+            "free_memory": self.free_memory,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReplicaReport:
+        """The report :meth:`to_dict` gave; raises ``ValueError`` naming a missing or bad key."""
+        try:
+            return cls(
+                replica=str(data["replica"]),
+                models=data["models"],
+                ready=data.get("ready", ()),
+                loading=data.get("loading", ()),
+                sleeping=data.get("sleeping", ()),
+                busy=data.get("busy", ()),
+                would_evict=data.get("would_evict", {}),
+                queued=int(data.get("queued", 0)),
+                in_flight=int(data.get("in_flight", 0)),
+                free_memory=None if data.get("free_memory") is None else float(data["free_memory"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"replica report: missing key {exc.args[0]!r}") from None
+        except (TypeError, AttributeError) as exc:
+            raise ValueError(f"replica report: {exc}") from None
+
+
+def report_from_router(replica: str, router: BaseRouter) -> ReplicaReport:
+    """``router``'s report right now, under the id ``replica``.
+
+    ``would_evict`` is its planner's answer for each model it does not
+    hold, over the models running now; a model whose eviction would take a
+    busy or swapping model is left out (it cannot load without waiting).
+    Call it on the router's event loop.
+    """
+    snapshot = router.snapshot()
+    running = router.running_models()
+    ready = {m for m, s in running.items() if s is ProcessState.READY}
+    loading = {m for m, s in running.items() if s is ProcessState.STARTING}
+    loading |= {m for m, snap in snapshot.models.items() if snap.swapping}
+    loading -= ready
+    sleeping = {
+        m for m in router.models if router.model_state(m) is ProcessState.SLEEPING
+    } - loading
+    busy = {m for m, snap in snapshot.models.items() if snap.in_flight}
+    blocked = busy | loading | {m for m, s in running.items() if s is ProcessState.STOPPING}
+    live = sorted(m for m, s in running.items() if s is not ProcessState.STOPPING)
+    planner = router.planner
+    would_evict: dict[str, tuple[str, ...]] = {}
+    for model in router.models:
+        if model in ready or model in loading:
+            continue
+        try:
+            evict = tuple(planner.eviction_for(model, live))
+        except Exception:  # the router reports the fault when a request meets it
+            continue
+        if not blocked.intersection(evict):
+            would_evict[model] = evict
+    return ReplicaReport(
+        replica=replica,
+        models=router.models,
+        ready=ready,
+        loading=loading,
+        sleeping=sleeping,
+        busy=busy,
+        would_evict=would_evict,
+        queued=sum(snap.queued + snap.waiting for snap in snapshot.models.values()),
+        in_flight=sum(snap.in_flight for snap in snapshot.models.values()),
+        free_memory=_free_memory(planner, live),
+    )
+
+
+def _free_memory(planner: SwapPlanner, running: Sequence[str]) -> float | None:
+    if isinstance(planner, PlacementPlanner):
+        return float(sum(planner.free(running).values()))
+    if isinstance(planner, MemoryBudgetPlanner):
+        sizes = planner.sizes
+        return planner.budget - sum(sizes.get(m, 0.0) for m in running)
+    return None
