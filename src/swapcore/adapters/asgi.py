@@ -306,6 +306,11 @@ class GatewayApp:
             metrics.add_models(self._router.models)
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` has begun: the app serves nothing more."""
+        return self._state == _CLOSED
+
+    @property
     def router(self) -> BaseRouter:
         """The router the app routes through."""
         return self._router

@@ -1,0 +1,180 @@
+"""The cluster's OpenAI-compatible front: reads the model a request names, sends it to a host.
+
+The front is a Ray Serve ingress deployment. For each HTTP request it
+finds the model (the body's ``model``, the multipart ``model`` field,
+``?model=``, or ``/upstream/<model>/...``), resolves aliases with the same
+configuration the hosts read, and calls the hosts' deployment with that
+model as Ray's ``multiplexed_model_id``: the
+:class:`~swapcore.adapters.ray.SwapcoreRequestRouter` picks the host. The
+host answers with the gateway's own response, which the front streams back
+unchanged (status, headers, every byte, including loading progress).
+
+A host that dies before it has answered is tried again elsewhere (the
+request was not served; it is safe to resend); one that dies mid-answer
+ends the response: a streaming response gets a last ``error`` event, so the
+client knows it was cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from swapcore.adapters._errors import GatewayHTTPError, error_json
+from swapcore.adapters._requests import parse_body
+from swapcore.adapters.ray._router import note_report
+from swapcore.adapters.ray._wire import Head, request_message
+
+__all__ = ["SwapcoreFront"]
+
+logger = logging.getLogger("swapcore.adapters.ray")
+
+DEFAULT_ATTEMPTS = 3
+"""How many hosts a request is tried on when the one chosen dies before answering."""
+
+DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
+"""The largest request body the front reads (bytes; 413 beyond), as the gateway's default."""
+
+
+def _lost_host_errors() -> tuple[type[BaseException], ...]:
+    from ray import exceptions
+
+    names = ("ActorDiedError", "ActorUnavailableError", "RayActorError", "ActorUnschedulableError")
+    return tuple(getattr(exceptions, n) for n in names if hasattr(exceptions, n))
+
+
+class SwapcoreFront:
+    """A Ray Serve deployment class: the HTTP entry of a swapcore cluster.
+
+    ``hosts``: the handle of the :class:`~swapcore.adapters.ray.SwapcoreHost`
+    deployment (Ray passes it when the application is built); ``config``
+    and ``source``: the configuration's YAML text and name, read for model
+    names and aliases only. ``attempts``: hosts tried per request when the
+    chosen one dies before answering. ``GET /health`` is answered here;
+    everything else goes to a host.
+    """
+
+    def __init__(
+        self,
+        hosts: Any,
+        config: str,
+        *,
+        source: str = "<config>",
+        attempts: int = DEFAULT_ATTEMPTS,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        allow_unsupported: bool = False,
+    ) -> None:
+        """Keep the hosts' handle and read the configuration's model names."""
+        from swapcore.adapters.ray._config import host_config
+
+        self._hosts = hosts
+        self._config = host_config(config, source=source, allow_unsupported=allow_unsupported)
+        self._attempts = max(1, int(attempts))
+        self._max_body = int(max_body_size)
+        self._lost = _lost_host_errors()
+
+    def model_of(self, method: str, path: str, query: bytes, content_type: str, body: bytes) -> str:
+        """The local model a request is for, or "" (no model, or one a host will refuse)."""
+        name = ""
+        if path.startswith("/upstream/"):
+            segments = path[len("/upstream/") :].split("/")
+            for count in range(len(segments), 0, -1):
+                candidate = "/".join(segments[:count])
+                if self._config.resolve_model(candidate):
+                    name = candidate
+                    break
+        elif query and b"model=" in query:
+            values = parse_qs(query.decode("latin-1")).get("model")
+            name = values[0] if values else ""
+        elif method == "POST" and body:
+            try:
+                name = parse_body(content_type, bytearray(body)).model
+            except GatewayHTTPError:
+                return ""  # the host answers with the gateway's own error
+        return self._config.resolve_model(name) or "" if name else ""
+
+    async def __call__(self, request: HTTPRequest) -> Response:
+        """Serve one HTTP request through a host."""
+        path = request.url.path
+        if path == "/health" and request.method in ("GET", "HEAD"):
+            return PlainTextResponse("OK")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            return _error(413, "request body too large", "invalid_request_error", "body_too_large")
+        body = await request.body()
+        if len(body) > self._max_body:
+            return _error(413, "request body too large", "invalid_request_error", "body_too_large")
+        query = request.scope.get("query_string", b"")
+        model = self.model_of(
+            request.method, path, query, request.headers.get("content-type", ""), body
+        )
+        client = request.client
+        message = request_message(
+            request.method,
+            path,
+            query,
+            request.scope.get("headers", []),
+            body,
+            (client.host, client.port) if client else None,
+        )
+        handle = self._hosts.options(stream=True, multiplexed_model_id=model)
+        failure: BaseException | None = None
+        for _ in range(self._attempts):
+            stream = handle.call.remote(message)
+            try:
+                head = await stream.__anext__()
+            except self._lost as exc:
+                failure = exc
+                logger.warning("a host died before answering (%s); trying another", exc)
+                continue
+            except StopAsyncIteration:
+                return _error(502, "the host sent no response", "server_error", "host_no_response")
+            return _respond(head, stream, self._lost)
+        logger.error("no host answered %s %s: %s", request.method, path, failure)
+        return _error(
+            503,
+            f"no host could serve the request: {failure}",
+            "server_error",
+            "no_host",
+        )
+
+
+def _error(status: int, message: str, kind: str, code: str) -> Response:
+    return JSONResponse(error_json(message, kind, code), status_code=status)
+
+
+def _respond(head: Head, stream: Any, lost: tuple[type[BaseException], ...]) -> Response:
+    if head.get("report"):
+        note_report(head["report"] or {})
+    headers = head["headers"]
+    event_stream = any(
+        k.lower() == b"content-type" and v.startswith(b"text/event-stream") for k, v in headers
+    )
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in stream:
+                yield chunk
+        except lost as exc:
+            logger.error("the host died while answering: %s", exc)
+            if event_stream:
+                error = error_json(
+                    f"the host serving this request was lost: {exc}", "server_error", "host_lost"
+                )
+                yield b"data: " + json.dumps(error).encode() + b"\n\n"
+        except asyncio.CancelledError:
+            stream.cancel()
+            raise
+        finally:
+            stream.cancel()
+
+    response = StreamingResponse(body(), status_code=head["status"])
+    response.raw_headers = list(headers)
+    return response

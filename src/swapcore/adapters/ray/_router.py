@@ -1,0 +1,227 @@
+"""Ray Serve's request router for the hosts: a swapcore :class:`~swapcore.cluster.ClusterPolicy`.
+
+Ray Serve builds one request router per deployment in each process that
+holds a handle to it (here: each front replica). For each request it asks
+:meth:`SwapcoreRequestRouter.choose_replicas`, which ranks the hosts with the
+policy over their reports, and sends the request to the first host in the
+ranking whose queue has room (Ray's own check against
+``max_ongoing_requests``).
+
+Reports reach the router through Serve's controller, polled every
+``request_routing_stats_period_s``, so they are up to a period or two old.
+The router therefore also remembers what it decided since: when it sends a
+model to a host, that model counts as loading there, and what that host's
+planner said the load would evict counts as gone, until a report made
+after the decision arrives. Without this, two requests a moment apart
+would each load the model on a different host.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from ray.serve.request_router import (
+    FIFOMixin,
+    PendingRequest,
+    ReplicaID,
+    ReplicaResult,
+    RequestRouter,
+    RunningReplica,
+)
+
+from swapcore.cluster import AffinityPolicy, ClusterPolicy, ReplicaReport
+
+__all__ = ["SwapcoreRequestRouter", "merge_decisions", "note_report", "routers"]
+
+logger = logging.getLogger("swapcore.adapters.ray")
+
+# A decision is forgotten after this long even with no newer report (the host may be gone).
+_DECISION_TTL = 60.0
+
+
+_ROUTERS: weakref.WeakSet[SwapcoreRequestRouter] = weakref.WeakSet()
+
+
+def routers() -> list[SwapcoreRequestRouter]:
+    """The swapcore request routers in this process (one per host deployment it calls)."""
+    return list(_ROUTERS)
+
+
+def note_report(data: Mapping[str, Any]) -> None:
+    """Give every router in this process a report a host sent back with a response."""
+    for router in list(_ROUTERS):
+        router.note_report(data)
+
+
+class _Decision:
+    __slots__ = ("at", "evict", "model")
+
+    def __init__(self, model: str, evict: tuple[str, ...], at: float) -> None:
+        self.model = model
+        self.evict = evict
+        self.at = at
+
+
+def merge_decisions(
+    report: ReplicaReport, decisions: list[tuple[str, tuple[str, ...]]], extra_requests: int
+) -> ReplicaReport:
+    """``report`` as it will be once the decisions made since it was taken have happened.
+
+    Each decision ``(model, evict)`` sent ``model`` to this replica: it is
+    loading (unless ready), ``evict`` leaves the ready, loading and
+    sleeping sets, and ``extra_requests`` more requests are queued.
+    """
+    ready = set(report.ready)
+    loading = set(report.loading)
+    sleeping = set(report.sleeping)
+    would_evict = dict(report.would_evict)
+    for model, evict in decisions:
+        for gone in evict:
+            ready.discard(gone)
+            loading.discard(gone)
+            sleeping.discard(gone)
+        if model not in ready:
+            loading.add(model)
+        sleeping.discard(model)
+        would_evict.pop(model, None)
+    return ReplicaReport(
+        replica=report.replica,
+        models=report.models,
+        ready=ready,
+        loading=loading,
+        sleeping=sleeping,
+        busy=report.busy,
+        would_evict=would_evict,
+        queued=report.queued + extra_requests,
+        in_flight=report.in_flight,
+        free_memory=report.free_memory,
+    )
+
+
+class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
+    """Ranks the hosts for each request with a swapcore cluster policy.
+
+    Configure it on the host deployment with Ray Serve's
+    ``RequestRouterConfig(request_router_class=SwapcoreRequestRouter,
+    request_router_kwargs={"policy": ...})``;
+    :func:`~swapcore.adapters.ray.build_app` does. ``policy`` is a
+    :class:`~swapcore.cluster.ClusterPolicy` (default
+    :class:`~swapcore.cluster.AffinityPolicy`). Requests carry their model
+    as Ray's ``multiplexed_model_id``; one without a model goes to the
+    least loaded host.
+    """
+
+    def initialize_state(self, policy: ClusterPolicy | None = None, **kwargs: Any) -> None:
+        """Ray Serve's hook: take the ``request_router_kwargs``."""
+        if kwargs:
+            raise TypeError(f"SwapcoreRequestRouter: unknown options {sorted(kwargs)}")
+        if policy is not None and not isinstance(policy, ClusterPolicy):
+            raise TypeError(f"policy: must be a ClusterPolicy, not {type(policy).__name__}")
+        self._policy: ClusterPolicy = policy if policy is not None else AffinityPolicy()
+        self._decisions: dict[str, list[_Decision]] = {}
+        self._fresh: dict[str, tuple[float, ReplicaReport]] = {}
+        _ROUTERS.add(self)
+
+    # ---------------------------------------------------------------- views
+
+    def note_report(self, data: Mapping[str, Any]) -> None:
+        """Take a report fresher than Serve's (one a host sent back with a response)."""
+        try:
+            report = ReplicaReport.from_dict(data)
+            at = float(data.get("at", 0.0))
+        except (ValueError, TypeError):
+            return
+        known = self._fresh.get(report.replica)
+        if known is None or known[0] < at:
+            self._fresh[report.replica] = (at, report)
+
+    def reports(self) -> list[ReplicaReport]:
+        """Every running host's report, with this router's decisions since applied."""
+        return [self._view(replica) for replica in self._replicas_sorted()]
+
+    def _replicas_sorted(self) -> list[RunningReplica]:
+        return sorted(self.curr_replicas.values(), key=lambda r: r.replica_id.unique_id)
+
+    def _report_of(self, replica: RunningReplica) -> tuple[float, ReplicaReport] | None:
+        rid = replica.replica_id.unique_id
+        best = self._fresh.get(rid)
+        stats = replica.routing_stats
+        if stats:
+            try:
+                at = float(stats.get("at", 0.0))
+                if best is None or best[0] < at:
+                    best = (at, ReplicaReport.from_dict(stats))
+                    self._fresh[rid] = best
+            except (ValueError, TypeError) as exc:
+                logger.warning("host %s: unreadable routing stats (%s)", rid, exc)
+        return best
+
+    def _view(self, replica: RunningReplica, model: str = "") -> ReplicaReport:
+        rid = replica.replica_id.unique_id
+        known = self._report_of(replica)
+        now = time.time()
+        at = known[0] if known is not None else 0.0
+        decisions = [
+            d for d in self._decisions.get(rid, ()) if d.at > at and now - d.at < _DECISION_TTL
+        ]
+        self._decisions[rid] = decisions
+        if known is None:
+            # Not reported yet (just started): it serves what is asked, with room for it.
+            report = ReplicaReport(
+                rid, models=(model,) if model else (), would_evict={model: ()} if model else {}
+            )
+        else:
+            report = known[1]
+        return merge_decisions(report, [(d.model, d.evict) for d in decisions], len(decisions))
+
+    # -------------------------------------------------------------- routing
+
+    async def choose_replicas(
+        self,
+        candidate_replicas: list[RunningReplica],
+        pending_request: PendingRequest | None = None,
+    ) -> list[list[RunningReplica]]:
+        """The candidates in the policy's order, one per rank (Ray tries them in turn)."""
+        model = pending_request.metadata.multiplexed_model_id if pending_request else ""
+        by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
+        views = [self._view(r, model) for r in candidate_replicas]
+        if not model:
+            ordered = sorted(views, key=lambda v: (v.queued + v.in_flight, v.replica))
+            return [[by_id[v.replica]] for v in ordered]
+        try:
+            ranking = list(self._policy.rank(model, views))
+        except Exception:
+            logger.exception(
+                "cluster policy %r failed for %r; trying every host", self._policy, model
+            )
+            ranking = sorted(by_id)
+        return [[by_id[rid]] for rid in dict.fromkeys(ranking) if rid in by_id]
+
+    def on_request_routed(
+        self,
+        pending_request: PendingRequest,
+        replica_id: ReplicaID,
+        result: ReplicaResult,
+    ) -> None:
+        """Remember the decision until a report made after it arrives."""
+        model = pending_request.metadata.multiplexed_model_id
+        if not model:
+            return
+        rid = replica_id.unique_id
+        replica = self.curr_replicas.get(replica_id)
+        evict: tuple[str, ...] = ()
+        if replica is not None:
+            view = self._view(replica, model)
+            if not view.holds(model):
+                evict = tuple(view.would_evict.get(model, ()))
+        self._decisions.setdefault(rid, []).append(_Decision(model, evict, time.time()))
+
+    def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
+        """Forget a dead host's reports and decisions."""
+        super().on_replica_actor_died(replica_id)
+        self._fresh.pop(replica_id.unique_id, None)
+        self._decisions.pop(replica_id.unique_id, None)
