@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from swapcore.cluster import AffinityPolicy, ClusterPolicy
 from swapcore.errors import ConfigError
@@ -63,9 +63,9 @@ def build_app(
     one raises :class:`~swapcore.ConfigError` before anything is deployed.
     Pass the result to ``serve.run``.
     """
-    from ray import serve
     from ray.serve.config import RequestRouterConfig
 
+    from ray import serve
     from swapcore.adapters.ray._config import host_config, read_config_text
     from swapcore.adapters.ray._front import DEFAULT_ATTEMPTS, SwapcoreFront
     from swapcore.adapters.ray._host import SwapcoreHost
@@ -79,12 +79,13 @@ def build_app(
         raise ConfigError(f"stats_period: must be positive, not {stats_period!r}")
     text, source = read_config_text(config)
     host_config(text, source=source, allow_unsupported=allow_unsupported)  # fail here, not later
-    router = RequestRouterConfig(
-        request_router_class=SwapcoreRequestRouter,
-        request_router_kwargs={"policy": policy},
-        request_routing_stats_period_s=stats_period,
-        request_routing_stats_timeout_s=max(10.0, 4 * stats_period),
-    )
+    router_options: dict[str, Any] = {
+        "request_router_class": SwapcoreRequestRouter,
+        "request_router_kwargs": {"policy": policy},
+        "request_routing_stats_period_s": stats_period,
+        "request_routing_stats_timeout_s": max(10.0, 4 * stats_period),
+    }
+    router = RequestRouterConfig(**router_options)
     host_defaults: dict[str, Any] = {
         "name": "SwapcoreHost",
         "num_replicas": hosts,
@@ -103,8 +104,9 @@ def build_app(
         "ray_actor_options": {"num_cpus": 0},
     }
     front_defaults.update(front_options or {})
-    host = serve.deployment(SwapcoreHost).options(**host_defaults)
-    front = serve.deployment(SwapcoreFront).options(**front_defaults)
+    deployment = cast(Any, serve.deployment)  # its overloads do not cover a class argument
+    host = deployment(SwapcoreHost).options(**host_defaults)
+    front = deployment(SwapcoreFront).options(**front_defaults)
     return front.bind(
         host.bind(text, source=source, start_port=start_port, allow_unsupported=allow_unsupported),
         text,

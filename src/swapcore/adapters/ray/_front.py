@@ -9,15 +9,16 @@ model as Ray's ``multiplexed_model_id``: the
 host answers with the gateway's own response, which the front streams back
 unchanged (status, headers, every byte, including loading progress).
 
-A host that dies before it has answered is tried again elsewhere (the
-request was not served; it is safe to resend); one that dies mid-answer
-ends the response: a streaming response gets a last ``error`` event, so the
-client knows it was cut short.
+A host lost before the client has seen a byte of its answer is replaced:
+the request goes to another host (up to ``attempts`` hosts). Answers that
+are not event streams are gathered whole before they are sent (up to 16
+MiB), so for them this covers the whole request. An event stream already
+under way cannot be taken back: it ends with a last ``error`` event
+(``host_lost``), so the client knows it was cut short.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -29,7 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 
 from swapcore.adapters._errors import GatewayHTTPError, error_json
 from swapcore.adapters._requests import parse_body
-from swapcore.adapters.ray._router import note_report
+from swapcore.adapters.ray._registry import note_report, routers
 from swapcore.adapters.ray._wire import Head, request_message
 
 __all__ = ["SwapcoreFront"]
@@ -38,6 +39,9 @@ logger = logging.getLogger("swapcore.adapters.ray")
 
 DEFAULT_ATTEMPTS = 3
 """How many hosts a request is tried on when the one chosen dies before answering."""
+
+# Non-streaming answers up to this size are gathered before the client sees them.
+_GATHER_LIMIT = 16 * 1024 * 1024
 
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 """The largest request body the front reads (bytes; 413 beyond), as the gateway's default."""
@@ -57,7 +61,8 @@ class SwapcoreFront:
     deployment (Ray passes it when the application is built); ``config``
     and ``source``: the configuration's YAML text and name, read for model
     names and aliases only. ``attempts``: hosts tried per request when the
-    chosen one dies before answering. ``GET /health`` is answered here;
+    chosen one dies before answering. ``GET /health`` is answered here, and
+    ``GET /cluster`` (every host's latest report, see :meth:`hosts`);
     everything else goes to a host.
     """
 
@@ -79,6 +84,13 @@ class SwapcoreFront:
         self._attempts = max(1, int(attempts))
         self._max_body = int(max_body_size)
         self._lost = _lost_host_errors()
+
+    def hosts(self) -> list[dict[str, Any]]:
+        """Each host's latest report as this front's request router last saw it."""
+        out: list[dict[str, Any]] = []
+        for router in routers():
+            out.extend(router.snapshot())
+        return out
 
     def model_of(self, method: str, path: str, query: bytes, content_type: str, body: bytes) -> str:
         """The local model a request is for, or "" (no model, or one a host will refuse)."""
@@ -105,6 +117,8 @@ class SwapcoreFront:
         path = request.url.path
         if path == "/health" and request.method in ("GET", "HEAD"):
             return PlainTextResponse("OK")
+        if path == "/cluster" and request.method == "GET":
+            return JSONResponse({"hosts": self.hosts()})
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
             return _error(413, "request body too large", "invalid_request_error", "body_too_large")
@@ -130,13 +144,28 @@ class SwapcoreFront:
             stream = handle.call.remote(message)
             try:
                 head = await stream.__anext__()
+                if head.get("report"):
+                    note_report(head["report"] or {})
+                if _is_event_stream(head):
+                    return _respond(head, [], stream, self._lost)
+                # Anything else is gathered before the client sees a byte, so a host
+                # lost meanwhile costs a retry elsewhere, not a truncated body.
+                gathered: list[bytes] = []
+                size = 0
+                async for chunk in stream:
+                    gathered.append(chunk)
+                    size += len(chunk)
+                    if size > _GATHER_LIMIT:  # too big to hold: stream the rest
+                        return _respond(head, gathered, stream, self._lost)
+                response = Response(b"".join(gathered), status_code=head["status"])
+                response.raw_headers = list(head["headers"])
+                return response
             except self._lost as exc:
                 failure = exc
-                logger.warning("a host died before answering (%s); trying another", exc)
+                logger.warning("a host was lost before the answer was sent (%s); retrying", exc)
                 continue
             except StopAsyncIteration:
                 return _error(502, "the host sent no response", "server_error", "host_no_response")
-            return _respond(head, stream, self._lost)
         logger.error("no host answered %s %s: %s", request.method, path, failure)
         return _error(
             503,
@@ -150,31 +179,34 @@ def _error(status: int, message: str, kind: str, code: str) -> Response:
     return JSONResponse(error_json(message, kind, code), status_code=status)
 
 
-def _respond(head: Head, stream: Any, lost: tuple[type[BaseException], ...]) -> Response:
-    if head.get("report"):
-        note_report(head["report"] or {})
-    headers = head["headers"]
-    event_stream = any(
-        k.lower() == b"content-type" and v.startswith(b"text/event-stream") for k, v in headers
+def _is_event_stream(head: Head) -> bool:
+    return any(
+        k.lower() == b"content-type" and v.startswith(b"text/event-stream")
+        for k, v in head["headers"]
     )
+
+
+def _respond(
+    head: Head, first: list[bytes], stream: Any, lost: tuple[type[BaseException], ...]
+) -> Response:
+    """Stream the response: ``first`` (already read), then the rest of ``stream``."""
+    event_stream = _is_event_stream(head)
 
     async def body() -> AsyncIterator[bytes]:
         try:
+            for chunk in first:
+                yield chunk
             async for chunk in stream:
                 yield chunk
         except lost as exc:
-            logger.error("the host died while answering: %s", exc)
+            logger.error("the host was lost while answering: %s", exc)
             if event_stream:
-                error = error_json(
-                    f"the host serving this request was lost: {exc}", "server_error", "host_lost"
-                )
+                message = f"the host serving this request was lost: {exc}"
+                error = error_json(message, "server_error", "host_lost")
                 yield b"data: " + json.dumps(error).encode() + b"\n\n"
-        except asyncio.CancelledError:
-            stream.cancel()
-            raise
         finally:
             stream.cancel()
 
     response = StreamingResponse(body(), status_code=head["status"])
-    response.raw_headers = list(headers)
+    response.raw_headers = list(head["headers"])
     return response

@@ -22,6 +22,7 @@ from typing import Any
 
 from swapcore.adapters.ray._wire import Head, Request, head_message
 from swapcore.cluster import report_from_router
+from swapcore.events import RequestReleased, RouterEvent, SwapFinished, SwapStarted
 
 __all__ = ["SwapcoreHost"]
 
@@ -65,6 +66,8 @@ class SwapcoreHost:
             config, source=source, start_port=start_port, allow_unsupported=allow_unsupported
         )
         self._app = GatewayApp.from_config(parsed)
+        self._counts = {"loads": 0, "wakes": 0, "evictions": 0, "served": 0, "failed_swaps": 0}
+        self._app.router.add_listener(self._count)
         await self._app.startup()
         logger.info("host %s: serving %d models from %s", self._replica, len(parsed.models), source)
 
@@ -74,10 +77,27 @@ class SwapcoreHost:
         return self._replica
 
     def report(self) -> dict[str, Any]:
-        """This host's :class:`~swapcore.cluster.ReplicaReport` as data, with its time."""
+        """This host's :class:`~swapcore.cluster.ReplicaReport` as data, with its time and counts.
+
+        Beside the report's keys: ``at`` (when it was made, seconds since
+        the epoch) and ``counts`` (since the host started: cold ``loads``,
+        ``wakes`` from sleep, models ``evictions``, requests ``served``,
+        ``failed_swaps``).
+        """
         data = report_from_router(self._replica, self._app.router).to_dict()
         data["at"] = time.time()
+        data["counts"] = dict(self._counts)
         return data
+
+    def _count(self, event: RouterEvent) -> None:
+        counts = self._counts
+        if isinstance(event, SwapStarted):
+            counts["wakes" if event.wake else "loads"] += 1
+            counts["evictions"] += len(event.evict)
+        elif isinstance(event, SwapFinished) and event.error is not None:
+            counts["failed_swaps"] += 1
+        elif isinstance(event, RequestReleased):
+            counts["served"] += 1
 
     def record_routing_stats(self) -> dict[str, Any]:
         """Ray Serve's hook: the report the request router reads (polled by Serve's controller)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,33 +27,19 @@ from ray.serve.request_router import (
     FIFOMixin,
     PendingRequest,
     ReplicaID,
-    ReplicaResult,
     RequestRouter,
     RunningReplica,
 )
 
+from swapcore.adapters.ray import _registry
 from swapcore.cluster import AffinityPolicy, ClusterPolicy, ReplicaReport
 
-__all__ = ["SwapcoreRequestRouter", "merge_decisions", "note_report", "routers"]
+__all__ = ["SwapcoreRequestRouter", "merge_decisions"]
 
 logger = logging.getLogger("swapcore.adapters.ray")
 
 # A decision is forgotten after this long even with no newer report (the host may be gone).
 _DECISION_TTL = 60.0
-
-
-_ROUTERS: weakref.WeakSet[SwapcoreRequestRouter] = weakref.WeakSet()
-
-
-def routers() -> list[SwapcoreRequestRouter]:
-    """The swapcore request routers in this process (one per host deployment it calls)."""
-    return list(_ROUTERS)
-
-
-def note_report(data: Mapping[str, Any]) -> None:
-    """Give every router in this process a report a host sent back with a response."""
-    for router in list(_ROUTERS):
-        router.note_report(data)
 
 
 class _Decision:
@@ -124,7 +109,8 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         self._policy: ClusterPolicy = policy if policy is not None else AffinityPolicy()
         self._decisions: dict[str, list[_Decision]] = {}
         self._fresh: dict[str, tuple[float, ReplicaReport]] = {}
-        _ROUTERS.add(self)
+        self._raw: dict[str, Mapping[str, Any]] = {}
+        _registry.add(self)  # through the module: see _registry
 
     # ---------------------------------------------------------------- views
 
@@ -138,10 +124,23 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         known = self._fresh.get(report.replica)
         if known is None or known[0] < at:
             self._fresh[report.replica] = (at, report)
+            self._raw[report.replica] = data
 
     def reports(self) -> list[ReplicaReport]:
         """Every running host's report, with this router's decisions since applied."""
         return [self._view(replica) for replica in self._replicas_sorted()]
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every running host's latest report as sent (``at``, ``counts``), and its ``node``."""
+        out = []
+        for replica in self._replicas_sorted():
+            rid = replica.replica_id.unique_id
+            self._report_of(replica)
+            raw = self._raw.get(rid)
+            entry = dict(raw) if raw is not None else {"replica": rid, "at": None}
+            entry["node"] = replica.node_id
+            out.append(entry)
+        return out
 
     def _replicas_sorted(self) -> list[RunningReplica]:
         return sorted(self.curr_replicas.values(), key=lambda r: r.replica_id.unique_id)
@@ -156,6 +155,7 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
                 if best is None or best[0] < at:
                     best = (at, ReplicaReport.from_dict(stats))
                     self._fresh[rid] = best
+                    self._raw[rid] = stats
             except (ValueError, TypeError) as exc:
                 logger.warning("host %s: unreadable routing stats (%s)", rid, exc)
         return best
@@ -205,7 +205,7 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         self,
         pending_request: PendingRequest,
         replica_id: ReplicaID,
-        result: ReplicaResult,
+        result: Any,
     ) -> None:
         """Remember the decision until a report made after it arrives."""
         model = pending_request.metadata.multiplexed_model_id
@@ -224,4 +224,5 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         """Forget a dead host's reports and decisions."""
         super().on_replica_actor_died(replica_id)
         self._fresh.pop(replica_id.unique_id, None)
+        self._raw.pop(replica_id.unique_id, None)
         self._decisions.pop(replica_id.unique_id, None)
