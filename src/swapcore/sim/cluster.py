@@ -162,7 +162,7 @@ def _nodes(
     patience: float | None,
 ) -> list[_Node]:
     """The replicas' servers, built and checked; ConfigError naming the replica at fault."""
-    if isinstance(replicas, bool) or not isinstance(replicas, (int, Sequence)):
+    if isinstance(replicas, (bool, str)) or not isinstance(replicas, (int, Sequence)):
         raise ConfigError(f"replicas must be a count or a list of Replica, got {replicas!r}")
     if isinstance(replicas, int):
         if replicas < 1:
