@@ -73,6 +73,11 @@ class VirtualServer(VirtualCallers):
         """Let :meth:`run` stop at a time and resume (a cluster drives it between arrivals)."""
         self._cursor = _Cursor()
 
+    def due(self, at: float) -> bool:
+        """True when an event (timer, completion) is due at or before ``at``."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= at
+
     def admit(self, arrival: Arrival) -> int:
         """Add ``arrival`` to a resumable server (see ``VirtualCallers.admit``); its index."""
         assert self._cursor is not None, "admit needs a resumable server"

@@ -122,7 +122,8 @@ def simulate_cluster(
     for arrival in arrivals:
         at = arrival.at
         for node in nodes:
-            node.server.run(node.scheduler, until=at)
+            if node.server.due(at):
+                node.server.run(node.scheduler, until=at)
         ranking = policy.rank(arrival.model, [_report(node) for node in nodes])
         if not ranking:
             routes.append(None)
