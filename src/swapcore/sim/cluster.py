@@ -5,8 +5,8 @@ running the real scheduler and planner over its own models exactly as
 :func:`~swapcore.sim.simulate` runs one server, and routes every arrival,
 at its arrival time, with a :class:`~swapcore.cluster.ClusterPolicy` (by
 default :class:`~swapcore.cluster.AffinityPolicy`) over the replicas'
-:class:`~swapcore.cluster.ReplicaReport`\\ s. :class:`Replica` describes one
-replica of a heterogeneous cluster; the result is a
+reports (:class:`~swapcore.cluster.ReplicaReport`). :class:`Replica`
+describes one replica of a heterogeneous cluster; the result is a
 :class:`~swapcore.sim.cluster_report.ClusterReport`.
 
 The replicas share nothing but the clock and the routing: before an
@@ -94,8 +94,8 @@ def simulate_cluster(
 
     Each arrival is routed at its arrival time: the replicas run their
     events up to that instant, ``policy.rank(model, reports)`` ranks them
-    from their :class:`~swapcore.cluster.ReplicaReport`\\ s (exact, taken
-    right then), and the request goes to the first replica of the ranking;
+    from their :class:`~swapcore.cluster.ReplicaReport` (exact, taken right
+    then), and the request goes to the first replica of the ranking;
     the simulated replicas never refuse a request for a full queue. An
     empty ranking (no replica serves the model) refuses the request: it is
     recorded with the outcome ``refused`` and belongs to no replica.
