@@ -5,7 +5,10 @@ Reads a simulator configuration or a llama-swap ``config.yaml``
 generates one with ``--generate``), runs the simulator once per scheduler x
 planner, and prints the report as a table (several runs side by side).
 ``--patience`` makes callers give up after waiting that long. ``--json``
-writes the reports, ``--plot`` a timeline picture.
+writes the reports, ``--plot`` a timeline picture. ``--replicas N``
+simulates a cluster of N hosts, each running the configuration, with
+``--cluster-policy`` choosing the host of each request
+(:func:`swapcore.sim.simulate_cluster`).
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ examples:
   swapcore simulate sim.yaml trace.jsonl --planner max-loaded:n=1 --planner max-loaded:n=2
   swapcore simulate sim.yaml trace.jsonl --plot timeline.png --json report.json
   swapcore simulate sim.yaml trace.jsonl --patience 60    # callers give up after 60 s
+  swapcore simulate config.yaml trace.jsonl --replicas 3  # 3 hosts, each with config.yaml
+  swapcore simulate sim.yaml trace.jsonl --replicas 3 --cluster-policy affinity:spill=4
 
 schedulers: fifo, arrival, cost-aware; options after ':' separated by ';'
   (fifo:max_wait=30;default_concurrency_limit=4; max_wait=none removes the bound)
 planners: config (the file's own), max-loaded:n=N, memory:budget=B (profiles' sizes),
   placement[:split=false] (the file's devices)
 generators: round-robin, poisson, bursts, dominant (see docs/simulator.md)
+cluster policies: affinity[:spill=N] (load a second copy where there is room once
+  every holder has N requests queued)
 """
 
 
@@ -97,6 +104,16 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="callers not granted within SECONDS give up (arrivals without their own patience)",
     )
+    parser.add_argument(
+        "--replicas",
+        metavar="N",
+        help="simulate a cluster of N replicas (hosts), each running the config and planner",
+    )
+    parser.add_argument(
+        "--cluster-policy",
+        metavar="SPEC",
+        help="which replica serves each request: affinity (default), affinity:spill=N",
+    )
     parser.add_argument("--json", metavar="PATH", help="write the report(s) as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a timeline picture (matplotlib)")
     parser.add_argument(
@@ -139,6 +156,18 @@ def _patience(text: str | None) -> float | None:
     return seconds
 
 
+def _replicas(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(f"--replicas: expected a whole number >= 1, got {text!r}")
+    return count
+
+
 def _range(text: str | None) -> tuple[float | None, float | None]:
     if text is None:
         return None, None
@@ -170,9 +199,17 @@ def _size(text: str | None) -> tuple[float, float | None]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the simulations and print the report; returns the exit status."""
-    from swapcore.sim import format_comparison, format_report, read_trace, simulate, write_trace
+    from swapcore.sim import (
+        format_comparison,
+        format_report,
+        read_trace,
+        simulate,
+        simulate_cluster,
+        write_trace,
+    )
     from swapcore.sim.config import (
         DEFAULT_LOAD,
+        cluster_policy_from_spec,
         generate_trace,
         load_sim_config,
         planner_from_spec,
@@ -184,6 +221,9 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler is not None and args.compare is not None:
         raise ConfigError("--scheduler and --compare are exclusive (put it in --compare)")
     patience = _patience(args.patience)
+    replicas = _replicas(args.replicas)
+    if args.cluster_policy is not None and replicas is None:
+        raise ConfigError("--cluster-policy needs --replicas N (it routes between replicas)")
     plot_range = _range(args.plot_range)
     width, height = _size(args.plot_size)
     default_load = DEFAULT_LOAD if args.default_load is None else args.default_load
@@ -235,8 +275,11 @@ def run(args: argparse.Namespace) -> int:
         planner_from_spec(spec, models=config.models, config=config)
         for spec in (args.planner or ["config"])
     ]
+    policy = None
+    if replicas is not None:
+        policy = cluster_policy_from_spec(args.cluster_policy or "affinity")
 
-    reports = {}
+    reports: dict[str, Any] = {}
     for planner in planners:
         for scheduler in schedulers:
             if len(planners) == 1:
@@ -247,6 +290,19 @@ def run(args: argparse.Namespace) -> int:
                 label = f"{scheduler.label} / {planner.name}"
             if label in reports:
                 raise ConfigError(f"--compare: {label!r} is given twice")
+            if replicas is not None:
+                reports[label] = simulate_cluster(
+                    trace,
+                    replicas=replicas,
+                    planner=planner,
+                    models=config.models,
+                    scheduler=scheduler,
+                    policy=policy,
+                    patience=patience,
+                    host_budget=config.host_budget,
+                    devices=config.devices,
+                )
+                continue
             reports[label] = simulate(
                 trace,
                 planner=planner,
@@ -265,7 +321,9 @@ def run(args: argparse.Namespace) -> int:
     if recorded is not None and (recorded.cold_loads or recorded.wakes):
         real_loads, real_wakes = sum(recorded.cold_loads.values()), sum(recorded.wakes.values())
         print(f"recorded: {real_loads} cold loads, {real_wakes} wakes in the real run")
-    if len(reports) == 1:
+    if replicas is not None:
+        _print_clusters(reports)
+    elif len(reports) == 1:
         print(format_report(next(iter(reports.values()))))
     else:
         print(format_comparison(reports))
@@ -275,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
             "config": config.source,
             "trace": trace_name,
             "patience": patience,
+            "replicas": replicas,
             "recorded": None
             if recorded is None
             else {"cold_loads": recorded.cold_loads, "wakes": recorded.wakes},
@@ -286,9 +345,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from swapcore.sim.plot import plot_timeline
 
+        pictured = reports if replicas is None else _per_replica(reports)
         try:
             plot_timeline(
-                reports,
+                pictured,
                 args.plot,
                 start=plot_range[0],
                 end=plot_range[1],
@@ -298,3 +358,22 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise SwapcoreError(f"--plot: {exc}") from None
     return 0
+
+
+def _print_clusters(reports: dict[str, Any]) -> None:
+    """Each cluster run's table; a title line per run when there are several."""
+    from swapcore.sim import format_cluster_report
+
+    for index, (label, report) in enumerate(reports.items()):
+        if len(reports) > 1:
+            print(("\n" if index else "") + f"== {label} ==")
+        print(format_cluster_report(report))
+
+
+def _per_replica(reports: dict[str, Any]) -> dict[str, Any]:
+    """One timeline panel per replica of each cluster run (labelled with the run when several)."""
+    panels = {}
+    for label, cluster in reports.items():
+        for replica, report in cluster.replicas.items():
+            panels[replica if len(reports) == 1 else f"{label} {replica}"] = report
+    return panels

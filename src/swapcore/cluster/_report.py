@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -11,9 +11,11 @@ from swapcore.planners.base import SwapPlanner
 from swapcore.planners.memory import MemoryBudgetPlanner
 from swapcore.planners.placement import PlacementPlanner
 from swapcore.process import ProcessState
-from swapcore.router import BaseRouter
 
-__all__ = ["ReplicaReport", "report_from_router"]
+if TYPE_CHECKING:
+    from swapcore.router import BaseRouter
+
+__all__ = ["ReplicaReport", "build_replica_report", "report_from_router"]
 
 
 def _names(value: Any) -> frozenset[str]:
@@ -112,20 +114,59 @@ def report_from_router(replica: str, router: BaseRouter) -> ReplicaReport:
     Call it on the router's event loop.
     """
     snapshot = router.snapshot()
-    running = router.running_models()
+    return build_replica_report(
+        replica,
+        models=router.models,
+        running=router.running_models(),
+        swapping=[m for m, snap in snapshot.models.items() if snap.swapping],
+        sleeping=[m for m in router.models if router.model_state(m) is ProcessState.SLEEPING],
+        busy=[m for m, snap in snapshot.models.items() if snap.in_flight],
+        planner=router.planner,
+        queued=sum(snap.queued + snap.waiting for snap in snapshot.models.values()),
+        in_flight=sum(snap.in_flight for snap in snapshot.models.values()),
+    )
+
+
+def build_replica_report(
+    replica: str,
+    *,
+    models: Iterable[str],
+    running: Mapping[str, ProcessState],
+    swapping: Iterable[str],
+    sleeping: Iterable[str],
+    busy: Iterable[str],
+    planner: SwapPlanner,
+    queued: int,
+    in_flight: int,
+) -> ReplicaReport:
+    """The report of a router in the state given; the rules of :func:`report_from_router`.
+
+    ``running`` maps the models starting, ready or stopping to their state,
+    ``swapping`` names the targets of the swaps in flight, ``sleeping`` the
+    models asleep, ``busy`` those with a request in flight; ``queued`` and
+    ``in_flight`` count requests over all models. ``ready`` is the READY
+    models; ``loading`` the STARTING ones and the swap targets not ready;
+    ``sleeping`` leaves out a model being woken. ``would_evict`` asks
+    ``planner.eviction_for(model, live)`` (``live``: the running models
+    not stopping, sorted) for each model neither ready nor loading, and
+    leaves out a model whose eviction would take a busy, loading or
+    stopping model, or whose planner call raises (the router reports that
+    fault when a request meets it). ``free_memory`` is read from the
+    planner's sizes over ``live``. The live router
+    (:func:`report_from_router`) and the cluster simulator
+    (:func:`swapcore.sim.simulate_cluster`) both build their reports here.
+    """
+    names = frozenset(models)
     ready = {m for m, s in running.items() if s is ProcessState.READY}
     loading = {m for m, s in running.items() if s is ProcessState.STARTING}
-    loading |= {m for m, snap in snapshot.models.items() if snap.swapping}
+    loading.update(swapping)
     loading -= ready
-    sleeping = {
-        m for m in router.models if router.model_state(m) is ProcessState.SLEEPING
-    } - loading
-    busy = {m for m, snap in snapshot.models.items() if snap.in_flight}
-    blocked = busy | loading | {m for m, s in running.items() if s is ProcessState.STOPPING}
+    asleep = set(sleeping) - loading
+    busy_set = set(busy)
+    blocked = busy_set | loading | {m for m, s in running.items() if s is ProcessState.STOPPING}
     live = sorted(m for m, s in running.items() if s is not ProcessState.STOPPING)
-    planner = router.planner
     would_evict: dict[str, tuple[str, ...]] = {}
-    for model in router.models:
+    for model in sorted(names):
         if model in ready or model in loading:
             continue
         try:
@@ -136,14 +177,14 @@ def report_from_router(replica: str, router: BaseRouter) -> ReplicaReport:
             would_evict[model] = evict
     return ReplicaReport(
         replica=replica,
-        models=router.models,
+        models=names,
         ready=ready,
         loading=loading,
-        sleeping=sleeping,
-        busy=busy,
+        sleeping=asleep,
+        busy=busy_set,
         would_evict=would_evict,
-        queued=sum(snap.queued + snap.waiting for snap in snapshot.models.values()),
-        in_flight=sum(snap.in_flight for snap in snapshot.models.values()),
+        queued=queued,
+        in_flight=in_flight,
         free_memory=_free_memory(planner, live),
     )
 

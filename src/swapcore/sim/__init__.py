@@ -10,9 +10,14 @@ robin, Poisson mix, bursts, one dominant model); the format is described in
 as a trace. :mod:`swapcore.sim.config` reads simulator
 configurations and the CLI's scheduler, planner and generator specs;
 :func:`plot_timeline` draws timelines (needs matplotlib, the ``plot`` extra,
-imported only when a picture is drawn).
+imported only when a picture is drawn). :func:`simulate_cluster` runs
+several simulated servers (replicas) on one clock, routing each arrival
+with a :class:`~swapcore.cluster.ClusterPolicy`, and returns a
+:class:`ClusterReport`.
 """
 
+from swapcore.sim.cluster import Replica, simulate_cluster
+from swapcore.sim.cluster_report import ClusterReport, ReplicaLoad, format_cluster_report
 from swapcore.sim.engine import (
     ModelProfile,
     SimScheduler,
@@ -44,9 +49,12 @@ from swapcore.sim.traces import (
 
 __all__ = [
     "Arrival",
+    "ClusterReport",
     "LoadInterval",
     "ModelProfile",
     "ModelUsage",
+    "Replica",
+    "ReplicaLoad",
     "RequestRecord",
     "SimReport",
     "SimScheduler",
@@ -57,6 +65,7 @@ __all__ = [
     "cost_aware",
     "dominant",
     "fifo",
+    "format_cluster_report",
     "format_comparison",
     "format_report",
     "plot_timeline",
@@ -64,5 +73,6 @@ __all__ = [
     "read_trace",
     "round_robin",
     "simulate",
+    "simulate_cluster",
     "write_trace",
 ]

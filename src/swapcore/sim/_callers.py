@@ -45,6 +45,7 @@ class _Patience:
 
     seconds: list[float | None]
     give_ups: dict[int, Request] = attrs.Factory(dict)  # heap seq -> the request giving up then
+    default: float | None = None  # for the arrivals admitted later (a cluster's)
 
 
 class VirtualCallers(VirtualProcesses):
@@ -75,7 +76,28 @@ class VirtualCallers(VirtualProcesses):
         self._busy_since: dict[str, float] = {}
         if patience is not None or any(map(_patience_of, arrivals)):
             seconds = [a.patience if a.patience is not None else patience for a in arrivals]
-            self._patience = _Patience(seconds)
+            self._patience = _Patience(seconds, default=patience)
+
+    def admit(self, arrival: Arrival) -> int:
+        """Add ``arrival`` after the others (a cluster routed it here); its index (Request.id).
+
+        The server must have been built with a list of arrivals, all at or
+        before ``arrival.at``; its patience is its own, else the default.
+        """
+        arrivals = self._arrivals
+        assert isinstance(arrivals, list), "admit needs a server built with a list"
+        index = len(arrivals)
+        arrivals.append(arrival)
+        self._started.append(None)
+        self._finished.append(None)
+        self._outcome.append(UNFINISHED)
+        patience = self._patience
+        if patience is not None:
+            own = arrival.patience
+            patience.seconds.append(own if own is not None else patience.default)
+        elif arrival.patience is not None:
+            self._patience = _Patience([*([None] * index), arrival.patience])
+        return index
 
     def grant_error(self, request: Request, error: RoutingError) -> None:
         """Record the request's failure and its reason."""

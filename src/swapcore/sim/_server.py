@@ -15,8 +15,12 @@ and the report are ``swapcore.sim._callers``'s.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Mapping, Sequence
 
+import attrs
+
+from swapcore.cluster._report import ReplicaReport, build_replica_report
 from swapcore.planners.base import SwapPlanner
 from swapcore.planners.residency import SleepRules, plan_residency
 from swapcore.process import ProcessState
@@ -28,6 +32,7 @@ from swapcore.sim._processes import (
     _PROCESS,
     _READY,
     _SERVE,
+    _SLEEPING,
     _STARTING,
     _STOPPED,
     _TICK,
@@ -36,12 +41,73 @@ from swapcore.sim._processes import (
     _SwapRun,
 )
 from swapcore.sim.report import SERVED, UNFINISHED
+from swapcore.sim.traces import Arrival
 
 __all__ = ["VirtualServer"]
 
 
+@attrs.define(eq=False, slots=True)
+class _Cursor:
+    """Where a resumable run stopped: the next arrival's index and the ticks scheduled."""
+
+    position: int = 0
+    ticks: set[float] = attrs.Factory(set)
+    pending: list[int] = attrs.Factory(list)  # requests admitted and maybe not yet resolved
+
+
 class VirtualServer(VirtualCallers):
     """The virtual server: implements Effects and runs the events (records: VirtualCallers)."""
+
+    # Set only on a cluster's servers (resumable); a class default otherwise, as
+    # VirtualCallers._patience, to keep the instance attributes few.
+    _cursor: _Cursor | None = None
+
+    @property
+    def planner(self) -> SwapPlanner:
+        """The planner :meth:`use_planner` gave the server."""
+        planner = self._tiers.planner
+        assert planner is not None, "use_planner has not run"
+        return planner
+
+    def resumable(self) -> None:
+        """Let :meth:`run` stop at a time and resume (a cluster drives it between arrivals)."""
+        self._cursor = _Cursor()
+
+    def due(self, at: float) -> bool:
+        """True when an event (timer, completion) is due at or before ``at``."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= at
+
+    def admit(self, arrival: Arrival) -> int:
+        """Add ``arrival`` to a resumable server (see ``VirtualCallers.admit``); its index."""
+        assert self._cursor is not None, "admit needs a resumable server"
+        index = super().admit(arrival)
+        self._cursor.pending.append(index)
+        return index
+
+    def replica_report(self, replica: str) -> ReplicaReport:
+        """What this resumable server would report to a cluster policy now, as ``replica``.
+
+        The rules are :func:`swapcore.cluster.report_from_router`'s (see
+        ``build_replica_report``); ``queued`` counts the requests admitted
+        and neither granted, failed nor given up.
+        """
+        cursor = self._cursor
+        assert cursor is not None, "replica_report needs a resumable server"
+        outcome = self._outcome
+        cursor.pending = [i for i in cursor.pending if outcome[i] is UNFINISHED]
+        states = self._states
+        return build_replica_report(
+            replica,
+            models=self._profiles,
+            running=self._running,
+            swapping=self._swaps,
+            sleeping=[m for m, state in states.items() if state is _SLEEPING],
+            busy=self._in_flight,
+            planner=self.planner,
+            queued=len(cursor.pending),
+            in_flight=sum(self._in_flight.values()),
+        )
 
     def clock(self) -> float:
         """The virtual clock handed to the scheduler."""
@@ -170,8 +236,14 @@ class VirtualServer(VirtualCallers):
 
     # -- the event loop --------------------------------------------------------
 
-    def run(self, scheduler: Scheduler) -> None:
-        """Process every event until nothing is left to happen."""
+    def run(self, scheduler: Scheduler, until: float | None = None) -> None:
+        """Process every event until nothing is left to happen (or, with ``until``, up to it).
+
+        With ``until`` (the cluster's driver), the events due at or before
+        ``until`` run, arrivals included, and the next call resumes where
+        this one stopped; the server must be :meth:`resumable` (its arrivals
+        come one by one through :meth:`admit`).
+        """
         heap = self._heap
         arrivals = self._arrivals
         pop = heapq.heappop
@@ -183,16 +255,20 @@ class VirtualServer(VirtualCallers):
         next_deadline = getattr(scheduler, "next_deadline", None)
         on_tick = getattr(scheduler, "on_tick", None)
         ticking = callable(next_deadline) and callable(on_tick)
-        ticks: set[float] = set()
+        cursor = self._cursor
+        ticks: set[float] = set() if cursor is None else cursor.ticks
+        limit = math.inf if until is None else until
         states = self._states
         running = self._running
         in_flight = self._in_flight
         ttl = self._ttl
         count = len(arrivals)
-        position = 0
-        events = 0
+        position = 0 if cursor is None else cursor.position
+        events = self.events
         while True:
             if heap and (position >= count or heap[0][0] <= arrivals[position].at):
+                if heap[0][0] > limit:
+                    break
                 at, kind, seq, model, swap = pop(heap)
                 if kind == _SERVE:
                     self.now = at
@@ -234,7 +310,7 @@ class VirtualServer(VirtualCallers):
                         continue  # a cancelled timer is no event
                 elif not self._give_up(seq, at, scheduler):
                     continue  # the request was granted or failed before: no event
-            elif position < count:
+            elif position < count and arrivals[position].at <= limit:
                 arrival = arrivals[position]
                 self.now = arrival.at
                 if ttl and arrival.model in ttl:  # as the router: count it, cancel the timer
@@ -256,3 +332,5 @@ class VirtualServer(VirtualCallers):
                     ticks.add(deadline)
                     self._push(deadline, _TICK, "", None)
         self.events = events
+        if cursor is not None:
+            cursor.position = position

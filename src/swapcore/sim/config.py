@@ -39,9 +39,11 @@ if TYPE_CHECKING:
     from swapcore.sim.record import Recorded
 
 from swapcore.sim.specs import (
+    CLUSTER_POLICIES,
     PLANNERS,
     SCHEDULERS,
     PlannerRecipe,
+    cluster_policy_from_spec,
     parse_options,
     planner_from_spec,
     scheduler_from_spec,
@@ -50,11 +52,13 @@ from swapcore.sim.specs import (
 GIB = 1 << 30
 
 __all__ = [
+    "CLUSTER_POLICIES",
     "DEFAULT_LOAD",
     "PLANNERS",
     "SCHEDULERS",
     "PlannerRecipe",
     "SimConfig",
+    "cluster_policy_from_spec",
     "generate_trace",
     "load_sim_config",
     "parse_options",
@@ -63,9 +67,9 @@ __all__ = [
 ]
 
 DEFAULT_LOAD = 10.0
+"""Load seconds assumed for a llama-swap model without ``metadata.swapcore.load``."""
 DEFAULT_WAKE = 1.0
 """Wake seconds assumed for a sleeping llama-swap model without ``swapCosts.wake``."""
-"""Load seconds assumed for a llama-swap model without ``metadata.swapcore.load``."""
 
 _MODEL_KEYS = (
     "load",

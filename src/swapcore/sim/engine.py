@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from swapcore.errors import ConfigError
 from swapcore.planners.base import SwapPlanner
+from swapcore.scheduling.effects import Scheduler
 from swapcore.sim._devices import check_devices
 from swapcore.sim._server import VirtualServer
 from swapcore.sim.profiles import ModelProfile
@@ -148,15 +149,51 @@ def simulate(
     second swap to the same model, or resolves a request twice.
     Deterministic: the same inputs give the same report.
     """
-    profiles = _profiles(models)
-    budgets = None if devices is None else check_devices(devices, profiles)
-    default_patience = _positive_or_none("patience", patience)
+    arrivals = checked_arrivals(trace)
+    engine, built, label = build_server(
+        arrivals,
+        planner=planner,
+        models=models,
+        scheduler=scheduler,
+        patience=patience,
+        host_budget=host_budget,
+        devices=devices,
+    )
+    engine.run(built)
+    return engine.report(label, repr(engine.planner))
+
+
+def checked_arrivals(trace: Iterable[Arrival]) -> list[Arrival]:
+    """The trace as a list sorted by time (stable); ConfigError for an item not an Arrival."""
     arrivals = list(trace)
     for index, arrival in enumerate(arrivals):
         if not isinstance(arrival, Arrival):
             raise ConfigError(f"trace[{index}] must be an Arrival, got {type(arrival).__name__}")
     if any(arrivals[i].at > arrivals[i + 1].at for i in range(len(arrivals) - 1)):
         arrivals.sort(key=lambda a: a.at)
+    return arrivals
+
+
+def build_server(
+    arrivals: list[Arrival],
+    *,
+    planner: SwapPlanner | Callable[[], SwapPlanner],
+    models: Mapping[str, ModelProfile | float],
+    scheduler: SimScheduler | SimSchedulerFactory | None,
+    patience: float | None,
+    host_budget: float | None,
+    devices: Mapping[str, float] | None,
+) -> tuple[VirtualServer, Scheduler, str]:
+    """One virtual server with its planner and scheduler, ready to run; :func:`simulate`'s checks.
+
+    Returns the server, the scheduler built over it and the scheduler's
+    label for the report. A recency-aware planner instance is claimed here
+    (it cannot run a second simulation). The cluster simulator builds each
+    replica's server here too, with an empty list it admits arrivals into.
+    """
+    profiles = _profiles(models)
+    budgets = None if devices is None else check_devices(devices, profiles)
+    default_patience = _positive_or_none("patience", patience)
     claim = False
     if isinstance(planner, SwapPlanner):
         claim = _check_unused(planner)
@@ -179,6 +216,7 @@ def simulate(
     engine.use_planner(plan, host_budget, budgets)
     if scheduler is None:
         scheduler = fifo()
+    built: Scheduler
     if isinstance(scheduler, SimScheduler):
         built = scheduler.build(plan, engine, clock=engine.clock, models=profiles)
     elif callable(scheduler):
@@ -192,8 +230,7 @@ def simulate(
         raise TypeError(f"scheduler must be a SimScheduler or a factory, got {scheduler!r}")
     if claim:
         _claim(plan)
-    engine.run(built)
-    return engine.report(_scheduler_label(scheduler, built), repr(plan))
+    return engine, built, _scheduler_label(scheduler, built)
 
 
 # Recency-aware planners that already ran a simulation, by identity (see _claim).

@@ -2,7 +2,9 @@
 
 :func:`scheduler_from_spec` turns ``fifo:max_wait=30`` into a
 :class:`~swapcore.sim.schedulers.SimScheduler`, :func:`planner_from_spec`
-turns ``max-loaded:n=2`` into a :class:`PlannerRecipe`; :func:`parse_options`
+turns ``max-loaded:n=2`` into a :class:`PlannerRecipe`,
+:func:`cluster_policy_from_spec` turns ``affinity:spill=4`` into a
+:class:`~swapcore.cluster.ClusterPolicy`; :func:`parse_options`
 splits the ``key=value;...`` part. Every problem raises
 :class:`~swapcore.ConfigError` naming the spec and the option. All of these
 are importable from :mod:`swapcore.sim.config` as well.
@@ -25,12 +27,15 @@ from swapcore.sim.profiles import ModelProfile
 from swapcore.sim.schedulers import SimScheduler, arrival_order, cost_aware, fifo
 
 if TYPE_CHECKING:
+    from swapcore.cluster import ClusterPolicy
     from swapcore.sim.config import SimConfig
 
 __all__ = [
+    "CLUSTER_POLICIES",
     "PLANNERS",
     "SCHEDULERS",
     "PlannerRecipe",
+    "cluster_policy_from_spec",
     "parse_options",
     "planner_from_spec",
     "scheduler_from_spec",
@@ -43,6 +48,9 @@ SCHEDULERS: Mapping[str, Callable[..., SimScheduler]] = types.MappingProxyType(
 
 PLANNERS = ("config", "max-loaded", "memory", "placement", "groups", "matrix")
 """Planner names: ``config`` is the configuration file's own planner."""
+
+CLUSTER_POLICIES = ("affinity",)
+"""Cluster policy names accepted by :func:`cluster_policy_from_spec`."""
 
 
 @attrs.frozen
@@ -199,6 +207,26 @@ def planner_from_spec(
             f"{where}: {name} planners are defined in the configuration file; use config"
         )
     raise ConfigError(f"{where}: unknown planner (valid: {', '.join(PLANNERS)})")
+
+
+def cluster_policy_from_spec(spec: str) -> ClusterPolicy:
+    """Build a cluster policy from ``NAME[:key=value;...]``.
+
+    ``affinity[:spill=N]``: :class:`~swapcore.cluster.AffinityPolicy`, with
+    ``spill_queue=N`` when ``spill`` is given (a whole number >= 1, or
+    ``none``: never load a second copy).
+    """
+    from swapcore.cluster import AffinityPolicy
+
+    name, rest, where = _split_spec(spec, "cluster policy")
+    options = parse_options(rest, where)
+    if name == "affinity":
+        _allow(options, where, ("spill",))
+        spill = _scalar(options.get("spill", "none"))
+        if spill is not None:
+            spill = _integer(spill, f"{where}: spill", minimum=1)
+        return AffinityPolicy(spill_queue=spill)
+    raise ConfigError(f"{where}: unknown cluster policy (valid: {', '.join(CLUSTER_POLICIES)})")
 
 
 def _allow(options: Mapping[str, str], where: str, allowed: Sequence[str]) -> None:
