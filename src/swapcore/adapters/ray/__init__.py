@@ -20,7 +20,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("swapcore.adapters.ray needs Ray Serve: pip install 'swapcore[ray]'") from exc
 
-from swapcore.adapters.ray._app import DEFAULT_STATS_PERIOD, app, build_app, parse_policy
+from swapcore.adapters.ray._app import DEFAULT_STATS_PERIOD, app, build_app
 from swapcore.adapters.ray._front import SwapcoreFront
 from swapcore.adapters.ray._host import SwapcoreHost
 from swapcore.adapters.ray._router import SwapcoreRequestRouter
@@ -32,5 +32,4 @@ __all__ = [
     "SwapcoreRequestRouter",
     "app",
     "build_app",
-    "parse_policy",
 ]

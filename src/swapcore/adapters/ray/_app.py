@@ -5,32 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from swapcore.cluster import AffinityPolicy, ClusterPolicy
+from swapcore.cluster import ClusterPolicy
 from swapcore.errors import ConfigError
+from swapcore.sim.specs import cluster_policy_from_spec
 
-__all__ = ["DEFAULT_STATS_PERIOD", "app", "build_app", "parse_policy"]
+__all__ = ["DEFAULT_STATS_PERIOD", "app", "build_app"]
 
 DEFAULT_STATS_PERIOD = 0.5
 """Seconds between two reports of a host to Ray Serve's controller (``record_routing_stats``)."""
 
 # Hosts queue requests themselves (swapcore's scheduler); Ray should not hold them back.
 _HOST_MAX_ONGOING = 1024
-
-
-def parse_policy(spec: str) -> ClusterPolicy:
-    """A cluster policy from its command-line spec: ``affinity`` or ``affinity:spill=N``."""
-    name, _, rest = spec.strip().partition(":")
-    if name != "affinity":
-        raise ConfigError(f"policy: unknown cluster policy {name!r} (known: affinity)")
-    options: dict[str, int] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if key != "spill" or not sep:
-            raise ConfigError(f"policy: {spec!r}: unknown option {item!r} (known: spill=N)")
-        if not value.isdigit() or int(value) < 1:
-            raise ConfigError(f"policy: {spec!r}: spill must be a whole number >= 1")
-        options["spill_queue"] = int(value)
-    return AffinityPolicy(**options)
 
 
 def build_app(
@@ -121,7 +106,7 @@ def app(args: Mapping[str, str]) -> Any:
 
     Arguments (all strings, as ``serve run`` passes them): ``config``
     (required), ``hosts`` (default 1), ``policy`` (``affinity`` or
-    ``affinity:spill=N``), ``start_port`` (``auto``, a number or
+    ``affinity:spill=N``, as ``swapcore simulate --cluster-policy``), ``start_port`` (``auto``, a number or
     ``config``), ``max_replicas_per_node`` (hosts per node, e.g. 1),
     ``allow_unsupported`` (``true``/``false``).
     """
@@ -155,7 +140,7 @@ def app(args: Mapping[str, str]) -> Any:
     return build_app(
         args["config"],
         hosts=hosts,
-        policy=parse_policy(args["policy"]) if "policy" in args else None,
+        policy=cluster_policy_from_spec(args["policy"]) if "policy" in args else None,
         start_port=start,
         host_options=host_options,
         allow_unsupported=flag in ("true", "1", "yes"),
