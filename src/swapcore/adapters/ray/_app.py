@@ -107,7 +107,8 @@ def app(args: Mapping[str, str]) -> Any:
     Arguments (all strings, as ``serve run`` passes them): ``config``
     (required), ``hosts`` (default 1), ``policy`` (``affinity`` or
     ``affinity:spill=N``, as ``swapcore simulate --cluster-policy``),
-    ``start_port`` (``auto``, a number or ``config``), ``max_replicas_per_node`` (hosts per node, e.g. 1),
+    ``start_port`` (``auto``, a number or ``config``), ``max_replicas_per_node``
+    (hosts per node, e.g. 1),
     ``allow_unsupported`` (``true``/``false``).
     """
     known = {
