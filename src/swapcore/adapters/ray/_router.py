@@ -11,8 +11,9 @@ Reports reach the router through Serve's controller, polled every
 ``request_routing_stats_period_s``, so they are up to a period or two old.
 The router therefore also remembers what it decided since: when it sends a
 model to a host, that model counts as loading there, and what that host's
-planner said the load would evict counts as gone, until a report made
-after the decision arrives. Without this, two requests a moment apart
+planner said the load would evict counts as gone, until a report shows the
+model there (or, 2 s after the decision, still does not: the request went
+elsewhere or failed). Without this, two requests a moment apart
 would each load the model on a different host.
 """
 
@@ -42,13 +43,27 @@ logger = logging.getLogger("swapcore.adapters.ray")
 _DECISION_TTL = 60.0
 
 
-class _Decision:
-    __slots__ = ("at", "evict", "model")
+# A report made this long after a decision, still without the model, overrides it (the
+# request went elsewhere or failed); sooner, the request may simply not have arrived yet.
+_CONFIRM_GRACE = 2.0
 
-    def __init__(self, model: str, evict: tuple[str, ...], at: float) -> None:
+
+class _Decision:
+    __slots__ = ("at", "evict", "model", "request")
+
+    def __init__(self, model: str, evict: tuple[str, ...], at: float, request: str) -> None:
         self.model = model
         self.evict = evict
         self.at = at
+        self.request = request
+
+    def settled_by(self, report_at: float, report: ReplicaReport, now: float) -> bool:
+        """Whether a report (made at ``report_at``) already shows this decision, or voids it."""
+        if now - self.at > _DECISION_TTL:
+            return True
+        if report_at <= self.at:
+            return False
+        return report.holds(self.model) or report_at > self.at + _CONFIRM_GRACE
 
 
 def merge_decisions(
@@ -164,19 +179,26 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         rid = replica.replica_id.unique_id
         known = self._report_of(replica)
         now = time.time()
-        at = known[0] if known is not None else 0.0
-        decisions = [
-            d for d in self._decisions.get(rid, ()) if d.at > at and now - d.at < _DECISION_TTL
-        ]
-        self._decisions[rid] = decisions
         if known is None:
             # Not reported yet (just started): it serves what is asked, with room for it.
+            at = 0.0
             report = ReplicaReport(
                 rid, models=(model,) if model else (), would_evict={model: ()} if model else {}
             )
         else:
-            report = known[1]
+            at, report = known
+        decisions = [d for d in self._decisions.get(rid, ()) if not d.settled_by(at, report, now)]
+        self._decisions[rid] = decisions
         return merge_decisions(report, [(d.model, d.evict) for d in decisions], len(decisions))
+
+    def _decide(self, replica: RunningReplica, model: str, request: str) -> None:
+        """Record that ``request`` for ``model`` goes to ``replica`` (replacing a guess)."""
+        for decisions in self._decisions.values():
+            decisions[:] = [d for d in decisions if d.request != request or not request]
+        view = self._view(replica, model)
+        evict = () if view.holds(model) else tuple(view.would_evict.get(model, ()))
+        rid = replica.replica_id.unique_id
+        self._decisions.setdefault(rid, []).append(_Decision(model, evict, time.time(), request))
 
     # -------------------------------------------------------------- routing
 
@@ -199,7 +221,12 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
                 "cluster policy %r failed for %r; trying every host", self._policy, model
             )
             ranking = sorted(by_id)
-        return [[by_id[rid]] for rid in dict.fromkeys(ranking) if rid in by_id]
+        ranks = [[by_id[rid]] for rid in dict.fromkeys(ranking) if rid in by_id]
+        if ranks and pending_request is not None:
+            # Counted at once: requests routed meanwhile must see it (Ray routes several
+            # requests concurrently and calls on_request_routed only once a slot is held).
+            self._decide(ranks[0][0], model, pending_request.metadata.internal_request_id)
+        return ranks
 
     def on_request_routed(
         self,
@@ -207,18 +234,17 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         replica_id: ReplicaID,
         result: Any,
     ) -> None:
-        """Remember the decision until a report made after it arrives."""
+        """Move the decision to the host Ray chose, if it was not the policy's first."""
         model = pending_request.metadata.multiplexed_model_id
         if not model:
             return
+        request = pending_request.metadata.internal_request_id
         rid = replica_id.unique_id
+        if any(d.request == request for d in self._decisions.get(rid, ())):
+            return
         replica = self.curr_replicas.get(replica_id)
-        evict: tuple[str, ...] = ()
         if replica is not None:
-            view = self._view(replica, model)
-            if not view.holds(model):
-                evict = tuple(view.would_evict.get(model, ()))
-        self._decisions.setdefault(rid, []).append(_Decision(model, evict, time.time()))
+            self._decide(replica, model, request)
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         """Forget a dead host's reports and decisions."""
