@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -11,7 +12,11 @@ from swapcore.planners.base import SwapPlanner
 from swapcore.planners.memory import MemoryBudgetPlanner
 from swapcore.planners.placement import PlacementPlanner
 from swapcore.process import ProcessState
-from swapcore.router import BaseRouter
+
+if TYPE_CHECKING:
+    # Only for the annotation: a report is plain data, and importing it (as
+    # ``import swapcore`` does) must not load the asyncio router.
+    from swapcore.router import BaseRouter
 
 __all__ = ["ReplicaReport", "report_from_router"]
 
@@ -45,7 +50,7 @@ class ReplicaReport:
       planner's sizes, when the planner declares sizes
       (:class:`~swapcore.MemoryBudgetPlanner`,
       :class:`~swapcore.planners.placement.PlacementPlanner`: the sum over
-      its devices); None when unknown.
+      its devices); None when unknown (no sizes, or an infinite budget).
 
     A report is plain data: :meth:`to_dict` and :meth:`from_dict` carry it
     across processes (Ray's routing stats).
@@ -107,33 +112,39 @@ def report_from_router(replica: str, router: BaseRouter) -> ReplicaReport:
     """``router``'s report right now, under the id ``replica``.
 
     ``would_evict`` is its planner's answer for each model it does not
-    hold, over the models running now; a model whose eviction would take a
-    busy or swapping model is left out (it cannot load without waiting).
-    Call it on the router's event loop.
+    hold, over the running set its scheduler would pass (the running
+    models, stopping ones included, plus the targets of swaps in flight);
+    a model whose eviction would take a busy, loading or stopping model is
+    left out (it cannot load without waiting), and so is a model that is
+    stopping itself or whose planner raises or answers with a model that
+    is not running. ``free_memory`` is counted over the same running set:
+    a stopping model still holds its memory, a swap's target already
+    claims its own. Call it on the router's event loop.
     """
     snapshot = router.snapshot()
     running = router.running_models()
+    swapping = {m for m, snap in snapshot.models.items() if snap.swapping}
     ready = {m for m, s in running.items() if s is ProcessState.READY}
-    loading = {m for m, s in running.items() if s is ProcessState.STARTING}
-    loading |= {m for m, snap in snapshot.models.items() if snap.swapping}
-    loading -= ready
+    loading = ({m for m, s in running.items() if s is ProcessState.STARTING} | swapping) - ready
+    stopping = {m for m, s in running.items() if s is ProcessState.STOPPING} - loading
     sleeping = {
         m for m in router.models if router.model_state(m) is ProcessState.SLEEPING
     } - loading
     busy = {m for m, snap in snapshot.models.items() if snap.in_flight}
-    blocked = busy | loading | {m for m, s in running.items() if s is ProcessState.STOPPING}
-    live = sorted(m for m, s in running.items() if s is not ProcessState.STOPPING)
+    blocked = busy | loading | stopping
+    live = tuple(sorted({*running, *swapping}))
     planner = router.planner
     would_evict: dict[str, tuple[str, ...]] = {}
     for model in router.models:
-        if model in ready or model in loading:
+        if model in ready or model in loading or model in stopping:
             continue
         try:
             evict = tuple(planner.eviction_for(model, live))
         except Exception:  # the router reports the fault when a request meets it
             continue
-        if not blocked.intersection(evict):
-            would_evict[model] = evict
+        if model in evict or not set(evict) <= set(live) or blocked.intersection(evict):
+            continue
+        would_evict[model] = evict
     return ReplicaReport(
         replica=replica,
         models=router.models,
@@ -149,9 +160,10 @@ def report_from_router(replica: str, router: BaseRouter) -> ReplicaReport:
 
 
 def _free_memory(planner: SwapPlanner, running: Sequence[str]) -> float | None:
+    """Memory left beside ``running`` in the planner's unit, or None when it declares no sizes."""
     if isinstance(planner, PlacementPlanner):
         return float(sum(planner.free(running).values()))
-    if isinstance(planner, MemoryBudgetPlanner):
+    if isinstance(planner, MemoryBudgetPlanner) and math.isfinite(planner.budget):
         sizes = planner.sizes
         return planner.budget - sum(sizes.get(m, 0.0) for m in running)
     return None
