@@ -72,8 +72,12 @@ class AffinityPolicy(ClusterPolicy):
 
     def __init__(self, *, spill_queue: int | None = None) -> None:
         """A policy; see the class for ``spill_queue``."""
-        if spill_queue is not None and spill_queue < 1:
-            raise ValueError(f"spill_queue: must be at least 1, not {spill_queue}")
+        if spill_queue is not None and (
+            isinstance(spill_queue, bool) or not isinstance(spill_queue, int) or spill_queue < 1
+        ):
+            raise ValueError(
+                f"spill_queue: must be None or an int of at least 1, not {spill_queue!r}"
+            )
         self._spill_queue = spill_queue
 
     @property
