@@ -245,14 +245,21 @@ def check_cluster_policy(
     ``"prefers a holder"`` to check that rule too).
 
     Raises ``AssertionError`` naming the broken rules, the model and the
-    reports (hypothesis reports the shrunk example). Raises ``TypeError``
+    reports (hypothesis reports the shrunk example); ``ImportError``
+    without hypothesis (the ``testing`` extra). Raises ``TypeError``
     when ``policy`` is not a :class:`~swapcore.ClusterPolicy`, and
     ``ValueError`` for an empty ``models`` or ``replicas`` or an unknown
     rule label. Runs hypothesis with ``max_examples`` examples and no
     deadline; do not call it from inside another ``@given`` test.
     """
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis import strategies as st
+    try:
+        from hypothesis import HealthCheck, Phase, given, settings
+        from hypothesis import strategies as st
+    except ModuleNotFoundError as exc:
+        raise ImportError(
+            "swapcore.testing.check_cluster_policy needs hypothesis: "
+            "pip install 'swapcore[testing]'"
+        ) from exc
 
     from swapcore.testing.strategies import replica_reports
 
