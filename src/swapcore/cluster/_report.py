@@ -22,6 +22,8 @@ __all__ = ["ReplicaReport", "report_from_router"]
 
 
 def _names(value: Any) -> frozenset[str]:
+    if isinstance(value, str):  # frozenset("ab") would be the models "a" and "b"
+        raise TypeError(f"expected a collection of model ids, not the string {value!r}")
     return frozenset(value)
 
 
@@ -88,24 +90,61 @@ class ReplicaReport:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReplicaReport:
-        """The report :meth:`to_dict` gave; raises ``ValueError`` naming a missing or bad key."""
-        try:
-            return cls(
-                replica=str(data["replica"]),
-                models=data["models"],
-                ready=data.get("ready", ()),
-                loading=data.get("loading", ()),
-                sleeping=data.get("sleeping", ()),
-                busy=data.get("busy", ()),
-                would_evict=data.get("would_evict", {}),
-                queued=int(data.get("queued", 0)),
-                in_flight=int(data.get("in_flight", 0)),
-                free_memory=None if data.get("free_memory") is None else float(data["free_memory"]),
-            )
-        except KeyError as exc:
-            raise ValueError(f"replica report: missing key {exc.args[0]!r}") from None
-        except (TypeError, AttributeError) as exc:
-            raise ValueError(f"replica report: {exc}") from None
+        """The report :meth:`to_dict` gave; raises ``ValueError`` naming a missing or bad key.
+
+        ``replica`` and ``models`` are required; the other keys default to
+        an empty report's values. Unknown keys are ignored (a newer
+        version's report still reads).
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"replica report: expected a mapping, not {type(data).__name__}")
+        if "replica" not in data:
+            raise ValueError("replica report: missing key 'replica'")
+        replica = data["replica"]
+        if not isinstance(replica, str):
+            raise ValueError(f"replica report: 'replica' must be a string, not {replica!r}")
+        where = f"replica report {replica!r}"
+        if "models" not in data:
+            raise ValueError(f"{where}: missing key 'models'")
+        evictions = data.get("would_evict", {})
+        if not isinstance(evictions, Mapping):
+            raise ValueError(f"{where}: 'would_evict' must be a mapping, not {evictions!r}")
+        free = data.get("free_memory")
+        if free is not None and (isinstance(free, bool) or not isinstance(free, (int, float))):
+            raise ValueError(f"{where}: 'free_memory' must be a number or null, not {free!r}")
+        return cls(
+            replica=replica,
+            models=_ids(data, "models", where),
+            ready=_ids(data, "ready", where),
+            loading=_ids(data, "loading", where),
+            sleeping=_ids(data, "sleeping", where),
+            busy=_ids(data, "busy", where),
+            would_evict={
+                str(model): _ids(evictions, model, f"{where}: 'would_evict'") for model in evictions
+            },
+            queued=_count(data, "queued", where),
+            in_flight=_count(data, "in_flight", where),
+            free_memory=None if free is None else float(free),
+        )
+
+
+def _ids(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """``data[key]`` as ids: a list of strings (missing: none)."""
+    value = data.get(key, ())
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"{where}: {key!r} must be a list of ids, not {value!r}")
+    bad = [item for item in value if not isinstance(item, str)]
+    if bad:
+        raise ValueError(f"{where}: {key!r} must hold strings, not {bad[0]!r}")
+    return tuple(value)
+
+
+def _count(data: Mapping[str, Any], key: str, where: str) -> int:
+    """``data[key]`` as a count: an int of at least 0 (missing: 0)."""
+    value = data.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: {key!r} must be an int of at least 0, not {value!r}")
+    return value
 
 
 def report_from_router(replica: str, router: BaseRouter) -> ReplicaReport:
