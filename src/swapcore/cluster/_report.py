@@ -158,7 +158,8 @@ def report_from_router(replica: str, router: BaseRouter) -> ReplicaReport:
     stopping itself or whose planner raises or answers with a model that
     is not running. ``free_memory`` is counted over the same running set:
     a stopping model still holds its memory, a swap's target already
-    claims its own. Call it on the router's event loop.
+    claims its own (so it is 0 while the two overlap). Call it on the
+    router's event loop.
     """
     snapshot = router.snapshot()
     running = router.running_models()
@@ -201,8 +202,11 @@ def report_from_router(replica: str, router: BaseRouter) -> ReplicaReport:
 def _free_memory(planner: SwapPlanner, running: Sequence[str]) -> float | None:
     """Memory left beside ``running`` in the planner's unit, or None when it declares no sizes."""
     if isinstance(planner, PlacementPlanner):
-        return float(sum(planner.free(running).values()))
-    if isinstance(planner, MemoryBudgetPlanner) and math.isfinite(planner.budget):
+        free = float(sum(max(room, 0) for room in planner.free(running).values()))
+    elif isinstance(planner, MemoryBudgetPlanner) and math.isfinite(planner.budget):
         sizes = planner.sizes
-        return planner.budget - sum(sizes.get(m, 0.0) for m in running)
-    return None
+        free = float(planner.budget - sum(sizes.get(m, 0.0) for m in running))
+    else:
+        return None
+    # Below zero while a swap's target is counted beside the models it evicts.
+    return max(free, 0.0)
