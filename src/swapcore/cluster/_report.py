@@ -202,7 +202,7 @@ def report_from_router(replica: str, router: BaseRouter) -> ReplicaReport:
 def _free_memory(planner: SwapPlanner, running: Sequence[str]) -> float | None:
     """Memory left beside ``running`` in the planner's unit, or None when it declares no sizes."""
     if isinstance(planner, PlacementPlanner):
-        free = float(sum(max(room, 0) for room in planner.free(running).values()))
+        free = float(sum(room for room in planner.free(running).values() if room > 0))
     elif isinstance(planner, MemoryBudgetPlanner) and math.isfinite(planner.budget):
         sizes = planner.sizes
         free = float(planner.budget - sum(sizes.get(m, 0.0) for m in running))
