@@ -44,7 +44,7 @@ class ReplicaReport:
     - ``would_evict``: for each model it can serve and does not hold ready
       or loading, what its planner would evict to load it (empty: there is
       room, nothing goes). A model missing here is one it cannot load now
-      (it would have to evict a model that is busy or swapping).
+      (it would have to evict a model that is busy, loading or stopping).
     - ``queued``: requests waiting in its queue (not yet served), over all
       models.
     - ``in_flight``: requests being served, over all models.
