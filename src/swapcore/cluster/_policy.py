@@ -52,16 +52,18 @@ class AffinityPolicy(ClusterPolicy):
        a busy, loading or stopping model).
 
     Within tiers 1-4 and 7 the replica with the fewest requests (queued and
-    in flight, then queued alone) comes first; within tiers 5-6 the one that evicts the fewest
-    models, then the fewest requests. Remaining ties are broken by
-    rendezvous hashing of (model, replica), so independent callers with the
-    same reports agree, and new models spread evenly over equal replicas.
+    in flight, then queued alone) comes first; within tiers 5-6 the one
+    that evicts the fewest models, then the fewest requests. Remaining ties
+    are broken by rendezvous hashing of (model, replica), so independent
+    callers with the same reports agree, and new models spread evenly over
+    equal replicas.
 
     Why this order (docs/cluster.md says more): a cold load costs tens of
-    seconds and a wake from sleep a fraction of that, while a place in a ready model's queue costs the
-    requests ahead of it; so a copy that is ready or coming beats any new
-    load, a wake beats a cold load, and room beats an eviction (which would
-    turn another model's next request into a cold load).
+    seconds and a wake from sleep a fraction of that, while a place in a
+    ready model's queue costs the requests ahead of it; so a copy that is
+    ready or coming beats any new load, a wake beats a cold load, and room
+    beats an eviction (which would turn another model's next request into
+    a cold load).
 
     ``spill_queue``: when every replica holding the model (ready or
     loading) has at least this many requests waiting in its queue, replicas
