@@ -53,8 +53,10 @@ def test_py_typed_marker_is_shipped() -> None:
 
 
 PUBLIC = [
+    "AffinityPolicy",
     "ArrivalOrderScheduler",
     "BaseRouter",
+    "ClusterPolicy",
     "ConcurrencyLimitExceeded",
     "ConfigError",
     "CostAwareScheduler",
@@ -80,6 +82,7 @@ PUBLIC = [
     "Process",
     "ProcessState",
     "ProcessStateChanged",
+    "ReplicaReport",
     "Request",
     "RequestCancelled",
     "RequestExpired",

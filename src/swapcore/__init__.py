@@ -8,6 +8,7 @@ the pure core never loads asyncio. Adapters live behind extras.
 
 from typing import TYPE_CHECKING
 
+from swapcore.cluster import AffinityPolicy, ClusterPolicy, ReplicaReport
 from swapcore.costs import SwapCosts
 from swapcore.errors import (
     ConcurrencyLimitExceeded,
@@ -77,8 +78,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AffinityPolicy",
     "ArrivalOrderScheduler",
     "BaseRouter",
+    "ClusterPolicy",
     "ConcurrencyLimitExceeded",
     "ConfigError",
     "CostAwareScheduler",
@@ -104,6 +107,7 @@ __all__ = [
     "Process",
     "ProcessState",
     "ProcessStateChanged",
+    "ReplicaReport",
     "Request",
     "RequestCancelled",
     "RequestExpired",

@@ -49,19 +49,21 @@ class AffinityPolicy(ClusterPolicy):
     5. it is asleep there (waking it evicts something);
     6. loading it there evicts only idle models;
     7. it can be served there only after a wait (every eviction would take
-       a busy or loading model).
+       a busy, loading or stopping model).
 
     Within tiers 1-4 and 7 the replica with the fewest requests (queued and
-    in flight) comes first; within tiers 5-6 the one that evicts the fewest
-    models, then the fewest requests. Remaining ties are broken by
-    rendezvous hashing of (model, replica), so independent callers with the
-    same reports agree, and new models spread evenly over equal replicas.
+    in flight, then queued alone) comes first; within tiers 5-6 the one
+    that evicts the fewest models, then the fewest requests. Remaining ties
+    are broken by rendezvous hashing of (model, replica), so independent
+    callers with the same reports agree, and new models spread evenly over
+    equal replicas.
 
-    Why this order: a cold load costs tens of seconds and a wake from sleep
-    a fraction of that, while a place in a ready model's queue costs the
-    requests ahead of it; so a copy that is ready or coming beats any new
-    load, a wake beats a cold load, and room beats an eviction (which would
-    turn another model's next request into a cold load).
+    Why this order (docs/cluster.md says more): a cold load costs tens of
+    seconds and a wake from sleep a fraction of that, while a place in a
+    ready model's queue costs the requests ahead of it; so a copy that is
+    ready or coming beats any new load, a wake beats a cold load, and room
+    beats an eviction (which would turn another model's next request into
+    a cold load).
 
     ``spill_queue``: when every replica holding the model (ready or
     loading) has at least this many requests waiting in its queue, replicas
@@ -72,8 +74,12 @@ class AffinityPolicy(ClusterPolicy):
 
     def __init__(self, *, spill_queue: int | None = None) -> None:
         """A policy; see the class for ``spill_queue``."""
-        if spill_queue is not None and spill_queue < 1:
-            raise ValueError(f"spill_queue: must be at least 1, not {spill_queue}")
+        if spill_queue is not None and (
+            isinstance(spill_queue, bool) or not isinstance(spill_queue, int) or spill_queue < 1
+        ):
+            raise ValueError(
+                f"spill_queue: must be None or an int of at least 1, not {spill_queue!r}"
+            )
         self._spill_queue = spill_queue
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,12 +14,16 @@ from swapcore.planners.placement import PlacementPlanner
 from swapcore.process import ProcessState
 
 if TYPE_CHECKING:
+    # Only for the annotation: a report is plain data, and importing it (as
+    # ``import swapcore`` does) must not load the asyncio router.
     from swapcore.router import BaseRouter
 
 __all__ = ["ReplicaReport", "build_replica_report", "report_from_router"]
 
 
 def _names(value: Any) -> frozenset[str]:
+    if isinstance(value, str):  # frozenset("ab") would be the models "a" and "b"
+        raise TypeError(f"expected a collection of model ids, not the string {value!r}")
     return frozenset(value)
 
 
@@ -39,7 +44,7 @@ class ReplicaReport:
     - ``would_evict``: for each model it can serve and does not hold ready
       or loading, what its planner would evict to load it (empty: there is
       room, nothing goes). A model missing here is one it cannot load now
-      (it would have to evict a model that is busy or swapping).
+      (it would have to evict a model that is busy, loading or stopping).
     - ``queued``: requests waiting in its queue (not yet served), over all
       models.
     - ``in_flight``: requests being served, over all models.
@@ -47,7 +52,7 @@ class ReplicaReport:
       planner's sizes, when the planner declares sizes
       (:class:`~swapcore.MemoryBudgetPlanner`,
       :class:`~swapcore.planners.placement.PlacementPlanner`: the sum over
-      its devices); None when unknown.
+      its devices); None when unknown (no sizes, or an infinite budget).
 
     A report is plain data: :meth:`to_dict` and :meth:`from_dict` carry it
     across processes (Ray's routing stats).
@@ -85,33 +90,76 @@ class ReplicaReport:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReplicaReport:
-        """The report :meth:`to_dict` gave; raises ``ValueError`` naming a missing or bad key."""
-        try:
-            return cls(
-                replica=str(data["replica"]),
-                models=data["models"],
-                ready=data.get("ready", ()),
-                loading=data.get("loading", ()),
-                sleeping=data.get("sleeping", ()),
-                busy=data.get("busy", ()),
-                would_evict=data.get("would_evict", {}),
-                queued=int(data.get("queued", 0)),
-                in_flight=int(data.get("in_flight", 0)),
-                free_memory=None if data.get("free_memory") is None else float(data["free_memory"]),
-            )
-        except KeyError as exc:
-            raise ValueError(f"replica report: missing key {exc.args[0]!r}") from None
-        except (TypeError, AttributeError) as exc:
-            raise ValueError(f"replica report: {exc}") from None
+        """The report :meth:`to_dict` gave; raises ``ValueError`` naming a missing or bad key.
+
+        ``replica`` and ``models`` are required; the other keys default to
+        an empty report's values. Unknown keys are ignored (a newer
+        version's report still reads).
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"replica report: expected a mapping, not {type(data).__name__}")
+        if "replica" not in data:
+            raise ValueError("replica report: missing key 'replica'")
+        replica = data["replica"]
+        if not isinstance(replica, str):
+            raise ValueError(f"replica report: 'replica' must be a string, not {replica!r}")
+        where = f"replica report {replica!r}"
+        if "models" not in data:
+            raise ValueError(f"{where}: missing key 'models'")
+        evictions = data.get("would_evict", {})
+        if not isinstance(evictions, Mapping):
+            raise ValueError(f"{where}: 'would_evict' must be a mapping, not {evictions!r}")
+        free = data.get("free_memory")
+        if free is not None and (isinstance(free, bool) or not isinstance(free, (int, float))):
+            raise ValueError(f"{where}: 'free_memory' must be a number or null, not {free!r}")
+        return cls(
+            replica=replica,
+            models=_ids(data, "models", where),
+            ready=_ids(data, "ready", where),
+            loading=_ids(data, "loading", where),
+            sleeping=_ids(data, "sleeping", where),
+            busy=_ids(data, "busy", where),
+            would_evict={
+                str(model): _ids(evictions, model, f"{where}: 'would_evict'") for model in evictions
+            },
+            queued=_count(data, "queued", where),
+            in_flight=_count(data, "in_flight", where),
+            free_memory=None if free is None else float(free),
+        )
+
+
+def _ids(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """``data[key]`` as ids: a list of strings (missing: none)."""
+    value = data.get(key, ())
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"{where}: {key!r} must be a list of ids, not {value!r}")
+    bad = [item for item in value if not isinstance(item, str)]
+    if bad:
+        raise ValueError(f"{where}: {key!r} must hold strings, not {bad[0]!r}")
+    return tuple(value)
+
+
+def _count(data: Mapping[str, Any], key: str, where: str) -> int:
+    """``data[key]`` as a count: an int of at least 0 (missing: 0)."""
+    value = data.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: {key!r} must be an int of at least 0, not {value!r}")
+    return value
 
 
 def report_from_router(replica: str, router: BaseRouter) -> ReplicaReport:
     """``router``'s report right now, under the id ``replica``.
 
     ``would_evict`` is its planner's answer for each model it does not
-    hold, over the models running now; a model whose eviction would take a
-    busy or swapping model is left out (it cannot load without waiting).
-    Call it on the router's event loop.
+    hold, over the running set its scheduler would pass (the running
+    models, stopping ones included, plus the targets of swaps in flight);
+    a model whose eviction would take a busy, loading or stopping model is
+    left out (it cannot load without waiting), and so is a model that is
+    stopping itself or whose planner raises or answers with a model that
+    is not running. ``free_memory`` is counted over the same running set:
+    a stopping model still holds its memory, a swap's target already
+    claims its own (so it is 0 while the two overlap). Call it on the
+    router's event loop.
     """
     snapshot = router.snapshot()
     return build_replica_report(
@@ -147,34 +195,37 @@ def build_replica_report(
     ``in_flight`` count requests over all models. ``ready`` is the READY
     models; ``loading`` the STARTING ones and the swap targets not ready;
     ``sleeping`` leaves out a model being woken. ``would_evict`` asks
-    ``planner.eviction_for(model, live)`` (``live``: the running models
-    not stopping, sorted) for each model neither ready nor loading, and
-    leaves out a model whose eviction would take a busy, loading or
-    stopping model, or whose planner call raises (the router reports that
-    fault when a request meets it). ``free_memory`` is read from the
-    planner's sizes over ``live``. The live router
-    (:func:`report_from_router`) and the cluster simulator
-    (:func:`swapcore.sim.simulate_cluster`) both build their reports here.
+    ``planner.eviction_for(model, live)`` (``live``: the running set the
+    scheduler passes, the running models, stopping ones included, plus the
+    swap targets, sorted) for each model neither ready, loading nor
+    stopping, and leaves out a model whose eviction would take a busy,
+    loading or stopping model, or whose planner call raises or names the
+    target or a model not running (the router reports that fault when a
+    request meets it). ``free_memory`` is read from the planner's sizes over
+    ``live``. The live router (:func:`report_from_router`) and the cluster
+    simulator (:func:`swapcore.sim.simulate_cluster`) both build their
+    reports here.
     """
     names = frozenset(models)
+    swapping = set(swapping)
     ready = {m for m, s in running.items() if s is ProcessState.READY}
-    loading = {m for m, s in running.items() if s is ProcessState.STARTING}
-    loading.update(swapping)
-    loading -= ready
+    loading = ({m for m, s in running.items() if s is ProcessState.STARTING} | swapping) - ready
+    stopping = {m for m, s in running.items() if s is ProcessState.STOPPING} - loading
     asleep = set(sleeping) - loading
     busy_set = set(busy)
-    blocked = busy_set | loading | {m for m, s in running.items() if s is ProcessState.STOPPING}
-    live = sorted(m for m, s in running.items() if s is not ProcessState.STOPPING)
+    blocked = busy_set | loading | stopping
+    live = tuple(sorted({*running, *swapping}))
     would_evict: dict[str, tuple[str, ...]] = {}
     for model in sorted(names):
-        if model in ready or model in loading:
+        if model in ready or model in loading or model in stopping:
             continue
         try:
             evict = tuple(planner.eviction_for(model, live))
         except Exception:  # the router reports the fault when a request meets it
             continue
-        if not blocked.intersection(evict):
-            would_evict[model] = evict
+        if model in evict or not set(evict) <= set(live) or blocked.intersection(evict):
+            continue
+        would_evict[model] = evict
     return ReplicaReport(
         replica=replica,
         models=names,
@@ -190,9 +241,13 @@ def build_replica_report(
 
 
 def _free_memory(planner: SwapPlanner, running: Sequence[str]) -> float | None:
+    """Memory left beside ``running`` in the planner's unit, or None when it declares no sizes."""
     if isinstance(planner, PlacementPlanner):
-        return float(sum(planner.free(running).values()))
-    if isinstance(planner, MemoryBudgetPlanner):
+        free = float(sum(room for room in planner.free(running).values() if room > 0))
+    elif isinstance(planner, MemoryBudgetPlanner) and math.isfinite(planner.budget):
         sizes = planner.sizes
-        return planner.budget - sum(sizes.get(m, 0.0) for m in running)
-    return None
+        free = float(planner.budget - sum(sizes.get(m, 0.0) for m in running))
+    else:
+        return None
+    # Below zero while a swap's target is counted beside the models it evicts.
+    return max(free, 0.0)

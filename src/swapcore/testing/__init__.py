@@ -10,16 +10,21 @@
   for a planner that declares sizes (:class:`BudgetedPlanner`,
   :class:`PlacingPlanner`), which :func:`check_planner` also checks.
 - :func:`check_process`: check a custom :class:`~swapcore.Process`.
+- :func:`check_cluster_policy` / :func:`cluster_policy_violations`: check a
+  custom :class:`~swapcore.ClusterPolicy` (which replica serves a model).
 - :class:`FaultyPlanner`: wrap a planner so its hooks fail on cue (planner
   faults must fail only their request, with :class:`~swapcore.PolicyError`).
 - :class:`RouterStateMachine`: a hypothesis state machine you subclass with your
   own planner (and scheduler) to check the router's invariants on a virtual
   clock; :func:`mutual_evictions` helps write co-residency checks.
 - :mod:`swapcore.testing.strategies`: hypothesis strategies for DSL
-  expressions, matrix and group configurations, and request traces.
+  expressions, matrix and group configurations, request traces and
+  replica reports.
 
 Nothing here is imported by ``import swapcore``. The fakes, the recording
-effects, the faulty planner, the memory rules and :func:`check_process` need nothing more;
+effects, the faulty planner, the memory rules, :func:`check_process` and
+:func:`cluster_policy_violations` need nothing more (nor does
+:func:`check_cluster_policy` until it is called);
 :func:`check_planner`, :func:`planner_violations`, :class:`RouterStateMachine`,
 :func:`mutual_evictions` and the strategies need hypothesis (the
 ``testing`` extra) and import it when first used.
@@ -30,6 +35,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from swapcore.testing.cluster_checks import (
+    CLUSTER_RULES,
+    DEFAULT_CLUSTER_RULES,
+    check_cluster_policy,
+    cluster_policy_violations,
+)
 from swapcore.testing.effects import (
     EffectCall,
     GrantErrorCall,
@@ -78,6 +89,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CLUSTER_RULES",
+    "DEFAULT_CLUSTER_RULES",
     "BudgetedPlanner",
     "EffectCall",
     "FakeGPUProbe",
@@ -93,8 +106,10 @@ __all__ = [
     "RouterStateMachine",
     "StartSwapCall",
     "budget_violations",
+    "check_cluster_policy",
     "check_planner",
     "check_process",
+    "cluster_policy_violations",
     "memory_violations",
     "mutual_evictions",
     "planner_violations",

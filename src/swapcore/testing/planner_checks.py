@@ -41,9 +41,7 @@ model`` and ``memory: minimal eviction``: see
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
 import attrs
@@ -52,44 +50,11 @@ from hypothesis import strategies as st
 
 from swapcore.planners.base import SwapPlanner
 from swapcore.planners.residency import Eviction
+from swapcore.testing._logs import describe_record as _describe
+from swapcore.testing._logs import recording_logs as _recording_logs
 from swapcore.testing.memory_checks import _answer, _shape, budget_violations, memory_violations
 
 __all__ = ["check_planner", "planner_violations", "residency_violations"]
-
-
-class _Recorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.NOTSET)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def _recording_logs() -> Iterator[list[logging.LogRecord]]:
-    """Record every log record that reaches the root logger, whatever its level.
-
-    Lowers the root level and lifts ``logging.disable`` for the duration, then
-    restores both; records of loggers with ``propagate=False`` or their own
-    level set above the record's stay unseen.
-    """
-    root = logging.getLogger()
-    recorder = _Recorder()
-    old_level, old_disable = root.level, root.manager.disable
-    root.addHandler(recorder)
-    root.setLevel(logging.NOTSET)
-    logging.disable(logging.NOTSET)
-    try:
-        yield recorder.records
-    finally:
-        root.removeHandler(recorder)
-        root.setLevel(old_level)
-        logging.disable(old_disable)
-
-
-def _describe(record: logging.LogRecord) -> str:
-    return f"{record.levelname} {record.name}: {record.getMessage()}"
 
 
 def planner_violations(planner: SwapPlanner, target: str, running: Sequence[str]) -> list[str]:

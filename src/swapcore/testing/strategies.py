@@ -1,4 +1,4 @@
-"""Hypothesis strategies for swap policies: DSL expressions, matrix and group configs, traces.
+"""Hypothesis strategies for swap policies: DSL, matrix and group configs, traces, replica reports.
 
 Every strategy here is public and composable: pass your own strategies (or
 plain sequences) for the parts you want to control. They need the
@@ -17,6 +17,7 @@ from swapcore.matrix import MatrixProgram, MatrixSolver, compile_matrix
 from swapcore.planners.groups import DEFAULT_GROUP, Group
 
 if TYPE_CHECKING:
+    from swapcore.cluster import ReplicaReport
     from swapcore.sim.traces import Arrival
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "dsl_expressions",
     "group_configs",
     "matrix_configs",
+    "replica_reports",
     "request_traces",
 ]
 
@@ -310,3 +312,86 @@ def group_configs(
     if max_groups < 0:
         raise ValueError(f"max_groups must be >= 0, got {max_groups}")
     return _group_configs(names, max_groups, ungrouped, declare_default)
+
+
+# -- cluster replica reports -----------------------------------------------------
+
+_NOT_HELD, _READY, _LOADING, _SLEEPING = range(4)
+
+
+@st.composite
+def _replica_report(
+    draw: st.DrawFn, replica: str, models: tuple[str, ...], max_requests: int
+) -> ReplicaReport:
+    from swapcore.cluster import ReplicaReport
+
+    served = draw(st.lists(st.sampled_from(models), unique=True)) if models else []
+    status = {m: draw(st.sampled_from((_NOT_HELD, _READY, _LOADING, _SLEEPING))) for m in served}
+    ready = [m for m in served if status[m] == _READY]
+    loading = [m for m in served if status[m] == _LOADING]
+    held = ready + loading
+    busy = draw(st.lists(st.sampled_from(held), unique=True)) if held else []
+    idle = [m for m in ready if m not in busy]
+    would_evict = {}
+    for model in served:
+        if status[model] in (_READY, _LOADING) or not draw(st.booleans()):
+            continue
+        evict = draw(st.lists(st.sampled_from(idle), unique=True)) if idle else []
+        would_evict[model] = tuple(evict)
+    requests = st.integers(0, max_requests)
+    in_flight = len(busy) + draw(requests) if busy else 0
+    free = draw(st.none() | st.floats(0.0, 100.0, allow_nan=False, allow_subnormal=False))
+    return ReplicaReport(
+        replica=replica,
+        models=served,
+        ready=ready,
+        loading=loading,
+        sleeping=[m for m in served if status[m] == _SLEEPING],
+        busy=busy,
+        would_evict=would_evict,
+        queued=draw(requests),
+        in_flight=in_flight,
+        free_memory=free,
+    )
+
+
+@st.composite
+def _replica_reports(
+    draw: st.DrawFn,
+    models: tuple[str, ...],
+    replica_ids: tuple[str, ...],
+    min_size: int,
+    max_requests: int,
+) -> list[ReplicaReport]:
+    ids = draw(st.lists(st.sampled_from(replica_ids), unique=True, min_size=min_size))
+    return [draw(_replica_report(replica, models, max_requests)) for replica in ids]
+
+
+def replica_reports(
+    models: Sequence[str] = ("a", "b", "c", "d"),
+    replica_ids: Sequence[str] = ("r0", "r1", "r2", "r3"),
+    *,
+    min_size: int = 1,
+    max_requests: int = 8,
+) -> st.SearchStrategy[list[ReplicaReport]]:
+    """Consistent :class:`~swapcore.cluster.ReplicaReport` lists, one per replica, as a cluster's.
+
+    Each list holds ``min_size..len(replica_ids)`` reports with distinct ids
+    from ``replica_ids``, in a drawn order. Each report serves a subset of
+    ``models`` (maybe none); ``ready``, ``loading`` and ``sleeping`` are
+    disjoint subsets of it; ``busy`` is a subset of ``ready`` and
+    ``loading``; ``would_evict`` names only models neither ready nor
+    loading, each evicting ready models that are not busy (maybe none:
+    room); ``in_flight`` is at least the number of busy models (zero with
+    none busy) and ``queued`` is ``0..max_requests``; ``free_memory`` is
+    None or ``0..100``. Shrinks towards fewer replicas serving fewer models.
+    """
+    names = tuple(dict.fromkeys(models))
+    ids = tuple(dict.fromkeys(replica_ids))
+    if isinstance(models, str) or isinstance(replica_ids, str):
+        raise ValueError("models and replica_ids must be collections of ids, not strings")
+    if not 0 <= min_size <= len(ids):
+        raise ValueError(f"min_size must be in 0..{len(ids)} (the replica ids), got {min_size}")
+    if max_requests < 0:
+        raise ValueError(f"max_requests must be >= 0, got {max_requests}")
+    return _replica_reports(names, ids, min_size, max_requests)
