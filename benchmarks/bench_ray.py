@@ -57,8 +57,8 @@ MODELS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
 WEIGHTS = (0.28, 0.22, 0.17, 0.14, 0.11, 0.08)
 HOSTS = 3
 PER_HOST = 2
-TOKENS = 16
-TOKEN_DELAY = 0.02
+TOKENS = 32
+TOKEN_DELAY = 0.025  # a completion streams for 0.8 s: 12 at once are more than 5 slots
 RUNS = ("ray", "ray-tuned", "swapcore")
 
 
@@ -68,12 +68,13 @@ RUNS = ("ray", "ray-tuned", "swapcore")
 def make_trace(duration: float, rate: float, burst_size: int, seed: int) -> list[tuple[float, str]]:
     """(time, model) pairs: an opening rush, Poisson arrivals with skewed popularity, bursts.
 
-    The rush asks for every model within 0.3 s (a gateway coming up under
-    traffic); every 8 s, ``burst_size`` requests for one model arrive within
-    half a second (more than one replica's default ``max_ongoing_requests``).
+    The rush asks for every model three times within 50 ms (a cluster coming
+    up, or redeployed, under traffic); every 8 s, ``burst_size`` requests for
+    one model arrive within half a second (more than one replica's default
+    ``max_ongoing_requests``).
     """
     rng = random.Random(seed)
-    trace = [(0.2 + rng.uniform(0, 0.3), model) for model in MODELS]
+    trace = [(0.2 + rng.uniform(0, 0.05), model) for model in MODELS for _ in range(3)]
     t = 0.5
     while True:
         t += rng.expovariate(rate)

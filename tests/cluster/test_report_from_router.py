@@ -70,6 +70,7 @@ async def test_an_idle_router_reports_room_for_everything() -> None:
         models={"a", "b", "c"},
         would_evict={"a": (), "b": (), "c": ()},
         free_memory=24.0,
+        sizes={"a": 10.0, "b": 10.0, "c": 15.0},
     )
 
 

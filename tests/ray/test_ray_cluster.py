@@ -159,12 +159,16 @@ def test_health_and_model_list(app: App) -> None:
     assert [m["id"] for m in listing["data"]] == list(MODELS)
 
 
-def test_each_model_loads_once_on_a_host_with_room(app: App) -> None:
-    for _ in range(2):
-        for model in MODELS:
-            response = app.chat(model)
-            assert response.status_code == 200, response.text
-            assert response.json()["model"] == model
+def test_a_rush_for_every_model_loads_each_once_on_a_host_with_room(app: App) -> None:
+    # Three requests per model, all at once, on a cold cluster: Ray routes them
+    # concurrently, before any host has reported a model.
+    rush = [model for model in MODELS for _ in range(3)]
+    with concurrent.futures.ThreadPoolExecutor(len(rush)) as pool:
+        responses = list(pool.map(app.chat, rush))
+    assert [r.status_code for r in responses] == [200] * len(rush), [r.text for r in responses]
+    assert [r.json()["model"] for r in responses] == rush
+    for model in MODELS:  # and again, one by one: nothing moves
+        assert app.chat(model).status_code == 200
     hosts = app.settled_hosts(time.time(), count=3)
     held = sorted(m for h in hosts for m in h["ready"])
     assert held == sorted(MODELS)  # every model on exactly one host

@@ -31,6 +31,10 @@ def _evictions(value: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]]:
     return {str(model): tuple(evict) for model, evict in value.items()}
 
 
+def _sizes(value: Mapping[str, Any]) -> Mapping[str, float]:
+    return {str(model): float(size) for model, size in value.items()}
+
+
 @attrs.frozen
 class ReplicaReport:
     """One router's state, as a cluster policy sees it.
@@ -53,6 +57,10 @@ class ReplicaReport:
       (:class:`~swapcore.MemoryBudgetPlanner`,
       :class:`~swapcore.planners.placement.PlacementPlanner`: the sum over
       its devices); None when unknown (no sizes, or an infinite budget).
+    - ``sizes``: the memory each model needs, in the same unit, when the
+      planner declares sizes (empty otherwise). With ``free_memory`` it
+      lets a caller that has just sent the replica a load tell which other
+      models still fit beside it before the next report.
 
     A report is plain data: :meth:`to_dict` and :meth:`from_dict` carry it
     across processes (Ray's routing stats).
@@ -68,6 +76,7 @@ class ReplicaReport:
     queued: int = 0
     in_flight: int = 0
     free_memory: float | None = None
+    sizes: Mapping[str, float] = attrs.field(factory=dict, converter=_sizes)
 
     def holds(self, model: str) -> bool:
         """True when ``model`` is ready or loading here."""
@@ -86,6 +95,7 @@ class ReplicaReport:
             "queued": self.queued,
             "in_flight": self.in_flight,
             "free_memory": self.free_memory,
+            "sizes": dict(sorted(self.sizes.items())),
         }
 
     @classmethod
@@ -125,7 +135,21 @@ class ReplicaReport:
             queued=_count(data, "queued", where),
             in_flight=_count(data, "in_flight", where),
             free_memory=None if free is None else float(free),
+            sizes=_size_map(data, where),
         )
+
+
+def _size_map(data: Mapping[str, Any], where: str) -> dict[str, float]:
+    """``data["sizes"]``: model ids to numbers (missing: none)."""
+    value = data.get("sizes", {})
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: 'sizes' must be a mapping, not {value!r}")
+    for model, size in value.items():
+        if not isinstance(model, str) or isinstance(size, bool):
+            raise ValueError(f"{where}: 'sizes' must map ids to numbers, not {model!r}: {size!r}")
+        if not isinstance(size, (int, float)) or not math.isfinite(size) or size < 0:
+            raise ValueError(f"{where}: 'sizes'[{model!r}] must be a number >= 0, not {size!r}")
+    return {model: float(size) for model, size in value.items()}
 
 
 def _ids(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
@@ -237,7 +261,16 @@ def build_replica_report(
         queued=queued,
         in_flight=in_flight,
         free_memory=_free_memory(planner, live),
+        sizes=_declared_sizes(planner, names),
     )
+
+
+def _declared_sizes(planner: SwapPlanner, models: Iterable[str]) -> dict[str, float]:
+    """Each model's size when the planner declares sizes (empty when it does not)."""
+    if isinstance(planner, (PlacementPlanner, MemoryBudgetPlanner)):
+        sizes = planner.sizes
+        return {m: float(sizes[m]) for m in models if m in sizes and math.isfinite(sizes[m])}
+    return {}
 
 
 def _free_memory(planner: SwapPlanner, running: Sequence[str]) -> float | None:

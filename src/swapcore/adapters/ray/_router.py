@@ -73,14 +73,24 @@ def merge_decisions(
 
     Each decision ``(model, evict)`` sent ``model`` to this replica: it is
     loading (unless ready), ``evict`` leaves the ready, loading and
-    sleeping sets, and ``extra_requests`` more requests are queued.
+    sleeping sets, and ``extra_requests`` more requests are queued. A load
+    also takes room: with sizes, the models that no longer fit in what is
+    left lose their "room" answer; without, every model does (the room is
+    no longer known). Either way they drop out of ``would_evict`` (the
+    replica would have to evict something the report cannot say) until a
+    report shows the host as it is.
     """
     ready = set(report.ready)
     loading = set(report.loading)
     sleeping = set(report.sleeping)
     would_evict = dict(report.would_evict)
+    sizes = report.sizes
+    free = report.free_memory
     for model, evict in decisions:
+        cold = model not in ready and model not in loading
         for gone in evict:
+            if free is not None and gone in sizes and (gone in ready or gone in loading):
+                free += sizes[gone]
             ready.discard(gone)
             loading.discard(gone)
             sleeping.discard(gone)
@@ -88,6 +98,15 @@ def merge_decisions(
             loading.add(model)
         sleeping.discard(model)
         would_evict.pop(model, None)
+        if not cold:
+            continue
+        if free is not None and model in sizes:
+            free = max(free - sizes[model], 0.0)
+        for other, other_evict in list(would_evict.items()):
+            if other_evict:
+                continue
+            if free is None or other not in sizes or sizes[other] > free:
+                del would_evict[other]
     return ReplicaReport(
         replica=report.replica,
         models=report.models,
@@ -98,7 +117,8 @@ def merge_decisions(
         would_evict=would_evict,
         queued=report.queued + extra_requests,
         in_flight=report.in_flight,
-        free_memory=report.free_memory,
+        free_memory=free,
+        sizes=sizes,
     )
 
 
@@ -245,6 +265,32 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         replica = self.curr_replicas.get(replica_id)
         if replica is not None:
             self._decide(replica, model, request)
+
+    def _fulfill_next_pending_request(
+        self, replica: RunningReplica, request_metadata: Any = None
+    ) -> None:
+        """Give the host to the request it was ranked for, or to one for the same model.
+
+        Ray's FIFO default hands a free replica to the oldest pending request
+        when the one it was chosen for is gone, whatever its model: a host
+        ranked for one model would then serve another. Here a host ranked
+        for a model only ever serves that model (the other request is routed
+        on its own).
+        """
+        model = getattr(request_metadata, "multiplexed_model_id", "") if request_metadata else ""
+        if not model:
+            super()._fulfill_next_pending_request(replica, request_metadata)
+            return
+        pending = self._get_pending_request_matching_internal_request_id(request_metadata)
+        if pending is None:
+            by_model = getattr(self, "_pending_requests_by_model_id", {}).get(model, ())
+            pending = next((pr for pr in by_model if not pr.future.done()), None)
+        if pending is None:
+            return
+        self._cancel_routing_task_for_pending_request(pending)
+        self._record_queue_wait_time(pending)
+        pending.future.set_result(replica)
+        self._remove_pending_request_from_indices(pending)
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         """Forget a dead host's reports and decisions."""
