@@ -212,15 +212,8 @@ class _Reconfigurer(_LeaseKeeper):
             return
         change.unloaded = True
         self._tell_scheduler("on_unload", model)
-        swap = self._swaps.get(model)
-        if swap is not None:
-            self._abandon_swap(swap, f"model {model!r} was removed from the configuration")
-            removed = ModelUnloaded(f"model {model!r} was removed from the configuration")
-            try:
-                self._scheduler.on_swap_done(model, removed)
-            except Exception as exc:
-                call = f"on_swap_done({model!r}, {describe(removed)!r})"
-                self._fail_left((model,), self._scheduler_failed(call, exc))
+        why = f"model {model!r} was removed from the configuration"
+        self._drop_swap(model, why, ModelUnloaded(why))
 
     def _tell_scheduler(self, method: str, model: str) -> None:
         hook = getattr(self._scheduler, method, None)

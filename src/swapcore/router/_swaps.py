@@ -213,6 +213,18 @@ class _SwapDriver(_RouterState):
         if self._idle_ttl:
             self._maybe_arm_ttl(model)
 
+    def _drop_swap(self, model: str, why: str, error: ModelUnloaded) -> None:
+        """Abandon ``model``'s swap in flight, if any; the scheduler hears it ended in error."""
+        swap = self._swaps.get(model)
+        if swap is None:
+            return
+        self._abandon_swap(swap, why)
+        try:
+            self._scheduler.on_swap_done(model, error)
+        except Exception as exc:
+            call = f"on_swap_done({model!r}, {describe(error)!r})"
+            self._fail_left((model,), self._scheduler_failed(call, exc))
+
     def _abandon_swap(self, swap: Swap, why: str) -> None:
         """Cancel a swap task (unload, shutdown); the caller informs the scheduler."""
         swap.reported = True
@@ -256,15 +268,11 @@ class _SwapDriver(_RouterState):
         except Exception as exc:
             self._fail_left(models, self._scheduler_failed(f"on_unload({list(models)!r})", exc))
         for model in models:
-            swap = self._swaps.get(model)
-            if swap is not None:
-                self._abandon_swap(swap, f"model {model!r} was unloaded")
-                unloaded = ModelUnloaded(f"model {model!r} was unloaded during its swap")
-                try:
-                    self._scheduler.on_swap_done(model, unloaded)
-                except Exception as exc:
-                    call = f"on_swap_done({model!r}, {describe(unloaded)!r})"
-                    self._fail_left((model,), self._scheduler_failed(call, exc))
+            self._drop_swap(
+                model,
+                f"model {model!r} was unloaded",
+                ModelUnloaded(f"model {model!r} was unloaded during its swap"),
+            )
             handle = self._ttl_handles.pop(model, None)
             if handle is not None:
                 handle.cancel()

@@ -253,8 +253,10 @@ def check_cluster_policy(
     deadline; do not call it from inside another ``@given`` test.
     """
     try:
-        from hypothesis import HealthCheck, Phase, given, settings
+        from hypothesis import given
         from hypothesis import strategies as st
+
+        from swapcore.testing._check_settings import check_settings
     except ModuleNotFoundError as exc:
         raise ImportError(
             "swapcore.testing.check_cluster_policy needs hypothesis: "
@@ -273,13 +275,7 @@ def check_cluster_policy(
     if not model_ids or not replica_ids:
         raise ValueError("check_cluster_policy needs at least one model id and one replica id")
 
-    @settings(
-        max_examples=max_examples,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-        # The failure message names the call; hypothesis' explanation would only repeat it.
-        phases=[phase for phase in settings().phases if phase is not Phase.explain],
-    )
+    @check_settings(max_examples)
     @given(
         model=st.sampled_from(model_ids),
         cluster=replica_reports(model_ids, replica_ids, min_size=0).flatmap(

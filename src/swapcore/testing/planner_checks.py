@@ -45,11 +45,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
 import attrs
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from swapcore.planners.base import SwapPlanner
 from swapcore.planners.residency import Eviction
+from swapcore.testing._check_settings import check_settings
 from swapcore.testing._logs import describe_record as _describe
 from swapcore.testing._logs import recording_logs as _recording_logs
 from swapcore.testing.memory_checks import _answer, _shape, budget_violations, memory_violations
@@ -211,14 +212,7 @@ def check_planner(
         st.lists(model, unique=True, max_size=len(model_ids)),
     )
 
-    @settings(
-        max_examples=max_examples,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-        # The failure message names the call; hypothesis' explanation of the
-        # example would only repeat it, at up to a third of a failing run.
-        phases=[phase for phase in settings().phases if phase is not Phase.explain],
-    )
+    @check_settings(max_examples)
     @given(
         swaps=st.lists(st.integers(0, len(model_ids) - 1), max_size=12)
         if exercise_hooks
