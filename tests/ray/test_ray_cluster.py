@@ -31,6 +31,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 import ray  # noqa: E402
 from ray import serve  # noqa: E402
+from swapcore import AffinityPolicy  # noqa: E402
 from swapcore.adapters.ray import build_app  # noqa: E402
 
 MODELS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
@@ -134,6 +135,7 @@ def app() -> Iterator[App]:
         application = build_app(
             cluster_config(marker, port_block(len(MODELS))),
             hosts=3,
+            policy=AffinityPolicy(),  # given, so it travels to the front's router packed
             host_options={
                 "ray_actor_options": {"num_cpus": 0, "resources": {"swaphost": 1}},
                 "max_replicas_per_node": 1,

@@ -54,7 +54,7 @@ def build_app(
     from swapcore.adapters.ray._config import host_config, read_config_text
     from swapcore.adapters.ray._front import DEFAULT_ATTEMPTS, SwapcoreFront
     from swapcore.adapters.ray._host import SwapcoreHost
-    from swapcore.adapters.ray._router import SwapcoreRequestRouter
+    from swapcore.adapters.ray._router import SwapcoreRequestRouter, pack_policy
 
     if isinstance(hosts, bool) or not isinstance(hosts, int) or hosts < 1:
         raise ConfigError(f"hosts: must be a whole number >= 1, not {hosts!r}")
@@ -66,7 +66,7 @@ def build_app(
     host_config(text, source=source, allow_unsupported=allow_unsupported)  # fail here, not later
     router_options: dict[str, Any] = {
         "request_router_class": SwapcoreRequestRouter,
-        "request_router_kwargs": {"policy": policy},
+        "request_router_kwargs": {"policy": None if policy is None else pack_policy(policy)},
         "request_routing_stats_period_s": stats_period,
         "request_routing_stats_timeout_s": max(10.0, 4 * stats_period),
     }

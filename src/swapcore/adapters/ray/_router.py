@@ -19,9 +19,10 @@ would each load the model on a different host.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ray.serve.request_router import (
@@ -35,9 +36,28 @@ from ray.serve.request_router import (
 from swapcore.adapters.ray import _registry
 from swapcore.cluster import AffinityPolicy, ClusterPolicy, ReplicaReport
 
-__all__ = ["SwapcoreRequestRouter", "merge_decisions"]
+__all__ = ["SwapcoreRequestRouter", "merge_decisions", "pack_policy", "unpack_policy"]
 
 logger = logging.getLogger("swapcore.adapters.ray")
+
+
+def pack_policy(policy: ClusterPolicy) -> str:
+    """``policy`` as text, for Ray's JSON-only router kwargs (cloudpickle, so any class works)."""
+    from ray import cloudpickle
+
+    dumps: Callable[[object], bytes] = cloudpickle.dumps  # untyped in Ray
+    return base64.b64encode(dumps(policy)).decode("ascii")
+
+
+def unpack_policy(packed: str) -> ClusterPolicy:
+    """The policy :func:`pack_policy` packed."""
+    from ray import cloudpickle
+
+    policy = cloudpickle.loads(base64.b64decode(packed))
+    if not isinstance(policy, ClusterPolicy):
+        raise TypeError(f"policy: must be a ClusterPolicy, not {type(policy).__name__}")
+    return policy
+
 
 # A decision is forgotten after this long even with no newer report (the host may be gone).
 _DECISION_TTL = 60.0
@@ -135,10 +155,16 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
     least loaded host.
     """
 
-    def initialize_state(self, policy: ClusterPolicy | None = None, **kwargs: Any) -> None:
-        """Ray Serve's hook: take the ``request_router_kwargs``."""
+    def initialize_state(self, policy: ClusterPolicy | str | None = None, **kwargs: Any) -> None:
+        """Ray Serve's hook: take the ``request_router_kwargs``.
+
+        ``policy`` is a :class:`~swapcore.cluster.ClusterPolicy`, or one
+        packed by :func:`pack_policy` (Ray requires the kwargs to be JSON).
+        """
         if kwargs:
             raise TypeError(f"SwapcoreRequestRouter: unknown options {sorted(kwargs)}")
+        if isinstance(policy, str):
+            policy = unpack_policy(policy)
         if policy is not None and not isinstance(policy, ClusterPolicy):
             raise TypeError(f"policy: must be a ClusterPolicy, not {type(policy).__name__}")
         self._policy: ClusterPolicy = policy if policy is not None else AffinityPolicy()
