@@ -63,6 +63,18 @@ def unpack_policy(packed: str) -> ClusterPolicy:
 _DECISION_TTL = 60.0
 
 
+# The parts of Ray Serve's router that _fulfill_next_pending_request relies on (not public API);
+# without them the router falls back to Ray's own fulfilment.
+_HAS_FULFILMENT_INTERNALS = all(
+    hasattr(RequestRouter, name)
+    for name in (
+        "_get_pending_request_matching_internal_request_id",
+        "_cancel_routing_task_for_pending_request",
+        "_record_queue_wait_time",
+        "_remove_pending_request_from_indices",
+    )
+)
+
 # A report made this long after a decision, still without the model, overrides it (the
 # request went elsewhere or failed); sooner, the request may simply not have arrived yet.
 _CONFIRM_GRACE = 2.0
@@ -165,6 +177,11 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
             raise TypeError(f"SwapcoreRequestRouter: unknown options {sorted(kwargs)}")
         if isinstance(policy, str):
             policy = unpack_policy(policy)
+        if not _HAS_FULFILMENT_INTERNALS:
+            logger.warning(
+                "this Ray Serve lacks the routing internals swapcore expects; a host ranked for "
+                "one model may serve a request for another (more cold loads)"
+            )
         if policy is not None and not isinstance(policy, ClusterPolicy):
             raise TypeError(f"policy: must be a ClusterPolicy, not {type(policy).__name__}")
         self._policy: ClusterPolicy = policy if policy is not None else AffinityPolicy()
@@ -304,7 +321,7 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         on its own).
         """
         model = getattr(request_metadata, "multiplexed_model_id", "") if request_metadata else ""
-        if not model:
+        if not model or not _HAS_FULFILMENT_INTERNALS:
             super()._fulfill_next_pending_request(replica, request_metadata)
             return
         pending = self._get_pending_request_matching_internal_request_id(request_metadata)
