@@ -76,3 +76,15 @@ def test_an_invalid_config_fails_before_anything_deploys(tmp_path: Path) -> None
         build_app(str(config), hosts=2)
     with pytest.raises(ConfigError, match="policy"):
         build_app(str(EXAMPLE), policy="affinity")  # type: ignore[arg-type]
+
+
+def test_hosts_can_autoscale_with_rays_own_config() -> None:
+    built = deployments(
+        build_app(
+            str(EXAMPLE),
+            host_options={"autoscaling_config": {"min_replicas": 1, "max_replicas": 4}},
+        )
+    )
+    config = built["SwapcoreHost"]._deployment_config  # type: ignore[attr-defined]
+    assert config.autoscaling_config.min_replicas == 1
+    assert config.autoscaling_config.max_replicas == 4
