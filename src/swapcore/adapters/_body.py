@@ -15,7 +15,7 @@ from __future__ import annotations
 from swapcore.adapters._errors import GatewayHTTPError
 from swapcore.adapters._http import ClientDisconnected, Receive, Scope
 
-__all__ = ["RETRY_AFTER", "BodyBudget", "ReadBody", "read_body"]
+__all__ = ["RETRY_AFTER", "BodyBudget", "ReadBody", "declared_length", "read_body", "too_large"]
 
 RETRY_AFTER = 1
 """Seconds a client is told to wait (``Retry-After``) when the budget is full."""
@@ -74,7 +74,8 @@ class ReadBody:
         self.held = held
 
 
-def _too_large(limit: int) -> GatewayHTTPError:
+def too_large(limit: int) -> GatewayHTTPError:
+    """413: the body is larger than ``limit`` bytes."""
     return GatewayHTTPError(
         413,
         f"request body larger than {limit} bytes",
@@ -83,7 +84,8 @@ def _too_large(limit: int) -> GatewayHTTPError:
     )
 
 
-def _declared_length(scope: Scope) -> int | None:
+def declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length``, or None when absent or invalid."""
     for key, value in scope.get("headers", ()):
         if key == b"content-length":
             try:
@@ -104,10 +106,10 @@ async def read_body(receive: Receive, scope: Scope, limit: int, budget: BodyBudg
     success the caller owns ``held`` bytes of the budget and must
     :meth:`~BodyBudget.give` them back; on failure nothing stays counted.
     """
-    declared = _declared_length(scope)
+    declared = declared_length(scope)
     if declared is not None:
         if declared > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         if not budget.take(declared):
             await _discard(receive, limit)
             raise budget.busy()
@@ -122,7 +124,7 @@ async def read_body(receive: Receive, scope: Scope, limit: int, budget: BodyBudg
                 if chunk:
                     end = size + len(chunk)
                     if end > declared:  # the server should have stopped this
-                        raise _too_large(declared)
+                        raise too_large(declared)
                     data[size:end] = chunk
                     size = end
                 if not message.get("more_body", False):
@@ -143,7 +145,7 @@ async def read_body(receive: Receive, scope: Scope, limit: int, budget: BodyBudg
             chunk = message.get("body", b"")
             if chunk:
                 if held + len(chunk) > limit:
-                    raise _too_large(limit)
+                    raise too_large(limit)
                 if not budget.take(len(chunk)):
                     del data
                     await _discard(receive, limit - held - len(chunk))
@@ -166,6 +168,6 @@ async def _discard(receive: Receive, limit: int) -> None:
             raise ClientDisconnected
         left -= len(message.get("body", b""))
         if left < 0:
-            raise _too_large(limit)
+            raise too_large(limit)
         if not message.get("more_body", False):
             return

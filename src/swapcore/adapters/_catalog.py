@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from swapcore.config.schema import GatewayConfig, ModelConfig, PeerConfig
     from swapcore.router import BaseRouter
 
-__all__ = ["Catalog", "Upstreams"]
+__all__ = ["Catalog", "Upstreams", "split_upstream_path"]
 
 Upstreams: TypeAlias = "Mapping[str, str] | Callable[[str], str]"
 """Model id -> the upstream server's base URL, as a mapping or a function."""
@@ -229,3 +229,22 @@ def _is_url_map(value: object) -> bool:
     return isinstance(value, Mapping) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     )
+
+
+def split_upstream_path(
+    path: str, resolve: Callable[[str], str | None]
+) -> tuple[str, list[str], int] | None:
+    """The model an ``/upstream/<model>/<rest>`` path names, or None.
+
+    The shortest run of leading segments that ``resolve`` turns into a
+    model wins (a model id may itself contain ``/``). Returns ``(model,
+    segments, count)``: the path's segments after ``/upstream/`` and how
+    many of them named the model (the rest is what goes upstream).
+    """
+    segments = path[len("/upstream/") :].split("/")
+    for count in range(1, len(segments) + 1):
+        name = "/".join(segments[:count])
+        model = resolve(name) if name else None
+        if model is not None:
+            return model, segments, count
+    return None

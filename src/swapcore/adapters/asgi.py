@@ -51,7 +51,7 @@ from swapcore.adapters._auth import KeyChecker
 from swapcore.adapters._body import BodyBudget, read_body
 from swapcore.adapters._bodyfilter import filter_request
 from swapcore.adapters._calls import DISCONNECT, HEADER_TIMEOUT, READ_TIMEOUT, Call, Calls
-from swapcore.adapters._catalog import Catalog, Upstreams
+from swapcore.adapters._catalog import Catalog, Upstreams, split_upstream_path
 from swapcore.adapters._cors import allow_origin, preflight
 from swapcore.adapters._errors import (
     GatewayHTTPError,
@@ -692,20 +692,16 @@ class GatewayApp:
         self, scope: Scope, receive: Receive, call: Call, method: str, path: str
     ) -> None:
         """``/upstream/<model>/<rest>``: acquire the model, forward any method to ``/<rest>``."""
-        segments = path[len("/upstream/") :].split("/")
-        for count in range(1, len(segments) + 1):
-            name = "/".join(segments[:count])
-            model = self._catalog.resolve_local(name) if name else None
-            if model is not None:
-                rest = "/" + "/".join(segments[count:])
-                break
-        else:
+        found = split_upstream_path(path, self._catalog.resolve_local)
+        if found is None:
             raise GatewayHTTPError(
                 404,
                 "no local model named in the path: use /upstream/<model>/<path>",
                 kind="invalid_request_error",
                 code="model_not_found",
             )
+        model, segments, count = found
+        rest = "/" + "/".join(segments[count:])
         call.label = model
         exchange = call.exchange
         if count == len(segments):

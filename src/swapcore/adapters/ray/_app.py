@@ -51,10 +51,11 @@ def build_app(
     from ray.serve.config import RequestRouterConfig
 
     from ray import serve
-    from swapcore.adapters.ray._config import host_config, read_config_text
+    from swapcore.adapters.ray._config import host_config
     from swapcore.adapters.ray._front import DEFAULT_ATTEMPTS, SwapcoreFront
     from swapcore.adapters.ray._host import SwapcoreHost
     from swapcore.adapters.ray._router import SwapcoreRequestRouter, pack_policy
+    from swapcore.config._yaml import read_source
 
     if isinstance(hosts, bool) or not isinstance(hosts, int) or hosts < 1:
         raise ConfigError(f"hosts: must be a whole number >= 1, not {hosts!r}")
@@ -62,7 +63,7 @@ def build_app(
         raise ConfigError(f"policy: must be a ClusterPolicy, not {type(policy).__name__}")
     if not stats_period > 0:
         raise ConfigError(f"stats_period: must be positive, not {stats_period!r}")
-    text, source = read_config_text(config)
+    text, source = read_source(config)
     host_config(text, source=source, allow_unsupported=allow_unsupported)  # fail here, not later
     router_options: dict[str, Any] = {
         "request_router_class": SwapcoreRequestRouter,

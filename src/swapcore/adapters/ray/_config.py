@@ -5,14 +5,7 @@ from __future__ import annotations
 from swapcore.config import GatewayConfig
 from swapcore.errors import ConfigError
 
-__all__ = ["host_config", "read_config_text"]
-
-
-def read_config_text(path_or_text: str) -> tuple[str, str]:
-    """``(yaml text, source name)`` of a config path or YAML text; ConfigError if unreadable."""
-    from swapcore.config._yaml import read_source
-
-    return read_source(path_or_text)
+__all__ = ["host_config"]
 
 
 def host_config(

@@ -28,6 +28,8 @@ from urllib.parse import parse_qs
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from swapcore.adapters._body import declared_length, too_large
+from swapcore.adapters._catalog import split_upstream_path
 from swapcore.adapters._errors import GatewayHTTPError, error_json
 from swapcore.adapters._requests import parse_body
 from swapcore.adapters.ray._registry import note_report, routers
@@ -94,15 +96,12 @@ class SwapcoreFront:
 
     def model_of(self, method: str, path: str, query: bytes, content_type: str, body: bytes) -> str:
         """The local model a request is for, or "" (no model, or one a host will refuse)."""
-        name = ""
+        resolve = self._config.resolve_model
         if path.startswith("/upstream/"):
-            segments = path[len("/upstream/") :].split("/")
-            for count in range(len(segments), 0, -1):
-                candidate = "/".join(segments[:count])
-                if self._config.resolve_model(candidate):
-                    name = candidate
-                    break
-        elif query and b"model=" in query:
+            found = split_upstream_path(path, resolve)  # the gateway's own rule
+            return found[0] if found else ""
+        name = ""
+        if query and b"model=" in query:
             values = parse_qs(query.decode("latin-1")).get("model")
             name = values[0] if values else ""
         elif method == "POST" and body:
@@ -110,7 +109,7 @@ class SwapcoreFront:
                 name = parse_body(content_type, bytearray(body)).model
             except GatewayHTTPError:
                 return ""  # the host answers with the gateway's own error
-        return self._config.resolve_model(name) or "" if name else ""
+        return (resolve(name) or "") if name else ""
 
     async def __call__(self, request: HTTPRequest) -> Response:
         """Serve one HTTP request through a host."""
@@ -119,12 +118,12 @@ class SwapcoreFront:
             return PlainTextResponse("OK")
         if path == "/cluster" and request.method == "GET":
             return JSONResponse({"hosts": self.hosts()})
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
-            return _error(413, "request body too large", "invalid_request_error", "body_too_large")
+        declared = declared_length(request.scope)
+        if declared is not None and declared > self._max_body:
+            return _error(too_large(self._max_body))
         body = await request.body()
         if len(body) > self._max_body:
-            return _error(413, "request body too large", "invalid_request_error", "body_too_large")
+            return _error(too_large(self._max_body))
         query = request.scope.get("query_string", b"")
         model = self.model_of(
             request.method, path, query, request.headers.get("content-type", ""), body
@@ -165,18 +164,30 @@ class SwapcoreFront:
                 logger.warning("a host was lost before the answer was sent (%s); retrying", exc)
                 continue
             except StopAsyncIteration:
-                return _error(502, "the host sent no response", "server_error", "host_no_response")
+                return _error(
+                    GatewayHTTPError(
+                        502,
+                        "the host sent no response",
+                        kind="server_error",
+                        code="host_no_response",
+                    )
+                )
         logger.error("no host answered %s %s: %s", request.method, path, failure)
         return _error(
-            503,
-            f"no host could serve the request: {failure}",
-            "server_error",
-            "no_host",
+            GatewayHTTPError(
+                503,
+                f"no host could serve the request: {failure}",
+                kind="server_error",
+                code="no_host",
+            )
         )
 
 
-def _error(status: int, message: str, kind: str, code: str) -> Response:
-    return JSONResponse(error_json(message, kind, code), status_code=status)
+def _error(error: GatewayHTTPError) -> Response:
+    """The gateway's JSON answer for ``error``."""
+    response = JSONResponse(error.body(), status_code=error.status)
+    response.raw_headers.extend(error.headers)
+    return response
 
 
 def _is_event_stream(head: Head) -> bool:
