@@ -186,57 +186,46 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
             raise TypeError(f"policy: must be a ClusterPolicy, not {type(policy).__name__}")
         self._policy: ClusterPolicy = policy if policy is not None else AffinityPolicy()
         self._decisions: dict[str, list[_Decision]] = {}
-        self._fresh: dict[str, tuple[float, ReplicaReport]] = {}
-        self._raw: dict[str, Mapping[str, Any]] = {}
+        # Per host: the newest report seen, as (made at, report, the data it came as).
+        self._latest: dict[str, tuple[float, ReplicaReport, Mapping[str, Any]]] = {}
         _registry.add(self)  # through the module: see _registry
 
     # ---------------------------------------------------------------- views
 
     def note_report(self, data: Mapping[str, Any]) -> None:
         """Take a report fresher than Serve's (one a host sent back with a response)."""
-        try:
-            report = ReplicaReport.from_dict(data)
-            at = float(data.get("at", 0.0))
-        except (ValueError, TypeError):
-            return
-        known = self._fresh.get(report.replica)
-        if known is None or known[0] < at:
-            self._fresh[report.replica] = (at, report)
-            self._raw[report.replica] = data
+        self._take(data)
 
-    def reports(self) -> list[ReplicaReport]:
-        """Every running host's report, with this router's decisions since applied."""
-        return [self._view(replica) for replica in self._replicas_sorted()]
+    def _take(self, data: Mapping[str, Any]) -> None:
+        """Keep ``data`` as its host's report if it is newer than the one kept."""
+        try:
+            at = float(data.get("at", 0.0))
+            replica = data.get("replica")
+            known = self._latest.get(replica) if isinstance(replica, str) else None
+            if known is None or known[0] < at:
+                report = ReplicaReport.from_dict(data)
+                self._latest[report.replica] = (at, report, data)
+        except (ValueError, TypeError) as exc:
+            logger.warning("unreadable host report (%s)", exc)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every running host's latest report as sent (``at``, ``counts``), and its ``node``."""
         out = []
-        for replica in self._replicas_sorted():
+        for replica in sorted(self.curr_replicas.values(), key=lambda r: r.replica_id.unique_id):
             rid = replica.replica_id.unique_id
-            self._report_of(replica)
-            raw = self._raw.get(rid)
-            entry = dict(raw) if raw is not None else {"replica": rid, "at": None}
+            known = self._report_of(replica)
+            entry = dict(known[2]) if known is not None else {"replica": rid, "at": None}
             entry["node"] = replica.node_id
             out.append(entry)
         return out
 
-    def _replicas_sorted(self) -> list[RunningReplica]:
-        return sorted(self.curr_replicas.values(), key=lambda r: r.replica_id.unique_id)
-
-    def _report_of(self, replica: RunningReplica) -> tuple[float, ReplicaReport] | None:
-        rid = replica.replica_id.unique_id
-        best = self._fresh.get(rid)
-        stats = replica.routing_stats
-        if stats:
-            try:
-                at = float(stats.get("at", 0.0))
-                if best is None or best[0] < at:
-                    best = (at, ReplicaReport.from_dict(stats))
-                    self._fresh[rid] = best
-                    self._raw[rid] = stats
-            except (ValueError, TypeError) as exc:
-                logger.warning("host %s: unreadable routing stats (%s)", rid, exc)
-        return best
+    def _report_of(
+        self, replica: RunningReplica
+    ) -> tuple[float, ReplicaReport, Mapping[str, Any]] | None:
+        """The newest report of ``replica``: Serve's routing stats or one a response carried."""
+        if replica.routing_stats:
+            self._take(replica.routing_stats)
+        return self._latest.get(replica.replica_id.unique_id)
 
     def _view(self, replica: RunningReplica, model: str = "") -> ReplicaReport:
         rid = replica.replica_id.unique_id
@@ -249,19 +238,22 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
                 rid, models=(model,) if model else (), would_evict={model: ()} if model else {}
             )
         else:
-            at, report = known
+            at, report, _ = known
         decisions = [d for d in self._decisions.get(rid, ()) if not d.settled_by(at, report, now)]
         self._decisions[rid] = decisions
         return merge_decisions(report, [(d.model, d.evict) for d in decisions], len(decisions))
 
-    def _decide(self, replica: RunningReplica, model: str, request: str) -> None:
-        """Record that ``request`` for ``model`` goes to ``replica`` (replacing a guess)."""
-        for decisions in self._decisions.values():
-            decisions[:] = [d for d in decisions if d.request != request or not request]
-        view = self._view(replica, model)
+    def _forget(self, request: str) -> None:
+        """Drop the decision recorded for ``request``, wherever it was."""
+        if request:
+            for decisions in self._decisions.values():
+                decisions[:] = [d for d in decisions if d.request != request]
+
+    def _decide(self, view: ReplicaReport, model: str, request: str) -> None:
+        """Record that ``request`` for ``model`` goes to the host ``view`` shows."""
         evict = () if view.holds(model) else tuple(view.would_evict.get(model, ()))
-        rid = replica.replica_id.unique_id
-        self._decisions.setdefault(rid, []).append(_Decision(model, evict, time.time(), request))
+        decision = _Decision(model, evict, time.time(), request)
+        self._decisions.setdefault(view.replica, []).append(decision)
 
     # -------------------------------------------------------------- routing
 
@@ -272,13 +264,15 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
     ) -> list[list[RunningReplica]]:
         """The candidates in the policy's order, one per rank (Ray tries them in turn)."""
         model = pending_request.metadata.multiplexed_model_id if pending_request else ""
+        request = pending_request.metadata.internal_request_id if pending_request else ""
+        self._forget(request)  # a retry is ranked afresh, not pulled to its own earlier guess
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
-        views = [self._view(r, model) for r in candidate_replicas]
+        views = {r.replica_id.unique_id: self._view(r, model) for r in candidate_replicas}
         if not model:
-            ordered = sorted(views, key=lambda v: (v.queued + v.in_flight, v.replica))
+            ordered = sorted(views.values(), key=lambda v: (v.queued + v.in_flight, v.replica))
             return [[by_id[v.replica]] for v in ordered]
         try:
-            ranking = list(self._policy.rank(model, views))
+            ranking = list(self._policy.rank(model, list(views.values())))
         except Exception:
             logger.exception(
                 "cluster policy %r failed for %r; trying every host", self._policy, model
@@ -288,7 +282,7 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         if ranks and pending_request is not None:
             # Counted at once: requests routed meanwhile must see it (Ray routes several
             # requests concurrently and calls on_request_routed only once a slot is held).
-            self._decide(ranks[0][0], model, pending_request.metadata.internal_request_id)
+            self._decide(views[ranks[0][0].replica_id.unique_id], model, request)
         return ranks
 
     def on_request_routed(
@@ -305,9 +299,10 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         rid = replica_id.unique_id
         if any(d.request == request for d in self._decisions.get(rid, ())):
             return
+        self._forget(request)
         replica = self.curr_replicas.get(replica_id)
         if replica is not None:
-            self._decide(replica, model, request)
+            self._decide(self._view(replica, model), model, request)
 
     def _fulfill_next_pending_request(
         self, replica: RunningReplica, request_metadata: Any = None
@@ -338,6 +333,5 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         """Forget a dead host's reports and decisions."""
         super().on_replica_actor_died(replica_id)
-        self._fresh.pop(replica_id.unique_id, None)
-        self._raw.pop(replica_id.unique_id, None)
+        self._latest.pop(replica_id.unique_id, None)
         self._decisions.pop(replica_id.unique_id, None)
