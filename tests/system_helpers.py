@@ -3,35 +3,59 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 from pathlib import Path
 
+# Ports a test listens on come from below the kernel's ephemeral range: a port
+# inside it, free a moment ago, can become the source port of any outgoing
+# connection (a client's, the gateway's to its models) before the server
+# binds it. Below the range only a listener can take it. Ray's workers take
+# 10002-19999, so the pool starts at 20000.
+_POOL_FLOOR = 20_000
+_pick = random.SystemRandom()  # untouched by tests that seed ``random``
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _pool(count: int) -> range:
+    """Where a block of ``count`` ports may start: outside the ephemeral range."""
+    low, high = _ephemeral_range()
+    if low - count - _POOL_FLOOR >= 1000:
+        return range(_POOL_FLOOR, low - count)
+    if 65535 - count - high >= 1000:
+        return range(high + 1, 65536 - count)
+    return range(1024, 65536 - count)  # no room outside it: take the chance
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that was free a moment ago, outside the ephemeral range."""
+    return port_block(1)
 
 
 def port_block(count: int) -> int:
     """The first of ``count`` consecutive free ports (for ``startPort``)."""
-    for _ in range(200):
-        start = free_port()
-        if start + count >= 65535:
-            continue
-        free = True
-        for port in range(start, start + count):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    free = False
-                    break
-        if free:
+    pool = _pool(count)
+    for _ in range(500):
+        start = _pick.choice(pool)
+        if all(_bindable(port) for port in range(start, start + count)):
             return start
-    raise RuntimeError("no block of free ports")
+    raise RuntimeError(f"no block of {count} free ports in {pool.start}-{pool.stop - 1}")
 
 
 def pids_with(marker: str) -> set[int]:

@@ -40,6 +40,7 @@ from swapcore.adapters.asgi import GatewayApp
 from swapcore.config import PeerConfig, UpstreamTimeouts, parse_config
 from swapcore.fakemodel import FakeModel
 from swapcore.testing.fakes import FakeProcess
+from system_helpers import free_port
 
 # ---------------------------------------------------------------- endpoints
 
@@ -285,11 +286,7 @@ async def test_shutting_down_and_not_started_are_503(bench: Make) -> None:
 
 
 async def test_unreachable_upstream_is_502(bench: Make) -> None:
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     # The app's own client, for a real refused connection.
     # A refused connection to a ready model is retried until connect runs out.
     b = await bench(

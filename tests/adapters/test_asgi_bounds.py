@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 import pytest
@@ -35,6 +34,7 @@ from swapcore.adapters._requests import PARSE_LIMIT
 from swapcore.config import UpstreamTimeouts, parse_config
 from swapcore.fakemodel import HANG_MARKER, FakeModel
 from swapcore.testing.fakes import FakeProcess
+from system_helpers import free_port
 
 STREAM = {"model": "a", "stream": True, **CHAT}
 
@@ -125,9 +125,7 @@ async def test_a_client_that_stops_reading_is_cut_off(bench: Make) -> None:
 async def test_a_refused_connection_to_a_ready_model_is_retried(
     bench: Make, live: LiveUpstreams
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     b = await bench(
         upstreams={"a": f"http://127.0.0.1:{port}", "b": "http://b"},
         timeouts=UpstreamTimeouts(connect=BOUND),
@@ -163,9 +161,7 @@ async def test_a_refused_connection_to_a_ready_model_is_retried(
 async def test_a_model_that_went_down_before_the_request_reached_it_is_restarted(
     bench: Make,
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     processes = {"a": FakeProcess("a"), "b": FakeProcess("b")}
     b = await bench(
         processes=processes,
