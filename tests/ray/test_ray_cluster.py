@@ -36,6 +36,13 @@ from swapcore.adapters.ray import build_app  # noqa: E402
 
 MODELS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
 TIMEOUT = 60.0  # seconds: the bound on any one wait here (never reached when all is well)
+# Serve's controller kills an HTTP proxy not ready within 5 s, and serve.start
+# then fails: on 2 busy cores a proxy's first start can take longer. The nodes'
+# processes inherit these from the test's environment.
+SLOW_MACHINE_ENV = {
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "45",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30",
+}
 
 
 def cluster_config(marker: str, start_port: int) -> str:
@@ -119,6 +126,13 @@ class App:
 @pytest.fixture(scope="module")
 def app() -> Iterator[App]:
     marker = f"swapcore-ray-test-{uuid.uuid4().hex[:8]}"
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in SLOW_MACHINE_ENV.items():
+            env.setenv(name, value)
+        yield from _cluster_app(marker)
+
+
+def _cluster_app(marker: str) -> Iterator[App]:
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "include_dashboard": False, "resources": {"head": 1}},

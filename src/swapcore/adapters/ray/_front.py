@@ -32,7 +32,7 @@ from swapcore.adapters._body import declared_length, too_large
 from swapcore.adapters._catalog import split_upstream_path
 from swapcore.adapters._errors import GatewayHTTPError, error_json
 from swapcore.adapters._requests import parse_body
-from swapcore.adapters.ray._registry import note_report, routers
+from swapcore.adapters.ray._registry import note_report, routers, track, untrack
 from swapcore.adapters.ray._wire import Head, request_message
 
 __all__ = ["SwapcoreFront"]
@@ -141,10 +141,15 @@ class SwapcoreFront:
         failure: BaseException | None = None
         for _ in range(self._attempts):
             stream = handle.call.remote(message)
+            internal_id = _internal_id(stream)
+            track(internal_id)  # the router holds its decision until the answer begins
             try:
-                head = await stream.__anext__()
-                if head.get("report"):
-                    note_report(head["report"] or {})
+                try:
+                    head = await stream.__anext__()
+                    if head.get("report"):
+                        note_report(head["report"] or {})
+                finally:
+                    untrack(internal_id)
                 if _is_event_stream(head):
                     return _respond(head, [], stream, self._lost)
                 # Anything else is gathered before the client sees a byte, so a host
@@ -188,6 +193,12 @@ def _error(error: GatewayHTTPError) -> Response:
     response = JSONResponse(error.body(), status_code=error.status)
     response.raw_headers.extend(error.headers)
     return response
+
+
+def _internal_id(response: Any) -> str:
+    """Ray Serve's internal id of the request behind ``response`` ("" if this Ray hides it)."""
+    metadata = getattr(response, "_request_metadata", None)
+    return str(getattr(metadata, "internal_request_id", "") or "")
 
 
 def _is_event_stream(head: Head) -> bool:

@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-__all__ = ["Registered", "add", "note_report", "routers"]
+__all__ = ["Registered", "add", "note_report", "routers", "track", "untrack"]
 
 
 class Registered(Protocol):
@@ -23,6 +23,12 @@ class Registered(Protocol):
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every running host's latest report."""
+
+    def track(self, request: str) -> None:
+        """Hold the decision for ``request`` until :meth:`untrack`."""
+
+    def untrack(self, request: str) -> None:
+        """The answer to ``request`` has begun, or it ended without one."""
 
 
 _ROUTERS: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -42,3 +48,17 @@ def note_report(data: Mapping[str, Any]) -> None:
     """Give every router in this process a report a host sent back with a response."""
     for router in list(_ROUTERS):
         router.note_report(data)
+
+
+def track(request: str) -> None:
+    """Tell every router that the front follows ``request`` (Ray's internal id) to its answer."""
+    if request:
+        for router in list(_ROUTERS):
+            router.track(request)
+
+
+def untrack(request: str) -> None:
+    """Tell every router that the answer to ``request`` has begun, or that it ended without one."""
+    if request:
+        for router in list(_ROUTERS):
+            router.untrack(request)

@@ -12,15 +12,19 @@ Reports reach the router through Serve's controller, polled every
 The router therefore also remembers what it decided since: when it sends a
 model to a host, that model counts as loading there, and what that host's
 planner said the load would evict counts as gone, until a report shows the
-model there (or, 2 s after the decision, still does not: the request went
-elsewhere or failed). Without this, two requests a moment apart
-would each load the model on a different host.
+model there. Without this, two requests a moment apart would each load the
+model on a different host. A request the front tracks (it tells the router
+when the host's answer begins, or the request ends without one) keeps its
+decision until then however slowly it travels; one sent through some other
+handle keeps it until a report made 2 s after the decision still lacks the
+model (the request went elsewhere or failed).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -75,8 +79,17 @@ _HAS_FULFILMENT_INTERNALS = all(
     )
 )
 
-# A report made this long after a decision, still without the model, overrides it (the
-# request went elsewhere or failed); sooner, the request may simply not have arrived yet.
+# How long a request is offered only to the host the policy ranked first. Ray gives up on a
+# host whose queue-length probe answers late (0.1 s at first) and tries the next rank: on a
+# busy machine that turns a wait of a fraction of a second into a cold load elsewhere
+# (30-100 s on real models). After this, every host is offered, in the policy's order.
+_PATIENCE = 5.0
+# Requests being routed, whose first ranking is remembered, before stale ones are pruned.
+_FIRST_RANKED_LIMIT = 4096
+
+# For a request no front tracks: a report made this long after a decision, still without
+# the model, overrides it (the request went elsewhere or failed); sooner, the request may
+# simply not have arrived yet. A tracked request needs no guess: the front says when.
 _CONFIRM_GRACE = 2.0
 
 
@@ -89,13 +102,21 @@ class _Decision:
         self.at = at
         self.request = request
 
-    def settled_by(self, report_at: float, report: ReplicaReport, now: float) -> bool:
-        """Whether a report (made at ``report_at``) already shows this decision, or voids it."""
+    def settled_by(
+        self, report_at: float, report: ReplicaReport, now: float, *, tracked: bool
+    ) -> bool:
+        """Whether a report (made at ``report_at``) already shows this decision, or voids it.
+
+        ``tracked``: the front will say when the request's answer begins, so
+        no report voids the decision before then (only one that shows it).
+        """
         if now - self.at > _DECISION_TTL:
             return True
         if report_at <= self.at:
             return False
-        return report.holds(self.model) or report_at > self.at + _CONFIRM_GRACE
+        if report.holds(self.model):
+            return True
+        return not tracked and report_at > self.at + _CONFIRM_GRACE
 
 
 def merge_decisions(
@@ -186,6 +207,13 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
             raise TypeError(f"policy: must be a ClusterPolicy, not {type(policy).__name__}")
         self._policy: ClusterPolicy = policy if policy is not None else AffinityPolicy()
         self._decisions: dict[str, list[_Decision]] = {}
+        # Requests a front tracks until their answer begins (see track/untrack).
+        self._tracked: set[str] = set()
+        # When each request being routed was first ranked (see _PATIENCE).
+        self._first_ranked: dict[str, float] = {}
+        # The front calls track/untrack/note_report from its own event loop, and Ray Serve
+        # may run this router on another thread's loop.
+        self._lock = threading.Lock()
         # Per host: the newest report seen, as (made at, report, the data it came as).
         self._latest: dict[str, tuple[float, ReplicaReport, Mapping[str, Any]]] = {}
         _registry.add(self)  # through the module: see _registry
@@ -195,6 +223,18 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
     def note_report(self, data: Mapping[str, Any]) -> None:
         """Take a report fresher than Serve's (one a host sent back with a response)."""
         self._take(data)
+
+    def track(self, request: str) -> None:
+        """Hold the decision for ``request`` (Ray's internal id) until :meth:`untrack`."""
+        with self._lock:
+            self._tracked.add(request)
+
+    def untrack(self, request: str) -> None:
+        """The answer to ``request`` has begun, or it ended without one: reports now tell."""
+        with self._lock:
+            self._tracked.discard(request)
+            self._first_ranked.pop(request, None)
+            self._forget(request)
 
     def _take(self, data: Mapping[str, Any]) -> None:
         """Keep ``data`` as its host's report if it is newer than the one kept."""
@@ -239,12 +279,18 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
             )
         else:
             at, report, _ = known
-        decisions = [d for d in self._decisions.get(rid, ()) if not d.settled_by(at, report, now)]
-        self._decisions[rid] = decisions
-        return merge_decisions(report, [(d.model, d.evict) for d in decisions], len(decisions))
+        with self._lock:
+            decisions = self._decisions.get(rid, [])
+            decisions[:] = [
+                d
+                for d in decisions
+                if not d.settled_by(at, report, now, tracked=d.request in self._tracked)
+            ]
+            pending = [(d.model, d.evict) for d in decisions]
+        return merge_decisions(report, pending, len(pending))
 
     def _forget(self, request: str) -> None:
-        """Drop the decision recorded for ``request``, wherever it was."""
+        """Drop the decision recorded for ``request``, wherever it was (lock held)."""
         if request:
             for decisions in self._decisions.values():
                 decisions[:] = [d for d in decisions if d.request != request]
@@ -253,7 +299,8 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         """Record that ``request`` for ``model`` goes to the host ``view`` shows."""
         evict = () if view.holds(model) else tuple(view.would_evict.get(model, ()))
         decision = _Decision(model, evict, time.time(), request)
-        self._decisions.setdefault(view.replica, []).append(decision)
+        with self._lock:
+            self._decisions.setdefault(view.replica, []).append(decision)
 
     # -------------------------------------------------------------- routing
 
@@ -265,7 +312,8 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         """The candidates in the policy's order, one per rank (Ray tries them in turn)."""
         model = pending_request.metadata.multiplexed_model_id if pending_request else ""
         request = pending_request.metadata.internal_request_id if pending_request else ""
-        self._forget(request)  # a retry is ranked afresh, not pulled to its own earlier guess
+        with self._lock:  # a retry is ranked afresh, not pulled to its own earlier guess
+            self._forget(request)
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
         views = {r.replica_id.unique_id: self._view(r, model) for r in candidate_replicas}
         if not model:
@@ -283,7 +331,20 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
             # Counted at once: requests routed meanwhile must see it (Ray routes several
             # requests concurrently and calls on_request_routed only once a slot is held).
             self._decide(views[ranks[0][0].replica_id.unique_id], model, request)
+            pending_request.routing_context.should_backoff = True  # Ray sleeps between tries
+            if self._patient(request):
+                return ranks[:1]
         return ranks
+
+    def _patient(self, request: str) -> bool:
+        """Whether ``request`` is still offered only to the first host (see ``_PATIENCE``)."""
+        now = time.monotonic()
+        with self._lock:
+            first = self._first_ranked.setdefault(request, now)
+            if len(self._first_ranked) > _FIRST_RANKED_LIMIT:  # requests Ray dropped unrouted
+                for old in [r for r, at in self._first_ranked.items() if now - at > _PATIENCE]:
+                    del self._first_ranked[old]
+        return now - first < _PATIENCE
 
     def on_request_routed(
         self,
@@ -297,9 +358,12 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
             return
         request = pending_request.metadata.internal_request_id
         rid = replica_id.unique_id
-        if any(d.request == request for d in self._decisions.get(rid, ())):
-            return
-        self._forget(request)
+        with self._lock:
+            self._first_ranked.pop(request, None)
+            if any(d.request == request for d in self._decisions.get(rid, ())):
+                return
+            self._forget(request)
+        logger.debug("request %s for %r went to %s, not the policy's first", request, model, rid)
         replica = self.curr_replicas.get(replica_id)
         if replica is not None:
             self._decide(self._view(replica, model), model, request)
@@ -334,4 +398,5 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         """Forget a dead host's reports and decisions."""
         super().on_replica_actor_died(replica_id)
         self._latest.pop(replica_id.unique_id, None)
-        self._decisions.pop(replica_id.unique_id, None)
+        with self._lock:
+            self._decisions.pop(replica_id.unique_id, None)
