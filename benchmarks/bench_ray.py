@@ -43,7 +43,6 @@ import random
 import shlex
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -159,6 +158,7 @@ class FakeServer:
 def ray_lru_host(marker: str, load: float) -> Any:
     """The deployment class Ray's documentation suggests: a multiplexed loader, LRU per replica."""
     import httpx
+
     from ray import serve
 
     class RayLRUHost:
@@ -194,7 +194,6 @@ def ray_lru_host(marker: str, load: float) -> Any:
 
 def build_ray_lru(marker: str, load: float, config_text: str, max_ongoing: int | None) -> Any:
     from ray import serve
-
     from swapcore.adapters.ray import SwapcoreFront
 
     options: dict[str, Any] = {
@@ -370,10 +369,10 @@ def measure_start(marker: str, load: float) -> float:
     )
     try:
         while True:
-            with contextlib.suppress(Exception):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                    if r.status == 200:
-                        return time.monotonic() - started
+            url = f"http://127.0.0.1:{port}/health"
+            with contextlib.suppress(Exception), urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.monotonic() - started
             time.sleep(0.02)
     finally:
         process.terminate()
@@ -411,7 +410,10 @@ def simulate(trace: Sequence[tuple[float, str]], config_text: str, load: float) 
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    head = f"{'set-up':<22} {'requests':>8} {'failed':>6} {'cold loads':>10} {'p50 wait':>9} {'p99 wait':>9} {'max wait':>9} {'req/s':>6}"
+    head = (
+        f"{'set-up':<22} {'requests':>8} {'failed':>6} {'cold loads':>10}"
+        f" {'p50 wait':>9} {'p99 wait':>9} {'max wait':>9} {'req/s':>6}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -436,9 +438,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"--runs: unknown set-up(s) {unknown}; known: {', '.join(RUNS)}")
 
+    from ray.cluster_utils import Cluster
+
     import ray
     from ray import serve
-    from ray.cluster_utils import Cluster
 
     trace = make_trace(args.duration, args.rate, args.burst, args.seed)
     print(
