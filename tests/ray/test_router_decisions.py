@@ -16,6 +16,7 @@ if os.environ.get("SWAPCORE_REQUIRE_RAY") != "1":
 from swapcore.adapters.ray import _registry
 from swapcore.adapters.ray._router import (
     _CONFIRM_GRACE,
+    _DECISION_TTL,
     _PATIENCE,
     SwapcoreRequestRouter,
     _Decision,
@@ -168,3 +169,20 @@ def test_a_request_is_offered_only_the_first_host_until_patience_runs_out(
     assert offered() == ["r0", "r1"]  # the holder never answered: every host, in order
     router.untrack("req")  # the request ended (a retry starts patient again)
     assert offered() == ["r0"]
+
+
+def test_a_request_ray_never_routed_is_forgotten_after_the_decision_ttl(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    router = object.__new__(SwapcoreRequestRouter)
+    router.initialize_state()
+    now = [1000.0]
+    monkeypatch.setattr("swapcore.adapters.ray._router.time.monotonic", lambda: now[0])
+    assert router._patient("dropped")  # ranked once, then cancelled before Ray routed it
+    assert router._patient("routing")
+    now[0] += _PATIENCE + 1.0
+    assert not router._patient("routing")  # still being routed: its patience is spent
+    assert set(router._first_ranked) == {"dropped", "routing"}
+    now[0] += _DECISION_TTL
+    assert router._patient("new")
+    assert set(router._first_ranked) == {"new"}  # the ones Ray gave up on are gone

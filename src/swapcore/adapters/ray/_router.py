@@ -26,6 +26,7 @@ import base64
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,7 +64,8 @@ def unpack_policy(packed: str) -> ClusterPolicy:
     return policy
 
 
-# A decision is forgotten after this long even with no newer report (the host may be gone).
+# A decision is forgotten after this long even with no newer report (the host may be gone);
+# so is when a request was first ranked, if Ray never routed it (cancelled, caller gone).
 _DECISION_TTL = 60.0
 
 
@@ -84,8 +86,6 @@ _HAS_FULFILMENT_INTERNALS = all(
 # busy machine that turns a wait of a fraction of a second into a cold load elsewhere
 # (30-100 s on real models). After this, every host is offered, in the policy's order.
 _PATIENCE = 5.0
-# Requests being routed, whose first ranking is remembered, before stale ones are pruned.
-_FIRST_RANKED_LIMIT = 4096
 
 # For a request no front tracks: a report made this long after a decision, still without
 # the model, overrides it (the request went elsewhere or failed); sooner, the request may
@@ -209,8 +209,8 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         self._decisions: dict[str, list[_Decision]] = {}
         # Requests a front tracks until their answer begins (see track/untrack).
         self._tracked: set[str] = set()
-        # When each request being routed was first ranked (see _PATIENCE).
-        self._first_ranked: dict[str, float] = {}
+        # When each request being routed was first ranked (see _PATIENCE), oldest first.
+        self._first_ranked: OrderedDict[str, float] = OrderedDict()
         # The front calls track/untrack/note_report from its own event loop, and Ray Serve
         # may run this router on another thread's loop.
         self._lock = threading.Lock()
@@ -340,10 +340,10 @@ class SwapcoreRequestRouter(FIFOMixin, RequestRouter):
         """Whether ``request`` is still offered only to the first host (see ``_PATIENCE``)."""
         now = time.monotonic()
         with self._lock:
-            first = self._first_ranked.setdefault(request, now)
-            if len(self._first_ranked) > _FIRST_RANKED_LIMIT:  # requests Ray dropped unrouted
-                for old in [r for r, at in self._first_ranked.items() if now - at > _PATIENCE]:
-                    del self._first_ranked[old]
+            first_ranked = self._first_ranked
+            while first_ranked and now - next(iter(first_ranked.values())) > _DECISION_TTL:
+                first_ranked.popitem(last=False)  # a request Ray dropped unrouted
+            first = first_ranked.setdefault(request, now)
         return now - first < _PATIENCE
 
     def on_request_routed(
